@@ -1,0 +1,358 @@
+"""The `memsim` command line. Logic lives in the library; this module parses and prints."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any, NoReturn
+
+from memsim import __version__
+from memsim.errors import MemsimError, SpecError, UnknownDeviceError
+from memsim.physics.curves import curve_provenance, describe
+from memsim.physics.device import Device, OperatingPoint, load_device, mechanism_curves
+from memsim.spec.fields import Param
+from memsim.spec.loader import builtin_device_files
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message}\n")
+
+
+def _parse_knobs(items: Sequence[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise MemsimError(f"--knob expects NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise MemsimError(f"--knob {name.strip()}: expected a number, got {value!r}") from None
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Param):
+        d: dict[str, Any] = {"value": obj.value, "provenance": obj.provenance.value}
+        if obj.source:
+            d["source"] = obj.source
+        if obj.note:
+            d["note"] = obj.note
+        return d
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        kind = _kind_name(obj)
+        return {"kind": kind, **out} if kind else out
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, tuple | list):
+        return [_jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def _kind_name(obj: object) -> str | None:
+    from memsim.spec.curves import _KIND_OF
+    from memsim.spec.mechanisms import MECHANISM_KIND_OF
+
+    return _KIND_OF.get(type(obj)) or MECHANISM_KIND_OF.get(type(obj))
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _fmt(p: Param) -> str:
+    tag = p.provenance.value
+    extra = f", {p.source}" if p.source else ""
+    return f"{p.value:g} [{tag}{extra}]"
+
+
+def _tags(tags: Sequence[str] | frozenset[Any]) -> str:
+    vals = sorted(t.value if isinstance(t, Enum) else str(t) for t in tags)
+    return "[" + ", ".join(vals) + "]" if vals else ""
+
+
+# -- devices list ------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    problems: list[str] = []
+    for _name, path in builtin_device_files().items():
+        try:
+            d = load_device(path)
+        except MemsimError as e:
+            problems.append(f"error: {e}")
+            continue
+        rows.append(d)
+    if args.json:
+        _print_json([
+            {"name": d.name, "technology": d.spec.technology.value,
+             "description": d.spec.description, "file": d.spec.file,
+             "knobs": [{"name": k.name, "unit": k.unit, "role": k.role.value,
+                        "nominal": k.nominal.value, "range": [k.low, k.high]}
+                       for k in d.spec.knobs],
+             "source": [s.id for s in d.spec.sources]}
+            for d in rows])
+    else:
+        for d in rows:
+            print(f"{d.name}  ({d.spec.technology.value})")
+            for k in d.spec.knobs:
+                print(f"    {k.name:<16} {k.role.value:<12} nominal {k.nominal.value:g} "
+                      f"range [{k.low:g}, {k.high:g}] {k.unit}")
+            print(f"    source: {', '.join(s.id for s in d.spec.sources)}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    return EXIT_USAGE if problems else 0
+
+
+# -- devices show ------------------------------------------------------------------------------
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    d = load_device(args.device)
+    spec = d.spec
+    if args.json:
+        data = _jsonable(spec)
+        data["calibration_check"] = [
+            {"quantity": c.calibration.quantity.value, "knobs": dict(c.knobs),
+             "published": c.published, "model": c.model, "ratio": c.ratio, "ok": c.ok}
+            for c in d.calibration_report()]
+        _print_json(data)
+        return 0
+    print(f"{spec.name}  ({spec.technology.value}, schema {spec.schema_version})")
+    print(f"  file: {spec.file}")
+    print(f"  {spec.description}")
+    print("  sources:")
+    for s in spec.sources:
+        print(f"    {s.id}: {s.citation}")
+    print(f"  cell: {spec.cell.bits_per_cell} bit(s) per cell, {spec.cell.level_coding.value} "
+          f"level coding; rows of {spec.array.row_bits} bits, {spec.array.rows_per_array} "
+          "rows per array")
+    print("  knobs:")
+    for k in spec.knobs:
+        print(f"    {k.name}: {k.role.value}, unit {k.unit}, nominal {_fmt(k.nominal)}, "
+              f"range [{k.low:g}, {k.high:g}], {k.scale.value} scale")
+        if k.description:
+            print(f"      {k.description}")
+    print("  faults:")
+    for i, m in enumerate(spec.faults):
+        kind = _kind_name(m)
+        print(f"    [{i}] {m.name}: {kind}, phase {m.phase.value}")
+        if m.description:
+            print(f"        {m.description}")
+        for field, curve in mechanism_curves(m):
+            print(f"        {field}: {describe(curve)} {_tags(curve_provenance(curve))}")
+        for fld in ("failure", "variability", "cell_factor"):
+            sub = getattr(m, fld, None)
+            if sub is not None:
+                parts = ", ".join(f"{f.name} {_fmt(getattr(sub, f.name))}"
+                                  for f in dataclasses.fields(sub))
+                print(f"        {fld}: {parts}")
+        for fld in ("stuck_at_zero", "stuck_at_one"):
+            if hasattr(m, fld):
+                print(f"        {fld}: {_fmt(getattr(m, fld))}")
+    e = spec.energy
+    print(f"  energy ({e.scope.value} scope):")
+    if e.description:
+        print(f"      {e.description}")
+    for f in dataclasses.fields(e):
+        value = getattr(e, f.name)
+        if f.name not in ("scope", "description"):
+            print(f"    {f.name}: {describe(value)} {_tags(curve_provenance(value))}")
+    checks = d.calibration_report()
+    if checks:
+        print("  calibration (published point vs model):")
+        for c in checks:
+            knobs = ", ".join(f"{k}={v:g}" for k, v in c.knobs.items())
+            mark = "ok" if c.ok else f"OFF (beyond x{c.calibration.tolerance_factor:g})"
+            print(f"    {c.calibration.quantity.value} at {knobs}: published {c.published:.3g}, "
+                  f"model {c.model:.3g}, ratio {c.ratio:.2f} {mark}")
+    return 0
+
+
+# -- devices validate --------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failed = False
+    for item in args.files:
+        try:
+            d = load_device(item)
+        except SpecError as e:
+            failed = True
+            for p in e.problems:
+                print(f"error: {p}", file=sys.stderr)
+            continue
+        except MemsimError as e:
+            failed = True
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        print(f"ok: {item}: {d.name} ({d.spec.technology.value})")
+    return EXIT_USAGE if failed else 0
+
+
+# -- devices at --------------------------------------------------------------------------------
+
+
+def _print_point(op: OperatingPoint, device: Device) -> None:
+    knobs = ", ".join(f"{k}={v:g} {device.spec.knob(k).unit}" for k, v in op.knobs.items())
+    print(f"{op.device} at {knobs}")
+    print(f"  ber             {op.ber:.4g}   {_tags(op.provenance)}")
+    print(f"  p_zero_to_one   {op.p_zero_to_one:.4g}")
+    print(f"  p_one_to_zero   {op.p_one_to_zero:.4g}")
+    print(f"  fault_fraction  {op.fault_fraction:.4g}")
+    if device.spec.cell.bits_per_cell > 1:
+        print("  level transitions (stored -> read):")
+        for i, row in enumerate(op.level_transition):
+            print(f"    {i}: " + "  ".join(f"{x:.3g}" for x in row))
+    print("  mechanisms:")
+    for m in op.mechanisms:
+        print(f"    {m.name} ({m.kind}, {m.phase.value}): ber {m.ber:.4g}, "
+              f"p01 {m.p_zero_to_one:.4g}, p10 {m.p_one_to_zero:.4g}, "
+              f"faulty {m.fault_fraction:.4g} {_tags(m.provenance)}")
+    e = op.energy
+    print(f"  energy ({e.scope} scope):")
+    for name in ("read_energy_pj_per_bit", "write_energy_pj_per_bit",
+                 "static_power_mw_per_mib", "refresh_power_mw_per_mib"):
+        print(f"    {name:<26} {getattr(e, name):.4g} {_tags(e.provenance[name])}")
+
+
+def cmd_at(args: argparse.Namespace) -> int:
+    device = load_device(args.device)
+    op = device.at(**_parse_knobs(args.knob))
+    if args.json:
+        _print_json(op.to_dict())
+    else:
+        _print_point(op, device)
+    return 0
+
+
+# -- devices plot ------------------------------------------------------------------------------
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from memsim.plotting import plot_devices
+
+    names = list(args.devices)
+    if args.all:
+        names += [n for n in builtin_device_files() if n not in names]
+    if not names:
+        raise MemsimError("devices plot: name at least one device or give --all")
+    devices = [load_device(n) for n in names]
+    out = plot_devices(devices, Path(args.out), args.sweep, _parse_knobs(args.knob))
+    print(f"wrote {out}")
+    return 0
+
+
+# -- devices check -----------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    bad = 0
+    rows: list[dict[str, Any]] = []
+    for item in args.devices:
+        d = load_device(item)
+        for c in d.calibration_report():
+            rows.append({"device": d.name, "quantity": c.calibration.quantity.value,
+                         "knobs": dict(c.knobs), "published": c.published, "model": c.model,
+                         "ratio": c.ratio, "tolerance_factor": c.calibration.tolerance_factor,
+                         "ok": c.ok})
+            bad += not c.ok
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            knobs = ", ".join(f"{k}={v:g}" for k, v in r["knobs"].items())
+            print(f"{'ok ' if r['ok'] else 'OFF'} {r['device']}: {r['quantity']} at {knobs}: "
+                  f"published {r['published']:.3g}, model {r['model']:.3g}, "
+                  f"ratio {r['ratio']:.2f}")
+        if not rows:
+            print("no calibration points in these devices")
+    if bad:
+        print(f"error: {bad} point(s) beyond their tolerance", file=sys.stderr)
+    return 1 if bad else 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="memsim", description="Approximate-memory simulator for neural networks.")
+    parser.add_argument("--version", action="version", version=f"memsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    devices = sub.add_parser("devices", help="memory technologies: list, inspect, validate, plot")
+    dsub = devices.add_subparsers(dest="action", required=True, parser_class=_Parser)
+
+    p = dsub.add_parser("list", help="the built-in devices")
+    p.add_argument("--json", action="store_true", help="a JSON list of objects")
+    p.set_defaults(func=cmd_list)
+
+    p = dsub.add_parser("show", help="a device's resolved spec, provenance and calibration")
+    p.add_argument("device", help="built-in name or YAML file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = dsub.add_parser("validate", help="check device files; exit 2 with one line per problem")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = dsub.add_parser("at", help="error rates and energy at an operating point")
+    p.add_argument("device", help="built-in name or YAML file")
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE",
+                   help="knob value (repeatable); unnamed knobs stay nominal")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_at)
+
+    p = dsub.add_parser("plot", help="error rates and energy versus a knob, one row per device")
+    p.add_argument("devices", nargs="*", metavar="DEVICE", help="built-in names or YAML files")
+    p.add_argument("--all", action="store_true", help="every built-in device")
+    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--sweep", metavar="KNOB",
+                   help="knob for the x axis (default: each device's first control knob)")
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE",
+                   help="fix another knob (repeatable)")
+    p.set_defaults(func=cmd_plot)
+
+    p = dsub.add_parser("check", help="compare devices with their published calibration points")
+    p.add_argument("devices", nargs="+", metavar="DEVICE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpecError as e:
+        for p in e.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return EXIT_USAGE
+    except (MemsimError, UnknownDeviceError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Error and energy models: curves and fault mechanisms evaluated at operating points."""

@@ -1,0 +1,168 @@
+"""Chip-average figures of each fault mechanism at an operating point.
+
+Every mechanism becomes a row-stochastic level-transition matrix `M[stored, read]` over the
+cell's 2^bits_per_cell levels, averaged over chips and cells; a device composes its
+mechanisms' matrices in the order of the cell's life (see `memsim.spec.mechanisms`). Bit error
+rates follow from the matrix and the level coding for uniformly random data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import cache
+
+import numpy as np
+from scipy.special import ndtr
+
+from memsim.physics.curves import evaluate
+from memsim.spec.device import CellSpec, LevelCoding
+from memsim.spec.mechanisms import (
+    PHASE_ORDER,
+    LevelConfusionMechanism,
+    Mechanism,
+    RetentionMechanism,
+    StuckAtMechanism,
+    ThresholdMechanism,
+    TransientMechanism,
+)
+
+
+class MechanismRangeError(ValueError):
+    """A mechanism's figures are not probabilities at some operating point."""
+
+
+@cache
+def level_codes(bits_per_cell: int, coding: LevelCoding) -> tuple[int, ...]:
+    """The bit code stored for each level (Gray: neighbouring levels differ in one bit)."""
+    levels = range(2**bits_per_cell)
+    if coding is LevelCoding.GRAY:
+        return tuple(level ^ (level >> 1) for level in levels)
+    return tuple(levels)
+
+
+def _bit(code: int, j: int) -> int:
+    return (code >> j) & 1
+
+
+def expected_factor_rate(p: float, sigma: float) -> float:
+    """`E[min(1, p·f)]` for a lognormal factor f with mean 1 and log-sd `sigma`."""
+    if p <= 0.0 or sigma <= 0.0:
+        return min(max(p, 0.0), 1.0)
+    c = 1.0 / p  # f above c saturates
+    below = float(ndtr((math.log(c) - sigma**2 / 2.0) / sigma))  # E[f; f < c]
+    above = 1.0 - float(ndtr((math.log(c) + sigma**2 / 2.0) / sigma))  # P(f >= c)
+    return p * below + above
+
+
+def bit_flip_matrix(p01: float, p10: float, cell: CellSpec) -> np.ndarray:
+    """Level matrix of independent bit flips on each bit of a cell."""
+    codes = level_codes(cell.bits_per_cell, cell.level_coding)
+    channel = ((1.0 - p01, p01), (p10, 1.0 - p10))
+    n = cell.levels
+    m = np.ones((n, n))
+    for i, ci in enumerate(codes):
+        for k, ck in enumerate(codes):
+            for j in range(cell.bits_per_cell):
+                m[i, k] *= channel[_bit(ci, j)][_bit(ck, j)]
+    return m
+
+
+def inversion_level(level: int, cell: CellSpec) -> int:
+    """The level whose code is the bitwise complement of `level`'s code."""
+    codes = level_codes(cell.bits_per_cell, cell.level_coding)
+    mask = cell.levels - 1
+    return codes.index(codes[level] ^ mask)
+
+
+def stuck_matrix(fraction: float, sa0: float, sa1: float, flip: float,
+                 cell: CellSpec) -> np.ndarray:
+    """`fraction` of cells faulty; a faulty cell reads the lowest level (sa0), the highest
+    (sa1) or the inverse of its code (flip)."""
+    n = cell.levels
+    m = (1.0 - fraction) * np.eye(n)
+    m[:, 0] += fraction * sa0
+    m[:, n - 1] += fraction * sa1
+    for i in range(n):
+        m[i, inversion_level(i, cell)] += fraction * flip
+    return m
+
+
+def bit_error_rates(m: np.ndarray, cell: CellSpec) -> tuple[float, float]:
+    """(p_zero_to_one, p_one_to_zero) per stored bit for uniformly random levels."""
+    codes = level_codes(cell.bits_per_cell, cell.level_coding)
+    b, n = cell.bits_per_cell, cell.levels
+    up = down = 0.0
+    for i, ci in enumerate(codes):
+        for k, ck in enumerate(codes):
+            if i == k or m[i, k] == 0.0:
+                continue
+            for j in range(b):
+                s, r = _bit(ci, j), _bit(ck, j)
+                if s == 0 and r == 1:
+                    up += m[i, k]
+                elif s == 1 and r == 0:
+                    down += m[i, k]
+    zeros = n * b / 2.0  # each bit position holds 0 in half of the levels
+    return float(up / zeros), float(down / zeros)
+
+
+def persistent_fraction(mech: Mechanism, knobs: Mapping[str, float]) -> float:
+    """Fraction of cells with a persistent fault from this mechanism (0 for flips)."""
+    if isinstance(mech, ThresholdMechanism):
+        return evaluate(mech.fault_fraction, knobs)
+    if isinstance(mech, StuckAtMechanism):
+        return mech.stuck_at_zero.value + mech.stuck_at_one.value
+    return 0.0
+
+
+def transient_rates(mech: TransientMechanism | RetentionMechanism,
+                    knobs: Mapping[str, float]) -> tuple[float, float]:
+    """Chip-average per-bit rates, including the per-cell factor's clipping."""
+    p01 = evaluate(mech.p_zero_to_one, knobs)
+    p10 = evaluate(mech.p_one_to_zero, knobs)
+    if isinstance(mech, TransientMechanism) and mech.cell_factor is not None:
+        sigma = mech.cell_factor.sigma.value
+        p01, p10 = expected_factor_rate(p01, sigma), expected_factor_rate(p10, sigma)
+    return p01, p10
+
+
+def level_matrix(mech: Mechanism, knobs: Mapping[str, float], cell: CellSpec) -> np.ndarray:
+    """The chip-average level-transition matrix of one mechanism."""
+    if isinstance(mech, TransientMechanism | RetentionMechanism):
+        p01, p10 = transient_rates(mech, knobs)
+        return bit_flip_matrix(p01, p10, cell)
+    if isinstance(mech, ThresholdMechanism):
+        f = mech.failure
+        return stuck_matrix(evaluate(mech.fault_fraction, knobs), f.stuck_at_zero.value,
+                            f.stuck_at_one.value, f.flip.value, cell)
+    if isinstance(mech, StuckAtMechanism):
+        sa0, sa1 = mech.stuck_at_zero.value, mech.stuck_at_one.value
+        total = sa0 + sa1
+        if total == 0.0:
+            return np.eye(cell.levels)
+        return stuck_matrix(total, sa0 / total, sa1 / total, 0.0, cell)
+    if isinstance(mech, LevelConfusionMechanism):
+        n = cell.levels
+        m = np.zeros((n, n))
+        for t in mech.transitions:
+            m[t.from_level, t.to_level] += evaluate(t.probability, knobs)
+        off = m.sum(axis=1)
+        for i in range(n):
+            if off[i] > 1.0 + 1e-12:
+                raise MechanismRangeError(
+                    f"transition probabilities out of level {i} sum to {off[i]:.6g} > 1")
+            m[i, i] = max(0.0, 1.0 - off[i])
+        return m
+    raise TypeError(f"unknown mechanism {type(mech).__name__}")
+
+
+def application_order(faults: tuple[Mechanism, ...]) -> list[int]:
+    """Indices of mechanisms in the order they act: by phase, flips before overrides."""
+
+    def key(i: int) -> tuple[int, int, int]:
+        m = faults[i]
+        override = isinstance(m, ThresholdMechanism | StuckAtMechanism)
+        return (PHASE_ORDER[m.phase], int(override), i)
+
+    return sorted(range(len(faults)), key=key)

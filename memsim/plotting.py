@@ -1,0 +1,101 @@
+"""Plots of devices: error rates and energy versus a knob."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from memsim.errors import KnobError, MemsimError
+from memsim.physics.device import Device
+from memsim.spec.curves import Scale
+from memsim.spec.device import KnobRole, Quantity
+
+_ERROR_SERIES = (
+    ("ber", "BER (random data)", "-"),
+    ("p_zero_to_one", "P(0→1)", "--"),
+    ("p_one_to_zero", "P(1→0)", ":"),
+    ("fault_fraction", "fault fraction", "-."),
+)
+
+
+def default_knob(device: Device) -> str:
+    """The knob to sweep: the first control knob, else the first knob."""
+    for k in device.spec.knobs:
+        if k.role is KnobRole.CONTROL:
+            return k.name
+    return device.spec.knobs[0].name
+
+
+def sweep(device: Device, knob: str, fixed: Mapping[str, float],
+          points: int = 60) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Figures of `device` along `knob`, other knobs at `fixed` or nominal."""
+    xs = device.knob_grid(knob, points)
+    names = [n for n, _, _ in _ERROR_SERIES] + ["read_energy_pj_per_bit",
+                                               "write_energy_pj_per_bit"]
+    out = {n: np.empty(len(xs)) for n in names}
+    for i, x in enumerate(xs):
+        d = device.at(**{**fixed, knob: float(x)}).to_dict()
+        for n in names:
+            out[n][i] = d[n]
+    return xs, out
+
+
+def plot_devices(devices: Sequence[Device], out: Path, knob: str | None = None,
+                 fixed: Mapping[str, float] | None = None) -> Path:
+    """One row per device: error rates (log) and energy per bit versus a knob."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not devices:
+        raise MemsimError("nothing to plot: give at least one device")
+    fig, axes = plt.subplots(len(devices), 2, figsize=(11, 3.3 * len(devices)), squeeze=False)
+    for row, device in enumerate(devices):
+        name = knob if knob is not None and knob in device.spec.knob_names else default_knob(
+            device)
+        own_fixed = {k: v for k, v in (fixed or {}).items() if k in device.spec.knob_names}
+        own_fixed.pop(name, None)
+        try:
+            xs, ys = sweep(device, name, own_fixed)
+        except KnobError as e:
+            raise MemsimError(f"cannot plot {device.name}: {e}") from None
+        spec_knob = device.spec.knob(name)
+        ax_err, ax_en = axes[row]
+        for key, label, style in _ERROR_SERIES:
+            y = np.where(ys[key] > 0, ys[key], np.nan)
+            if np.all(np.isnan(y)):
+                continue
+            ax_err.plot(xs, y, style, label=label)
+        for cal in device.spec.calibration:
+            if cal.quantity in (Quantity.FAULT_FRACTION, Quantity.BER, Quantity.P_ZERO_TO_ONE,
+                                Quantity.P_ONE_TO_ZERO) and cal.of == name:
+                px, py = zip(*cal.points, strict=True)
+                ax_err.plot(px, py, "o", mfc="none", label=f"published {cal.quantity.value}")
+        ax_err.set_yscale("log")
+        ax_err.set_ylabel("probability per bit")
+        ax_err.set_title(f"{device.name}: error rates")
+        ax_en.plot(xs, ys["read_energy_pj_per_bit"], "-", label="read")
+        ax_en.plot(xs, ys["write_energy_pj_per_bit"], "--", label="write")
+        ax_en.set_ylabel("energy (pJ/bit)")
+        ax_en.set_title(f"{device.name}: energy ({device.spec.energy.scope.value})")
+        if np.all(ys["read_energy_pj_per_bit"] > 0) and np.all(ys["write_energy_pj_per_bit"] > 0):
+            ax_en.set_yscale("log")
+        for ax in (ax_err, ax_en):
+            ax.set_xlabel(f"{name} ({spec_knob.unit})")
+            if spec_knob.scale is Scale.LOG:
+                ax.set_xscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(out, dpi=110)
+    except (OSError, ValueError) as e:
+        raise MemsimError(f"cannot write {out}: {e}") from None
+    finally:
+        plt.close(fig)
+    return out
