@@ -15,8 +15,8 @@ from memsim import __version__
 from memsim.errors import MemsimError, SpecError, UnknownDeviceError
 from memsim.physics.curves import curve_provenance, describe
 from memsim.physics.device import Device, OperatingPoint, load_device, mechanism_curves
-from memsim.spec.fields import Param
-from memsim.spec.loader import builtin_device_files
+from memsim.spec.fields import Param, Provenance
+from memsim.spec.loader import builtin_device_files, catalogue_dir
 
 EXIT_USAGE = 2
 
@@ -80,8 +80,13 @@ def _fmt(p: Param) -> str:
     return f"{p.value:g} [{tag}{extra}]"
 
 
+_STRENGTH = [p.value for p in Provenance]
+
+
 def _tags(tags: Sequence[str] | frozenset[Any]) -> str:
-    vals = sorted(t.value if isinstance(t, Enum) else str(t) for t in tags)
+    """Provenance tags, strongest first."""
+    vals = sorted({t.value if isinstance(t, Enum) else str(t) for t in tags},
+                  key=lambda v: _STRENGTH.index(v) if v in _STRENGTH else len(_STRENGTH))
     return "[" + ", ".join(vals) + "]" if vals else ""
 
 
@@ -91,7 +96,11 @@ def _tags(tags: Sequence[str] | frozenset[Any]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     problems: list[str] = []
-    for _name, path in builtin_device_files().items():
+    files = builtin_device_files()
+    if not files:
+        raise MemsimError(f"no built-in devices found in {catalogue_dir()} (is memsim installed "
+                          "completely?)")
+    for path in files.values():
         try:
             d = load_device(path)
         except MemsimError as e:

@@ -192,11 +192,14 @@ class Device:
             if k.name not in knobs:
                 out[k.name] = k.nominal.value
                 continue
+            raw = knobs[k.name]
             try:
-                value = float(knobs[k.name])
+                if isinstance(raw, bool | np.bool_ | str | bytes):  # float() takes True, "0.9"
+                    raise TypeError
+                value = float(raw)
             except (TypeError, ValueError):
                 raise KnobError(f"{self.name}: knob {k.name} needs a number, got "
-                                f"{knobs[k.name]!r}") from None
+                                f"{raw!r}") from None
             if not math.isfinite(value) or not k.low <= value <= k.high:
                 raise KnobError(f"{self.name}: knob {k.name}={value:g} is outside its range "
                                 f"[{k.low:g}, {k.high:g}] {k.unit}")
@@ -215,7 +218,7 @@ class Device:
         cell = self.spec.cell
         figures: list[MechanismFigures] = []
         total = np.eye(cell.levels)
-        survive = 1.0
+        faulty = 0.0  # 1 − Π(1 − f_i), accumulated without cancelling small fractions
         all_tags: set[Provenance] = set()
         matrices = {i: level_matrix(m, values, cell) for i, m in enumerate(self.spec.faults)}
         for i in self._order:
@@ -223,7 +226,7 @@ class Device:
         for i, mech in enumerate(self.spec.faults):
             p01, p10 = bit_error_rates(matrices[i], cell)
             ff = persistent_fraction(mech, values)
-            survive *= 1.0 - ff
+            faulty += ff * (1.0 - faulty)
             tags = _mechanism_provenance(mech)
             all_tags |= tags
             figures.append(MechanismFigures(mech.name, MECHANISM_KIND_OF[type(mech)],
@@ -232,7 +235,7 @@ class Device:
         energy = self._energy(values)
         return OperatingPoint(
             device=self.name, knobs=values, p_zero_to_one=p01, p_one_to_zero=p10,
-            fault_fraction=1.0 - survive,
+            fault_fraction=faulty,
             level_transition=tuple(tuple(float(x) for x in row) for row in total),
             mechanisms=tuple(figures), energy=energy, provenance=_tags(all_tags))
 
@@ -309,7 +312,7 @@ def _check_over_range(device: Device) -> None:
         except (CurveDomainError, OverflowError, ValueError, ZeroDivisionError) as e:
             problems[path] = SpecProblem(spec.file, path, f"at {_fmt_knobs(values)}: {e}")
             return
-        if not math.isfinite(v) or v < low - 1e-12 or (high is not None and v > high + 1e-12):
+        if not math.isfinite(v) or v < low or (high is not None and v > high + 1e-12):
             bound = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
             problems[path] = SpecProblem(
                 spec.file, path,
@@ -322,7 +325,7 @@ def _check_over_range(device: Device) -> None:
             if isinstance(mech, LevelConfusionMechanism) and f"faults[{i}]" not in problems:
                 try:
                     level_matrix(mech, values, spec.cell)
-                except (MechanismRangeError, CurveDomainError) as e:
+                except (MechanismRangeError, CurveDomainError, ArithmeticError, ValueError) as e:
                     problems[f"faults[{i}]"] = SpecProblem(
                         spec.file, f"faults[{i}].transitions", f"at {_fmt_knobs(values)}: {e}")
         for name in _ENERGY_FIELDS:

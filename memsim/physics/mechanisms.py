@@ -50,8 +50,9 @@ def expected_factor_rate(p: float, sigma: float) -> float:
     if p <= 0.0 or sigma <= 0.0:
         return min(max(p, 0.0), 1.0)
     c = 1.0 / p  # f above c saturates
-    below = float(ndtr((math.log(c) - sigma**2 / 2.0) / sigma))  # E[f; f < c]
-    above = 1.0 - float(ndtr((math.log(c) + sigma**2 / 2.0) / sigma))  # P(f >= c)
+    half_var = sigma * sigma / 2.0  # inf, not OverflowError, for a huge sigma
+    below = float(ndtr((math.log(c) - half_var) / sigma))  # E[f; f < c]
+    above = 1.0 - float(ndtr((math.log(c) + half_var) / sigma))  # P(f >= c)
     return p * below + above
 
 

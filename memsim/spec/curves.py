@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from memsim.spec.fields import Fields, Node, Param, Provenance, nearest_hint
+from memsim.spec.fields import Fields, Node, Param, Provenance, name_list, nearest_hint
 from memsim.spec.units import SI_UNIT, UNITS, Quantity, conversion
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class CurveContext:
         if name not in self.knobs:
             valid = list(self.knobs)
             raise node.fail(f"unknown knob {name!r}{nearest_hint(name, valid)}; "
-                            f"the device's knobs are: {', '.join(valid) or 'none'}")
+                            f"the device's knobs are: {name_list(valid) or 'none'}")
         return name
 
     def input(self, node: Node, quantity: Quantity) -> Input:

@@ -10,14 +10,14 @@ from enum import StrEnum
 from typing import Any
 
 from memsim.errors import SpecError, SpecProblem
-from memsim.spec.curves import ConstantCurve, Curve, Scale, parse_curve
-from memsim.spec.fields import Node, Param, Provenance, entries
+from memsim.spec.curves import ConstantCurve, Curve, Input, Scale, parse_curve
+from memsim.spec.fields import Node, Param, Provenance, entries, name_list
 from memsim.spec.mechanisms import Mechanism, MechanismContext, parse_mechanism
 
 SCHEMA_VERSION = 1
 Points = tuple[tuple[float, float], ...]
 KnobValues = tuple[tuple[str, float], ...]
-_KNOB_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_KNOB_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 class Technology(StrEnum):
@@ -167,7 +167,7 @@ def _parse_sources(node: Node) -> tuple[SourceRef, ...]:
     ids = [s.id for s in out]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise node.fail(f"source ids must be unique; repeated: {', '.join(dupes)}")
+        raise node.fail(f"source ids must be unique; repeated: {name_list(dupes)}")
     return tuple(out)
 
 
@@ -186,7 +186,7 @@ def _parse_array(node: Node) -> ArrayGeometry:
 
 
 def _parse_knob(name: str, node: Node) -> KnobSpec:
-    if not _KNOB_NAME.match(name):
+    if not _KNOB_NAME.fullmatch(name):
         raise node.fail("knob names must be lower-case identifiers (letters, digits, _), "
                         f"got {name!r}")
     with node.fields(with_origin=True) as f:
@@ -217,8 +217,9 @@ def _parse_range(node: Node) -> tuple[float, float]:
     return low, high
 
 
-def _parse_knobs(node: Node) -> dict[str, KnobSpec]:
-    problems: list[SpecProblem] = []
+def _parse_knobs(node: Node, problems: list[SpecProblem]) -> dict[str, KnobSpec]:
+    """The knobs; a knob with problems gets them recorded and a placeholder, so that curves
+    naming it are still checked without spurious 'unknown knob' problems."""
     knobs: dict[str, KnobSpec] = {}
     node.mapping()
     if not node.value:
@@ -228,8 +229,9 @@ def _parse_knobs(node: Node) -> dict[str, KnobSpec]:
             knobs[name] = _parse_knob(name, child)
         except SpecError as e:
             problems.extend(e.problems)
-    if problems:
-        raise SpecError(problems)
+            raw = child.value if isinstance(child.value, Mapping) else {}
+            unit = str(raw["unit"]) if isinstance(raw.get("unit"), str) else ""
+            knobs[name] = KnobSpec(name, unit, KnobRole.CONTROL, Param(0.0), 0.0, 1.0)
     return knobs
 
 
@@ -283,7 +285,7 @@ def _parse_calibration(node: Node, knobs: Mapping[str, KnobSpec],
             mech = f.collect("mechanism", Node.string, None)
             if mech is not None and mech not in mechanisms:
                 f.problems.append(item.child("mechanism", mech).problem(
-                    f"no mechanism named {mech!r}; mechanisms: {', '.join(mechanisms)}"))
+                    f"no mechanism named {mech!r}; mechanisms: {name_list(mechanisms)}"))
         if of:
             k = knobs[of]
             for x, _ in points:
@@ -333,9 +335,13 @@ def parse_device(data: Any, file: str) -> DeviceSpec:
         sources: tuple[SourceRef, ...] = f.collect_required("source", _parse_sources, ())
         cell = f.collect("cell", _parse_cell, CellSpec())
         array = f.collect("array", _parse_array, ArrayGeometry())
-        knobs: dict[str, KnobSpec] = f.collect_required("knobs", _parse_knobs, {})
-        # curves refer to knobs: without valid knobs their checks would only add noise
-        f.check()
+        knob_problems: list[SpecProblem] = []
+        knobs: dict[str, KnobSpec] = f.collect_required(
+            "knobs", lambda n: _parse_knobs(n, knob_problems), {})
+        f.problems.extend(knob_problems)
+        # curves refer to knobs: without any knob their checks would only add noise
+        if not knobs:
+            f.check()
         ctx = MechanismContext(knobs, cell.bits_per_cell)
         faults: tuple[Mechanism, ...] = f.collect("faults", lambda n: _parse_faults(n, ctx), ())
         energy = f.collect_required("energy", lambda n: _parse_energy(n, ctx), None)
@@ -350,14 +356,22 @@ def parse_device(data: Any, file: str) -> DeviceSpec:
 
 
 def _params(obj: object, path: str) -> Iterator[tuple[str, Param]]:
+    """The parameters below `obj`, each with its field path in the YAML document."""
     if isinstance(obj, Param):
         yield path, obj
+    elif isinstance(obj, ConstantCurve):  # a bare number or {value: ...} in the file
+        yield path, obj.value
+    elif isinstance(obj, Input):  # a constant input is the field's own value
+        if obj.constant is not None:
+            yield path, obj.constant
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for fld in dataclasses.fields(obj):
             yield from _params(getattr(obj, fld.name), f"{path}.{fld.name}" if path else fld.name)
     elif isinstance(obj, tuple):
         for i, item in enumerate(obj):
-            yield from _params(item, f"{path}[{i}]")
+            # knobs are a mapping by name in the file
+            sub = f"{path}.{item.name}" if isinstance(item, KnobSpec) else f"{path}[{i}]"
+            yield from _params(item, sub)
 
 
 def _check_source_ids(spec: DeviceSpec, root: Node) -> None:
@@ -367,12 +381,12 @@ def _check_source_ids(spec: DeviceSpec, root: Node) -> None:
         if param.source is not None and param.source not in ids:
             problems.append(SpecProblem(
                 root.file, path, f"source {param.source!r} is not among the device's source "
-                f"ids ({', '.join(sorted(ids))})"))
+                f"ids ({name_list(sorted(ids))})"))
     for i, cal in enumerate(spec.calibration):
         if cal.source is not None and cal.source not in ids:
             problems.append(SpecProblem(root.file, f"calibration[{i}].source",
                                         f"source {cal.source!r} is not among the device's "
-                                        f"source ids ({', '.join(sorted(ids))})"))
+                                        f"source ids ({name_list(sorted(ids))})"))
     if problems:
         # one problem per distinct source id is enough to fix them all
         unique = {p.message: p for p in reversed(problems)}
@@ -380,5 +394,5 @@ def _check_source_ids(spec: DeviceSpec, root: Node) -> None:
 
 
 def iter_params(spec: DeviceSpec) -> Iterator[tuple[str, Param]]:
-    """Every numeric parameter of a spec with its dataclass field path."""
+    """Every numeric parameter of a spec with its field path in the YAML document."""
     return _params(spec, "")

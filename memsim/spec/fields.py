@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
@@ -71,6 +71,17 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
+def printable(name: str) -> str:
+    """A user-given name as it can appear in a one-line message: as is, or quoted with its
+    escapes if it holds line breaks or other unprintable characters."""
+    return name if name.isprintable() and name else repr(name)
+
+
+def name_list(names: Iterable[str]) -> str:
+    """User-given names for a one-line message, comma-separated."""
+    return ", ".join(printable(n) for n in names)
+
+
 def nearest_hint(name: str, valid: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
     if close:
@@ -92,7 +103,8 @@ class Node:
         if isinstance(key, int):
             path = f"{self.path}[{key}]"
         else:
-            path = f"{self.path}.{key}" if self.path else key
+            name = printable(key)
+            path = f"{self.path}.{name}" if self.path else name
         return Node(value, self.file, path, self.origin)
 
     def problem(self, message: str) -> SpecProblem:
@@ -132,7 +144,11 @@ class Node:
                 raise self.fail(f"expected a number, got {_type_name(self.value)}") from None
         if not isinstance(v, int | float):
             raise self.fail(f"expected a number, got {_type_name(v)}")
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer beyond the float range
+            raise self.fail("expected a finite number, got an integer too large for a "
+                            "float") from None
         if not math.isfinite(f):
             raise self.fail(f"expected a finite number, got {v!r}")
         return f
@@ -232,9 +248,10 @@ class Fields:
         self.problems: list[SpecProblem] = []
         self._known: set[str] = set()
         if with_origin:
-            prov = self.optional("provenance", lambda n: n.enum(Provenance),
-                                 node.origin.provenance)
-            src = self.optional("source", Node.string, node.origin.source)
+            # a failure is recorded and raised when the block ends, like any field's
+            prov = self.collect("provenance", lambda n: n.enum(Provenance),
+                                node.origin.provenance)
+            src = self.collect("source", Node.string, node.origin.source)
             node.origin = Origin(prov, src)
 
     def __enter__(self) -> Fields:

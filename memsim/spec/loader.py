@@ -12,7 +12,7 @@ import yaml
 
 from memsim.errors import SpecError, UnknownDeviceError
 from memsim.spec.device import DeviceSpec, parse_device
-from memsim.spec.fields import nearest_hint
+from memsim.spec.fields import nearest_hint, printable
 
 _MAX_EXTENDS_DEPTH = 16
 
@@ -45,9 +45,9 @@ def resolve_device_path(name_or_path: str | Path) -> Path:
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         if not path.exists():
-            raise UnknownDeviceError(f"{text}: no such file")
+            raise UnknownDeviceError(f"{printable(text)}: no such file")
         if not path.is_file():
-            raise UnknownDeviceError(f"{text}: not a file")
+            raise UnknownDeviceError(f"{printable(text)}: not a file")
         return path
     raise UnknownDeviceError(
         f"unknown device {text!r}{nearest_hint(text, list(builtin))}; built-in devices: "
@@ -70,6 +70,10 @@ def read_yaml(path: Path) -> Any:
         what = e.problem or e.context or "invalid YAML"
         raise SpecError.single(str(path), "", f"YAML syntax error at {where}{what}") from None
     except yaml.YAMLError as e:
+        raise SpecError.single(str(path), "", f"YAML error: {e}".splitlines()[0]) from None
+    except RecursionError:
+        raise SpecError.single(str(path), "", "YAML error: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's int-string limit
         raise SpecError.single(str(path), "", f"YAML error: {e}".splitlines()[0]) from None
 
 
@@ -118,6 +122,10 @@ def load_document(path: Path, _chain: tuple[Path, ...] = ()) -> Any:
     except UnknownDeviceError as e:
         raise SpecError.single(str(path), "extends", str(e)) from None
     parent = load_document(parent_path, (*_chain, resolved))
+    if not isinstance(parent, Mapping):
+        got = type(parent).__name__ if parent is not None else "an empty document"
+        raise SpecError.single(str(parent_path), "", f"expected a mapping of device fields at "
+                               f"the top level (extended by {path}), got {got}")
     child = {k: v for k, v in data.items() if k != "extends"}
     return merge(parent, child)
 

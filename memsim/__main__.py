@@ -1,0 +1,5 @@
+"""`python -m memsim` runs the command line."""
+
+from memsim.cli import main
+
+raise SystemExit(main())
