@@ -1,0 +1,750 @@
+"""Fault kernels over packed bit streams: transient flips, persistent faults, multi-level cells.
+
+A stream of `n_bits` bits is packed into a 1-D C-contiguous `np.uint64` array: stream bit k is
+bit `k % 64` of word `k // 64` (bits at and past `n_bits` are padding and never touched). A
+multi-level memory with `b` bits per cell keeps cell j's code in stream bits `[j·b, (j+1)·b)`,
+least significant bit first; with b = 3 a cell may straddle two words.
+
+Every public function here ends in `_` and changes the array it is given **in place**; a
+caller that wants to keep its image passes a copy (`words.copy()`, or `np.copyto` into a
+reused buffer). Each returns a `FlipCounts`. The wrappers validate their arguments and raise
+`ValueError` with a one-line message; the work is done by private jitted kernels.
+
+Randomness and reproducibility
+------------------------------
+The caller passes explicit integer seeds in [0, 2^64) (numba's and numpy's global generators
+are never used). The stream is cut into fixed chunks (`chunk_bits`, default 2^20 bits, for
+multi-level cells `chunk_cells`, default 2^16 cells); both are multiples of 64 bits, so every
+chunk owns whole words and chunks can be processed in parallel without sharing a word. Chunk c
+draws from its own generator, seeded by `stream_seed(seed, c)` (see `memsim.kernels.rng`), and
+writes its counts into its own row of an array summed afterwards. The result is therefore
+bit-identical for the same seeds whatever `numba.set_num_threads(...)` is, but it **does
+depend on the chunk size**: the defaults are part of the contract, so keep them fixed when
+results must be reproduced.
+
+Cost grows with the number of flips, not of bits: the kernels skip-sample candidates with
+geometric gaps `floor(log(u) / log1p(-p_bound))` at a bounding rate and accept each candidate
+with `p_actual / p_bound` (thinning). Each bit (cell) is visited at most once per call, so
+every decision reads the original stored value.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import prange
+from numpy.typing import NDArray
+from scipy.special import log_ndtr, ndtr
+
+from memsim.kernels.rng import (
+    UINT64_LIMIT,
+    cell_uniform,
+    jit,
+    jit_parallel,
+    next_uniform,
+    standard_normal_from_uniform,
+    stream_seed,
+)
+
+DEFAULT_CHUNK_BITS = 1 << 20
+"""Bits per chunk of `flip_bits_` (a multiple of 64); results depend on it, keep it fixed."""
+
+DEFAULT_CHUNK_CELLS = 1 << 16
+"""Cells per chunk of `flip_levels_` (a multiple of 64); results depend on it, keep it fixed."""
+
+FACTOR_Z_CAP_MIN = 6.0
+"""Smallest truncation point (in standard deviations of log f) of the lognormal cell factor."""
+
+FACTOR_TRUNCATION_TOLERANCE = 1e-8
+"""Largest relative change of the factor's mean caused by its truncation."""
+
+MAX_FACTOR_SIGMA = 10.0
+"""Largest accepted `factor_sigma` (the log-sd of the cell factor)."""
+
+MAX_BITS_PER_CELL = 8
+
+_ONE = np.uint64(1)
+
+# Domain tags mixed into the caller's seed so that one seed given to two different kernels
+# does not make their draws coincide.
+_TAG_BITS = np.uint64(0x243F6A8885A308D3)
+_TAG_LEVELS = np.uint64(0x13198A2E03707344)
+
+
+@dataclass(frozen=True)
+class FlipCounts:
+    """What a kernel changed.
+
+    Attributes:
+        zero_to_one: stream bits that were 0 before the call and are 1 after it.
+        one_to_zero: stream bits that were 1 before the call and are 0 after it.
+        stuck_cells: cells the call pinned to a value (stuck-at actions, `set_levels_` entries),
+            whether or not their content changed.
+        cells_changed: cells whose content differs after the call (for one-bit cells, the
+            number of changed bits).
+    """
+
+    zero_to_one: int
+    one_to_zero: int
+    stuck_cells: int = 0
+    cells_changed: int = 0
+
+    @property
+    def bits_changed(self) -> int:
+        """All changed bits, `zero_to_one + one_to_zero`."""
+        return self.zero_to_one + self.one_to_zero
+
+    def __add__(self, other: FlipCounts) -> FlipCounts:
+        if not isinstance(other, FlipCounts):
+            return NotImplemented
+        return FlipCounts(
+            self.zero_to_one + other.zero_to_one,
+            self.one_to_zero + other.one_to_zero,
+            self.stuck_cells + other.stuck_cells,
+            self.cells_changed + other.cells_changed,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Lognormal cell factor: truncation
+
+
+def factor_truncation_loss(sigma: float, z_cap: float) -> float:
+    """Relative loss of the mean of f = exp(σz − σ²/2) when f is capped at exp(σ·z_cap − σ²/2).
+
+    `E[f] − E[min(f, f_cap)] = Φ(σ − z_cap) − f_cap·Φ(−z_cap)` (E[f] = 1), computed in log space.
+    """
+    if sigma <= 0.0:
+        return 0.0
+    above = math.exp(float(log_ndtr(sigma - z_cap)))
+    capped = math.exp(sigma * z_cap - 0.5 * sigma * sigma + float(log_ndtr(-z_cap)))
+    return max(above - capped, 0.0)
+
+
+def factor_cap(sigma: float) -> tuple[float, float]:
+    """`(z_cap, f_cap)`: where the lognormal cell factor of log-sd `sigma` is truncated.
+
+    `z_cap` is the smallest value ≥ `FACTOR_Z_CAP_MIN` (6) for which the truncation changes the
+    factor's mean by at most `FACTOR_TRUNCATION_TOLERANCE` (1e-8) relative; `z_cap` = 6 for
+    σ ≲ 0.75 and grows slowly beyond (σ = 1: 6.3, σ = 2: 7.4). `f_cap = exp(σ·z_cap − σ²/2)`.
+    Truncation matters only where `p·f_cap < 1`; above it `min(1, p·f)` saturates anyway.
+    """
+    if sigma <= 0.0:
+        return FACTOR_Z_CAP_MIN, 1.0
+    lo = FACTOR_Z_CAP_MIN
+    if factor_truncation_loss(sigma, lo) > FACTOR_TRUNCATION_TOLERANCE:
+        hi = sigma + 7.0  # loss < Φ(-7) ≈ 1.3e-12 there
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            if factor_truncation_loss(sigma, mid) > FACTOR_TRUNCATION_TOLERANCE:
+                lo = mid
+            else:
+                hi = mid
+        lo = hi
+    return lo, math.exp(sigma * lo - 0.5 * sigma * sigma)
+
+
+_REJECT_BUCKETS = 1024
+
+
+def _factor_reject_table(
+    p01: float, p10: float, sigma: float, log_f_cap: float
+) -> NDArray[np.float64]:
+    """`T[b, k]`: a cell uniform below it certainly rejects a stored `b` for v ≥ k / K.
+
+    A candidate holding b with thinning uniform v is accepted iff `v·p_bound < p_b·f_i`. For
+    `v ≥ v_k = k/K` that needs `f_i > c_k = v_k·p_bound/p_b`, i.e. `z_i > t_k = (ln c_k + σ²/2)/σ`,
+    i.e. `u_i > Φ(t_k)`. The table holds `Φ(t_k)` less a margin (1e-10 + 1e-12/σ) far larger
+    than the rounding of the exact test, so the quick rejection never contradicts it.
+    """
+    table = np.full((2, _REJECT_BUCKETS), -1.0)  # -1: never reject quickly
+    if sigma <= 0.0:
+        return table
+    p_bound = min(1.0, max(p01, p10) * math.exp(log_f_cap))
+    margin = 1e-10 + 1e-12 / sigma
+    v_k = np.arange(_REJECT_BUCKETS, dtype=np.float64) / _REJECT_BUCKETS
+    for b, p in enumerate((p01, p10)):
+        if p <= 0.0:
+            table[b] = 2.0  # p = 0: every candidate holding b is rejected
+            continue
+        with np.errstate(divide="ignore"):
+            t_k = (np.log(v_k * p_bound / p) + 0.5 * sigma * sigma) / sigma
+        table[b] = ndtr(t_k) - margin
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Jitted kernels (private; arguments already validated and typed)
+
+
+@jit
+def _popcount(x: np.uint64) -> int:
+    n = 0
+    while x:
+        x &= x - _ONE
+        n += 1
+    return n
+
+
+@jit_parallel
+def _flip_bits_kernel(
+    words: NDArray[np.uint64],
+    n_bits: int,
+    p01: float,
+    p10: float,
+    seed: np.uint64,
+    sigma: float,
+    factor_seed: np.uint64,
+    log_f_cap: float,
+    reject_below: NDArray[np.float64],
+    chunk_bits: int,
+) -> NDArray[np.int64]:
+    n_chunks = (n_bits + chunk_bits - 1) // chunk_bits
+    counts = np.zeros((n_chunks, 2), np.int64)
+    p_bound = min(1.0, max(p01, p10) * math.exp(log_f_cap))
+    if p_bound <= 0.0:
+        return counts
+    every_bit = p_bound >= 1.0
+    log_q = 0.0 if every_bit else math.log1p(-p_bound)
+    use_factor = sigma > 0.0
+    half_var = 0.5 * sigma * sigma
+    n_buckets = reject_below.shape[1]
+    p_of_bit = np.array([p01, p10])  # a load instead of a branch on random data
+    for c in prange(n_chunks):
+        start = c * chunk_bits
+        end = min(start + chunk_bits, n_bits)
+        state = stream_seed(seed, c)
+        pos = start - 1
+        n_flips = 0
+        n_ones = np.uint64(0)  # flips of stored ones, counted without a branch
+        while True:
+            if every_bit:
+                pos += 1
+                if pos >= end:
+                    break
+            else:
+                state, u = next_uniform(state)
+                gap = math.log(u) / log_q  # ≥ 0; may be huge (or inf) for tiny p_bound
+                if gap >= end - pos - 1:
+                    break
+                pos += 1 + int(gap)
+            w = pos >> 6
+            shift = np.uint64(pos & 63)
+            word = words[w]
+            bit = (word >> shift) & _ONE
+            p = p_of_bit[bit]
+            if use_factor:
+                # Thinning with the cell's factor: accept iff v·p_bound < min(1, p·f_i). The
+                # table gives, per stored value and bucket of v, a uniform below which the
+                # cell's factor is certainly too small: most candidates are rejected after a
+                # hash, without Φ⁻¹ and exp (a pure speed-up: the decisions are the same).
+                state, v = next_uniform(state)
+                u_cell = cell_uniform(factor_seed, pos)
+                if u_cell < reject_below[bit, int(v * n_buckets)]:
+                    continue
+                z = standard_normal_from_uniform(u_cell)
+                p = min(1.0, p * math.exp(min(sigma * z - half_var, log_f_cap)))
+                if v * p_bound >= p:
+                    continue
+            elif p < p_bound:
+                state, v = next_uniform(state)
+                if v * p_bound >= p:
+                    continue
+            words[w] = word ^ (_ONE << shift)
+            n_flips += 1
+            n_ones += bit
+        counts[c, 0] = n_flips - np.int64(n_ones)
+        counts[c, 1] = np.int64(n_ones)
+    return counts
+
+
+@jit_parallel
+def _flip_levels_kernel(
+    words: NDArray[np.uint64],
+    n_cells: int,
+    bits_per_cell: int,
+    level_to_code: NDArray[np.uint8],
+    code_to_level: NDArray[np.uint8],
+    leave: NDArray[np.float64],
+    cum: NDArray[np.float64],
+    targets: NDArray[np.int64],
+    rate_bound: float,
+    seed: np.uint64,
+    chunk_cells: int,
+) -> NDArray[np.int64]:
+    n_chunks = (n_cells + chunk_cells - 1) // chunk_cells
+    counts = np.zeros((n_chunks, 3), np.int64)
+    if rate_bound <= 0.0:
+        return counts
+    every_cell = rate_bound >= 1.0
+    log_q = 0.0 if every_cell else math.log1p(-rate_bound)
+    b = np.uint64(bits_per_cell)
+    mask = (_ONE << b) - _ONE
+    n_targets = targets.shape[1]
+    for c in prange(n_chunks):
+        start = c * chunk_cells
+        end = min(start + chunk_cells, n_cells)
+        state = stream_seed(seed, c)
+        j = start - 1
+        n01 = 0
+        n10 = 0
+        changed = 0
+        while True:
+            if every_cell:
+                j += 1
+                if j >= end:
+                    break
+            else:
+                state, u = next_uniform(state)
+                gap = math.log(u) / log_q
+                if gap >= end - j - 1:
+                    break
+                j += 1 + int(gap)
+            lo = j * bits_per_cell
+            w = lo >> 6
+            off = np.uint64(lo & 63)
+            straddle = off + b > np.uint64(64)
+            code = (words[w] >> off) & mask
+            if straddle:
+                code |= (words[w + 1] << (np.uint64(64) - off)) & mask
+            level = code_to_level[code]
+            # One uniform decides both: x < leave[level] accepts (probability leave/bound), and
+            # given acceptance x is uniform on (0, leave[level]) and picks the target.
+            state, v = next_uniform(state)
+            x = v * rate_bound
+            if x >= leave[level]:
+                continue
+            k = 0
+            while k < n_targets - 1 and x >= cum[level, k]:
+                k += 1
+            new = np.uint64(level_to_code[targets[level, k]])
+            diff = code ^ new
+            words[w] ^= diff << off
+            if straddle:
+                words[w + 1] ^= diff >> (np.uint64(64) - off)
+            n01 += _popcount(diff & new)
+            n10 += _popcount(diff & code)
+            changed += 1
+        counts[c, 0] = n01
+        counts[c, 1] = n10
+        counts[c, 2] = changed
+    return counts
+
+
+@jit
+def _apply_persistent_kernel(
+    words: NDArray[np.uint64],
+    bit_index: NDArray[np.int64],
+    action: NDArray[np.uint8],
+    order: NDArray[np.int64],
+) -> tuple[int, int, int]:
+    # `order` is a stable sort of bit_index: ops on one bit are adjacent and in their given order.
+    n = order.shape[0]
+    n01 = 0
+    n10 = 0
+    stuck = 0
+    i = 0
+    while i < n:
+        idx = bit_index[order[i]]
+        w = idx >> 6
+        shift = np.uint64(idx & 63)
+        orig = (words[w] >> shift) & _ONE
+        cur = orig
+        while i < n and bit_index[order[i]] == idx:
+            a = action[order[i]]
+            if a == 0:
+                cur = np.uint64(0)
+                stuck += 1
+            elif a == 1:
+                cur = _ONE
+                stuck += 1
+            else:
+                cur ^= _ONE
+            i += 1
+        if cur != orig:
+            words[w] ^= _ONE << shift
+            if cur:
+                n01 += 1
+            else:
+                n10 += 1
+    return n01, n10, stuck
+
+
+@jit
+def _set_levels_kernel(
+    words: NDArray[np.uint64],
+    bits_per_cell: int,
+    cell_index: NDArray[np.int64],
+    level: NDArray[np.uint8],
+    level_to_code: NDArray[np.uint8],
+    order: NDArray[np.int64],
+) -> tuple[int, int, int]:
+    n = order.shape[0]
+    b = np.uint64(bits_per_cell)
+    mask = (_ONE << b) - _ONE
+    n01 = 0
+    n10 = 0
+    changed = 0
+    i = 0
+    while i < n:
+        j = cell_index[order[i]]
+        lo = j * bits_per_cell
+        w = lo >> 6
+        off = np.uint64(lo & 63)
+        straddle = off + b > np.uint64(64)
+        code = (words[w] >> off) & mask
+        if straddle:
+            code |= (words[w + 1] << (np.uint64(64) - off)) & mask
+        new = code
+        while i < n and cell_index[order[i]] == j:
+            new = np.uint64(level_to_code[level[order[i]]])
+            i += 1
+        diff = code ^ new
+        if diff:
+            words[w] ^= diff << off
+            if straddle:
+                words[w + 1] ^= diff >> (np.uint64(64) - off)
+            n01 += _popcount(diff & new)
+            n10 += _popcount(diff & code)
+            changed += 1
+    return n01, n10, changed
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _words(words: Any) -> NDArray[np.uint64]:
+    if not isinstance(words, np.ndarray):
+        raise ValueError(f"words: expected a numpy array of uint64, got {type(words).__name__}")
+    if words.dtype != np.uint64:
+        raise ValueError(f"words: expected dtype uint64, got {words.dtype}")
+    if words.ndim != 1:
+        raise ValueError(f"words: expected a 1-D array, got {words.ndim} dimensions")
+    if not words.flags.c_contiguous:
+        raise ValueError("words: expected a C-contiguous array (pass np.ascontiguousarray(...))")
+    if not words.flags.writeable:
+        raise ValueError("words: the array is read-only; the kernels change it in place")
+    return words
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected an integer, got a bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}: expected an integer, got {type(value).__name__}") from None
+
+
+def _seed(name: str, value: Any) -> np.uint64:
+    seed = _integer(name, value)
+    if not 0 <= seed < UINT64_LIMIT:
+        raise ValueError(f"{name}: expected an integer in [0, 2**64), got {seed}")
+    return np.uint64(seed)
+
+
+def _probability(name: str, value: Any) -> float:
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a probability, got {value!r}") from None
+    if not 0.0 <= p <= 1.0:  # also rejects nan
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return p
+
+
+def _chunk(name: str, value: Any) -> int:
+    chunk = _integer(name, value)
+    if chunk <= 0 or chunk % 64:
+        raise ValueError(f"{name}: expected a positive multiple of 64, got {chunk}")
+    return chunk
+
+
+def _int_array(name: str, value: Any, dtype: type[np.integer[Any]]) -> NDArray[Any]:
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got {array.ndim} dimensions")
+    if array.size and array.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected an integer array, got dtype {array.dtype}")
+    if array.size and array.dtype.kind == "u" and int(array.max()) > np.iinfo(dtype).max:
+        raise ValueError(f"{name}: value {int(array.max())} is out of range")
+    if array.size and array.dtype.kind == "i" and int(array.min()) < np.iinfo(dtype).min:
+        raise ValueError(f"{name}: value {int(array.min())} is out of range")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _bits_per_cell(value: Any) -> int:
+    b = _integer("bits_per_cell", value)
+    if not 1 <= b <= MAX_BITS_PER_CELL:
+        raise ValueError(f"bits_per_cell: expected an integer in [1, {MAX_BITS_PER_CELL}], got {b}")
+    return b
+
+
+def _level_to_code(value: Any, bits_per_cell: int) -> NDArray[np.uint8]:
+    n_levels = 1 << bits_per_cell
+    codes = _int_array("level_to_code", value, np.uint8)
+    if codes.shape[0] != n_levels or sorted(codes.tolist()) != list(range(n_levels)):
+        raise ValueError(
+            f"level_to_code: expected a permutation of 0..{n_levels - 1} "
+            f"(bits_per_cell={bits_per_cell}), got {codes.tolist()}"
+        )
+    return codes
+
+
+# --------------------------------------------------------------------------------------------
+# Public wrappers
+
+
+def flip_bits_(
+    words: NDArray[np.uint64],
+    n_bits: int,
+    p_zero_to_one: float,
+    p_one_to_zero: float,
+    seed: int | np.integer[Any],
+    *,
+    factor_sigma: float = 0.0,
+    factor_seed: int | np.integer[Any] = 0,
+    chunk_bits: int = DEFAULT_CHUNK_BITS,
+) -> FlipCounts:
+    """Transient asymmetric flips of the first `n_bits` stream bits of `words`, in place.
+
+    Each stored 0 becomes 1 with probability `p_zero_to_one` and each stored 1 becomes 0 with
+    `p_one_to_zero`, independently; every bit is considered once, on its original value.
+    Pass a copy of `words` to keep the original.
+
+    With `factor_sigma` σ > 0 each bit cell i has a fixed variability factor
+    `f_i = exp(σ·z_i − σ²/2)` (lognormal, mean 1), `z_i = Φ⁻¹(cell_uniform(factor_seed, i))`, so
+    the same `factor_seed` (a chip) gives the same weak and strong cells in every call (trial),
+    and the applied probability is `min(1, p·f_i)`. Candidates are skip-sampled at
+    `p_bound = min(1, max(p01, p10)·f_cap)` and thinned, so factors are truncated at
+    `f_cap = factor_cap(σ)[1]`, which changes the mean factor by at most 1e-8 relative (see
+    `factor_cap`). The cost grows with the number of candidates, `p_bound·n_bits`, i.e. about
+    f_cap times the number of flips (σ = 0.5: f_cap ≈ 18; σ = 1: ≈ 320); most candidates are
+    rejected after one hash, so each costs a few nanoseconds.
+
+    Args:
+        words: 1-D C-contiguous writeable `np.uint64` array; changed in place.
+        n_bits: stream length, `0 ≤ n_bits ≤ 64·len(words)`; padding bits are never touched.
+        p_zero_to_one, p_one_to_zero: flip probabilities in [0, 1].
+        seed: the trial's seed, an integer in [0, 2^64).
+        factor_sigma: log-sd σ ≥ 0 of the per-cell factor (0: no factor).
+        factor_seed: the chip's seed for the factors, an integer in [0, 2^64).
+        chunk_bits: bits per independently seeded chunk (a positive multiple of 64). Results
+            depend on it; keep the default for reproducibility.
+
+    Returns:
+        `FlipCounts(zero_to_one, one_to_zero, 0, cells_changed=zero_to_one + one_to_zero)`.
+    """
+    words = _words(words)
+    n = _integer("n_bits", n_bits)
+    if not 0 <= n <= 64 * words.shape[0]:
+        raise ValueError(
+            f"n_bits: expected 0 <= n_bits <= 64*len(words) = {64 * words.shape[0]}, got {n}"
+        )
+    p01 = _probability("p_zero_to_one", p_zero_to_one)
+    p10 = _probability("p_one_to_zero", p_one_to_zero)
+    trial_seed = _seed("seed", seed)
+    try:
+        sigma = float(factor_sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"factor_sigma: expected a number, got {factor_sigma!r}") from None
+    if not 0.0 <= sigma <= MAX_FACTOR_SIGMA:
+        raise ValueError(f"factor_sigma: expected a number in [0, {MAX_FACTOR_SIGMA}], got {sigma}")
+    chip_seed = _seed("factor_seed", factor_seed)
+    chunk = _chunk("chunk_bits", chunk_bits)
+    log_f_cap = 0.0
+    if sigma > 0.0:
+        z_cap, _ = factor_cap(sigma)
+        log_f_cap = sigma * z_cap - 0.5 * sigma * sigma
+    reject_below = _factor_reject_table(p01, p10, sigma, log_f_cap)
+    counts = _flip_bits_kernel(
+        words,
+        n,
+        p01,
+        p10,
+        trial_seed ^ _TAG_BITS,
+        sigma,
+        chip_seed,
+        log_f_cap,
+        reject_below,
+        chunk,
+    )
+    z2o = int(counts[:, 0].sum())
+    o2z = int(counts[:, 1].sum())
+    return FlipCounts(z2o, o2z, 0, z2o + o2z)
+
+
+def apply_persistent_(
+    words: NDArray[np.uint64],
+    bit_index: NDArray[np.int64],
+    action: NDArray[np.uint8],
+) -> FlipCounts:
+    """Persistent faults on single bits, in place: stuck-at-0, stuck-at-1 or flip.
+
+    `action[k]` acts on stream bit `bit_index[k]`: 0 clears it (stuck-at-0), 1 sets it
+    (stuck-at-1), 2 flips it. Indices need not be sorted; entries on the same bit are applied in
+    their given order. Pass a copy of `words` to keep the original.
+
+    Returns:
+        `zero_to_one` / `one_to_zero`: bits whose final value differs from the original (a bit
+        flipped twice counts nowhere); `stuck_cells`: entries with action 0 or 1 (a bit listed
+        twice counts twice; callers normally list each cell once); `cells_changed`: changed bits.
+    """
+    words = _words(words)
+    index = _int_array("bit_index", bit_index, np.int64)
+    acts = _int_array("action", action, np.uint8)
+    if index.shape[0] != acts.shape[0]:
+        raise ValueError(
+            f"bit_index and action: expected equal lengths, got {index.shape[0]} and "
+            f"{acts.shape[0]}"
+        )
+    if index.size:
+        limit = 64 * words.shape[0]
+        if int(index.min()) < 0 or int(index.max()) >= limit:
+            raise ValueError(
+                f"bit_index: expected indices in [0, {limit}), got "
+                f"[{int(index.min())}, {int(index.max())}]"
+            )
+        if int(acts.max()) > 2:
+            raise ValueError(
+                "action: expected 0 (stuck-at-0), 1 (stuck-at-1) or 2 (flip), "
+                f"got {int(acts.max())}"
+            )
+    order = np.argsort(index, kind="stable").astype(np.int64)
+    z2o, o2z, stuck = _apply_persistent_kernel(words, index, acts, order)
+    return FlipCounts(int(z2o), int(o2z), int(stuck), int(z2o) + int(o2z))
+
+
+def _level_tables(
+    matrix: Any, n_levels: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], float]:
+    """Per level: probability of leaving, cumulative off-diagonal row, targets; the bound r."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (n_levels, n_levels):
+        raise ValueError(
+            f"matrix: expected shape ({n_levels}, {n_levels}) for {n_levels} levels, got {m.shape}"
+        )
+    if not np.all(np.isfinite(m)) or np.any(m < 0.0) or np.any(m > 1.0):
+        raise ValueError("matrix: expected probabilities in [0, 1]")
+    sums = m.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-9)
+    if bad.size:
+        raise ValueError(f"matrix: row {int(bad[0])} sums to {sums[bad[0]]!r}, expected 1")
+    targets = np.empty((n_levels, n_levels - 1), np.int64)
+    cum = np.empty((n_levels, n_levels - 1), np.float64)
+    leave = np.empty(n_levels, np.float64)
+    for level in range(n_levels):
+        others = [t for t in range(n_levels) if t != level]
+        targets[level] = others
+        cum[level] = np.cumsum(m[level, others])
+        leave[level] = cum[level, -1]
+    rate_bound = min(1.0, float(leave.max()))
+    return leave, cum, targets, rate_bound
+
+
+def flip_levels_(
+    words: NDArray[np.uint64],
+    n_cells: int,
+    bits_per_cell: int,
+    level_to_code: NDArray[np.uint8],
+    code_to_level: NDArray[np.uint8],
+    matrix: NDArray[np.float64],
+    seed: int | np.integer[Any],
+    chunk_cells: int = DEFAULT_CHUNK_CELLS,
+) -> FlipCounts:
+    """Level confusion in a multi-level memory, in place.
+
+    Cell j holds the `bits_per_cell`-bit code at stream bits `[j·b, (j+1)·b)`; its level is
+    `code_to_level[code]`. A cell at level l moves to level m ≠ l with probability
+    `matrix[l, m]` (rows sum to 1), independently of other cells. Cells are skip-sampled at
+    `r = max_l (1 − matrix[l, l])`, accepted with `(1 − matrix[l, l]) / r`, and the target is
+    drawn from the off-diagonal part of the row. Pass a copy of `words` to keep the original.
+
+    Args:
+        words: 1-D C-contiguous writeable `np.uint64` array; changed in place.
+        n_cells: number of cells, `n_cells·bits_per_cell ≤ 64·len(words)`.
+        bits_per_cell: b in [1, 8].
+        level_to_code: the code stored for each level, a permutation of 0..2^b − 1 (uint8).
+        code_to_level: its inverse.
+        matrix: row-stochastic `(2^b, 2^b)` transition matrix `M[stored, read]`.
+        seed: an integer in [0, 2^64).
+        chunk_cells: cells per independently seeded chunk (a positive multiple of 64). Results
+            depend on it; keep the default for reproducibility.
+
+    Returns:
+        `FlipCounts(zero_to_one, one_to_zero, 0, cells_changed)` counted over bits of changed
+        cells.
+    """
+    words = _words(words)
+    b = _bits_per_cell(bits_per_cell)
+    n = _integer("n_cells", n_cells)
+    if n < 0 or n * b > 64 * words.shape[0]:
+        raise ValueError(
+            f"n_cells: expected 0 <= n_cells*bits_per_cell <= 64*len(words) = "
+            f"{64 * words.shape[0]}, got n_cells={n}"
+        )
+    codes = _level_to_code(level_to_code, b)
+    levels = _int_array("code_to_level", code_to_level, np.uint8)
+    if levels.shape != codes.shape or not np.array_equal(levels[codes], np.arange(1 << b)):
+        raise ValueError("code_to_level: expected the inverse permutation of level_to_code")
+    leave, cum, targets, rate_bound = _level_tables(matrix, 1 << b)
+    trial_seed = _seed("seed", seed)
+    chunk = _chunk("chunk_cells", chunk_cells)
+    counts = _flip_levels_kernel(
+        words,
+        n,
+        b,
+        codes,
+        levels,
+        leave,
+        cum,
+        targets,
+        rate_bound,
+        trial_seed ^ _TAG_LEVELS,
+        chunk,
+    )
+    return FlipCounts(int(counts[:, 0].sum()), int(counts[:, 1].sum()), 0, int(counts[:, 2].sum()))
+
+
+def set_levels_(
+    words: NDArray[np.uint64],
+    bits_per_cell: int,
+    cell_index: NDArray[np.int64],
+    level: NDArray[np.uint8],
+    level_to_code: NDArray[np.uint8],
+) -> FlipCounts:
+    """Stuck cells of a multi-level memory, in place: cell `cell_index[k]` now holds `level[k]`.
+
+    Entries on the same cell are applied in their given order (the last wins). Pass a copy of
+    `words` to keep the original.
+
+    Returns:
+        `zero_to_one` / `one_to_zero`: bits whose final value differs from the original;
+        `stuck_cells`: the number of entries; `cells_changed`: cells whose code changed.
+    """
+    words = _words(words)
+    b = _bits_per_cell(bits_per_cell)
+    codes = _level_to_code(level_to_code, b)
+    index = _int_array("cell_index", cell_index, np.int64)
+    lv = _int_array("level", level, np.uint8)
+    if index.shape[0] != lv.shape[0]:
+        raise ValueError(
+            f"cell_index and level: expected equal lengths, got {index.shape[0]} and {lv.shape[0]}"
+        )
+    if index.size:
+        limit = (64 * words.shape[0]) // b
+        if int(index.min()) < 0 or int(index.max()) >= limit:
+            raise ValueError(
+                f"cell_index: expected indices in [0, {limit}), got "
+                f"[{int(index.min())}, {int(index.max())}]"
+            )
+        if int(lv.max()) >= 1 << b:
+            raise ValueError(f"level: expected levels in [0, {1 << b}), got {int(lv.max())}")
+    order = np.argsort(index, kind="stable").astype(np.int64)
+    z2o, o2z, changed = _set_levels_kernel(words, b, index, lv, codes, order)
+    return FlipCounts(int(z2o), int(o2z), int(index.shape[0]), int(changed))

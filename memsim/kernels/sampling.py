@@ -1,0 +1,160 @@
+"""Sparse sampling of a chip's persistent faults (threshold and stuck-at cells).
+
+A threshold mechanism gives each cell a critical score `u = o_row + √s_cell · c` where the row
+offset `o_row = √s_die·d + √s_array·a + √s_row·r` collects the chip (d), array (a) and row (r)
+normals and `c` is the cell's own standard normal. A cell is faulty at an operating point where
+`u < z = Φ⁻¹(fault_fraction)`. Only cells that can fail somewhere in the sweep (`u < z_max`)
+are drawn: per row, candidates come by geometric skips at `q_row = Φ((z_max − o_row)/√s_cell)`
+and each candidate's `c` from the normal truncated below that bound, by inversion. The cost
+grows with the number of candidates plus the number of rows; nothing is stored per cell.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from memsim.kernels.rng import (
+    cell_normal,
+    jit,
+    next_uniform,
+    standard_normal_from_uniform,
+    stream_seed,
+)
+
+_SQRT2 = math.sqrt(2.0)
+
+
+@jit
+def _phi(x: float) -> float:
+    return 0.5 * math.erfc(-x / _SQRT2)
+
+
+@jit
+def _geometric_gap(state: np.uint64, log1m_q: float) -> tuple[np.uint64, int]:
+    state, u = next_uniform(state)
+    return state, int(math.floor(math.log(u) / log1m_q))  # noqa: RUF046 (numba typing)
+
+
+@jit
+def _threshold_candidates_kernel(
+    n_cells: int,
+    cells_per_row: int,
+    rows_per_array: int,
+    die_offset: float,
+    sd_array: float,
+    sd_row: float,
+    sd_cell: float,
+    z_max: float,
+    seed: np.uint64,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    n_rows = (n_cells + cells_per_row - 1) // cells_per_row
+    cap = 1024
+    index = np.empty(cap, np.int64)
+    score = np.empty(cap, np.float64)
+    count = 0
+    array_seed = stream_seed(seed, 1)
+    row_seed = stream_seed(seed, 2)
+    state = stream_seed(seed, 3)
+    for row in range(n_rows):
+        offset = die_offset
+        if sd_array > 0.0:
+            offset += sd_array * cell_normal(array_seed, row // rows_per_array)
+        if sd_row > 0.0:
+            offset += sd_row * cell_normal(row_seed, row)
+        start = row * cells_per_row
+        stop = min(n_cells, start + cells_per_row)
+        if sd_cell == 0.0:  # noqa: SIM108
+            # no per-cell spread: the whole row fails together
+            q = 1.0 if offset < z_max else 0.0
+        else:
+            q = _phi((z_max - offset) / sd_cell)
+        if q <= 0.0:
+            continue
+        log1m_q = math.log1p(-q) if q < 1.0 else -math.inf
+        pos = start
+        while True:
+            if q < 1.0:
+                state, gap = _geometric_gap(state, log1m_q)
+                pos += gap
+            if pos >= stop:
+                break
+            if count == cap:
+                cap *= 2
+                index = np.concatenate((index, np.empty(cap - count, np.int64)))
+                score = np.concatenate((score, np.empty(cap - count, np.float64)))
+            if sd_cell == 0.0:
+                c = 0.0
+            else:
+                state, u = next_uniform(state)
+                c = standard_normal_from_uniform(u * q)
+            index[count] = pos
+            score[count] = offset + sd_cell * c
+            count += 1
+            pos += 1
+    return index[:count], score[:count]
+
+
+def threshold_candidates(
+    n_cells: int,
+    cells_per_row: int,
+    rows_per_array: int,
+    shares: tuple[float, float, float, float],
+    z_max: float,
+    seed: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Cells whose critical score lies below `z_max`, with their scores, sorted by score.
+
+    `shares` = (die, array, row, cell) variance shares summing to 1. Returns (cell index,
+    critical score), both sorted by score, so the faulty cells at any `z ≤ z_max` are a prefix.
+    """
+    die, array, row, cell = shares
+    if not math.isclose(die + array + row + cell, 1.0, abs_tol=1e-6):
+        raise ValueError(f"variance shares must sum to 1, got {die + array + row + cell:g}")
+    if n_cells < 0 or cells_per_row < 1 or rows_per_array < 1:
+        raise ValueError("n_cells must be >= 0 and rows/arrays non-empty")
+    s = np.uint64(seed % (1 << 64))
+    die_offset = math.sqrt(die) * float(cell_normal(s, 0)) if die > 0 else 0.0
+    if n_cells == 0 or z_max == -math.inf:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+    index, score = _threshold_candidates_kernel(
+        n_cells, cells_per_row, rows_per_array, die_offset, math.sqrt(array), math.sqrt(row),
+        math.sqrt(cell), min(z_max, 40.0), s)
+    order = np.argsort(score, kind="stable")
+    return index[order], score[order]
+
+
+@jit
+def _bernoulli_cells_kernel(n_cells: int, q: float, seed: np.uint64) -> NDArray[np.int64]:
+    cap = 1024
+    out = np.empty(cap, np.int64)
+    count = 0
+    state = stream_seed(seed, 0)
+    log1m_q = math.log1p(-q) if q < 1.0 else -math.inf
+    pos = 0
+    while True:
+        if q < 1.0:
+            state, gap = _geometric_gap(state, log1m_q)
+            pos += gap
+        if pos >= n_cells:
+            break
+        if count == cap:
+            cap *= 2
+            out = np.concatenate((out, np.empty(cap - count, np.int64)))
+        out[count] = pos
+        count += 1
+        pos += 1
+    return out[:count]
+
+
+def bernoulli_cells(n_cells: int, q: float, seed: int) -> NDArray[np.int64]:
+    """Sorted indices of the cells chosen independently with probability `q` (skip-sampling)."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be a probability, got {q!r}")
+    if q == 0.0 or n_cells <= 0:
+        return np.empty(0, np.int64)
+    result: Any = _bernoulli_cells_kernel(n_cells, q, np.uint64(seed % (1 << 64)))
+    return np.asarray(result, dtype=np.int64)

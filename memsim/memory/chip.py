@@ -1,0 +1,317 @@
+"""Chips and trials: one manufactured, programmed instance of a device, read at operating points.
+
+A `Chip` is fixed by its seed. At construction it draws its persistent faults (threshold and
+stuck-at cells) for the whole knob range at once, sparse and sorted by critical score, so the
+faulty cells at any operating point are a prefix of one list (nested along the stress) and one
+chip serves a whole sweep. It stores no float per cell beyond those candidates: per-cell factors
+of transient mechanisms come from a counter-based hash of (chip seed, cell index).
+
+A trial is one read (`Chip.read`) at an operating point: from its seed it draws the read-time
+flips and the retention loss for the age the knobs give. Write errors (transient mechanisms of
+phase `programmed`) are drawn from the chip's own seed: they persist until rewritten, so every
+trial of a chip at the same operating point sees the same ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtri
+
+from memsim.errors import MemsimError
+from memsim.kernels import FlipCounts, apply_persistent_, flip_bits_, flip_levels_, set_levels_
+from memsim.kernels.sampling import bernoulli_cells, threshold_candidates
+from memsim.memory.image import MemoryImage
+from memsim.physics.curves import evaluate
+from memsim.physics.device import Device
+from memsim.physics.mechanisms import application_order, level_codes, level_matrix
+from memsim.spec.mechanisms import (
+    LevelConfusionMechanism,
+    Phase,
+    RetentionMechanism,
+    StuckAtMechanism,
+    ThresholdMechanism,
+    TransientMechanism,
+)
+
+STUCK_AT_ZERO, STUCK_AT_ONE, FLIP = 0, 1, 2
+_SWEEP_POINTS = 65  # per knob, for the largest fault fraction over a sweep
+
+
+class ChipError(MemsimError):
+    """A chip was used outside what it was built for."""
+
+
+@dataclass(frozen=True)
+class PersistentCells:
+    """The cells one persistent mechanism can make faulty, sorted by critical score.
+
+    `scores` is None for knob-independent faults (all cells always faulty).
+    """
+
+    mechanism: str
+    cells: NDArray[np.int64]
+    actions: NDArray[np.uint8]
+    scores: NDArray[np.float64] | None
+    z_max: float = math.inf
+
+    def active(self, z: float) -> int:
+        """How many cells are faulty at critical score `z` (a prefix length)."""
+        if self.scores is None:
+            return int(self.cells.shape[0])
+        return int(np.searchsorted(self.scores, z, side="left"))
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A corrupted copy of an image and what happened to it."""
+
+    image: MemoryImage
+    knobs: Mapping[str, float]
+    flips_zero_to_one: int
+    flips_one_to_zero: int
+    stuck_cells: int
+    faulty_cells: int
+    mechanisms: Mapping[str, FlipCounts] = field(default_factory=dict)
+
+    @property
+    def bits(self) -> int:
+        return self.image.n_bits
+
+    @property
+    def bit_errors(self) -> int:
+        return self.flips_zero_to_one + self.flips_one_to_zero
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bits": self.bits,
+            "knobs": dict(self.knobs),
+            "flips_zero_to_one": self.flips_zero_to_one,
+            "flips_one_to_zero": self.flips_one_to_zero,
+            "stuck_cells": self.stuck_cells,
+            "faulty_cells": self.faulty_cells,
+            "mechanisms": {
+                name: {"zero_to_one": c.zero_to_one, "one_to_zero": c.one_to_zero,
+                       "stuck_cells": c.stuck_cells, "cells_changed": c.cells_changed}
+                for name, c in self.mechanisms.items()
+            },
+        }
+
+
+def _seed_words(entropy: list[int], n: int) -> list[int]:
+    state = np.random.SeedSequence(entropy).generate_state(max(n, 1), dtype=np.uint64)
+    return [int(x) for x in state[:n]]
+
+
+def _knob_box(device: Device, sweep: Mapping[str, tuple[float, float]] | None
+              ) -> list[dict[str, float]]:
+    """Grid points over the knob ranges (or the narrower `sweep` ranges)."""
+    import itertools
+
+    knobs = device.spec.knobs
+    per_knob = _SWEEP_POINTS if len(knobs) == 1 else (17 if len(knobs) <= 3 else 5)
+    axes = []
+    for k in knobs:
+        low, high = (sweep or {}).get(k.name, (k.low, k.high))
+        if not k.low <= low <= high <= k.high:
+            raise ChipError(f"sweep range of {k.name} [{low:g}, {high:g}] is not inside the "
+                            f"knob's range [{k.low:g}, {k.high:g}]")
+        grid = device.knob_grid(k.name, per_knob)
+        pts = {low, high, *[float(x) for x in grid if low <= x <= high]}
+        axes.append(sorted(pts))
+    return [dict(zip((k.name for k in knobs), combo, strict=True))
+            for combo in itertools.product(*axes)]
+
+
+class Chip:
+    """One chip of a device holding `n_bits` of data, fixed by `seed`.
+
+    Args:
+        device: the memory technology.
+        n_bits: the stored bit stream's length (an image's `n_bits`).
+        seed: the chip's seed; the same seed gives the same chip.
+        sweep: optional narrower knob ranges the chip will be read at; persistent faults are
+            drawn for the largest fault fraction over these ranges (by default the knobs' full
+            ranges), which bounds the chip's memory use.
+    """
+
+    def __init__(self, device: Device, n_bits: int, seed: int,
+                 sweep: Mapping[str, tuple[float, float]] | None = None) -> None:
+        if n_bits < 0:
+            raise ChipError(f"n_bits must be >= 0, got {n_bits}")
+        self.device = device
+        self.n_bits = int(n_bits)
+        self.seed = int(seed)
+        spec = device.spec
+        self.bits_per_cell = spec.cell.bits_per_cell
+        self.n_cells = -(-self.n_bits // self.bits_per_cell)
+        self.cells_per_row = max(1, spec.array.row_bits // self.bits_per_cell)
+        codes = level_codes(self.bits_per_cell, spec.cell.level_coding)
+        self._level_to_code = np.array(codes, dtype=np.uint8)
+        self._code_to_level = np.argsort(self._level_to_code).astype(np.uint8)
+        self._order = application_order(spec.faults)
+        n = len(spec.faults)
+        seeds = _seed_words([self.seed, 0x43484950], 4 * n)  # "CHIP"
+        self._sample_seed = seeds[0:n]
+        self._action_seed = seeds[n:2 * n]
+        self.factor_seeds = seeds[2 * n:3 * n]
+        self._program_seed = seeds[3 * n:4 * n]
+        box = _knob_box(device, sweep) if any(
+            isinstance(m, ThresholdMechanism) for m in spec.faults) else []
+        self.persistent: dict[int, PersistentCells] = {}
+        for i, mech in enumerate(spec.faults):
+            if isinstance(mech, ThresholdMechanism):
+                self.persistent[i] = self._sample_threshold(i, mech, box)
+            elif isinstance(mech, StuckAtMechanism):
+                self.persistent[i] = self._sample_stuck(i, mech)
+
+    @classmethod
+    def for_image(cls, device: Device, image: MemoryImage, seed: int,
+                  sweep: Mapping[str, tuple[float, float]] | None = None) -> Chip:
+        return cls(device, image.n_bits, seed, sweep)
+
+    def __repr__(self) -> str:
+        return (f"Chip({self.device.name!r}, n_bits={self.n_bits}, seed={self.seed}, "
+                f"candidates={sum(p.cells.shape[0] for p in self.persistent.values())})")
+
+    # -- persistent faults ------------------------------------------------------------------
+    def _actions(self, i: int, n: int, sa0: float, sa1: float, flip: float) -> NDArray[np.uint8]:
+        rng = np.random.Generator(np.random.PCG64(self._action_seed[i]))
+        total = sa0 + sa1 + flip
+        return rng.choice(np.array([STUCK_AT_ZERO, STUCK_AT_ONE, FLIP], dtype=np.uint8), size=n,
+                          p=[sa0 / total, sa1 / total, flip / total])
+
+    def _sample_threshold(self, i: int, mech: ThresholdMechanism,
+                          box: list[dict[str, float]]) -> PersistentCells:
+        f_max = max(evaluate(mech.fault_fraction, k) for k in box)
+        z_max = float(ndtri(f_max)) if f_max < 1.0 else math.inf
+        v = mech.variability
+        cells, scores = threshold_candidates(
+            self.n_cells, self.cells_per_row, self.device.spec.array.rows_per_array,
+            (v.die.value, v.array.value, v.row.value, v.cell.value), z_max,
+            self._sample_seed[i])
+        f = mech.failure
+        actions = self._actions(i, cells.shape[0], f.stuck_at_zero.value, f.stuck_at_one.value,
+                                f.flip.value)
+        return PersistentCells(mech.name, cells, actions, scores, z_max)
+
+    def _sample_stuck(self, i: int, mech: StuckAtMechanism) -> PersistentCells:
+        sa0, sa1 = mech.stuck_at_zero.value, mech.stuck_at_one.value
+        cells = bernoulli_cells(self.n_cells, sa0 + sa1, self._sample_seed[i])
+        actions = (self._actions(i, cells.shape[0], sa0, sa1, 0.0) if sa0 + sa1 > 0
+                   else np.empty(0, np.uint8))
+        return PersistentCells(mech.name, cells, actions, None)
+
+    def faulty_cells(self, **knobs: float) -> dict[str, tuple[NDArray[np.int64],
+                                                             NDArray[np.uint8]]]:
+        """Per persistent mechanism: the faulty cells at these knobs and their actions."""
+        values = self.device.resolve_knobs(knobs)
+        out = {}
+        for i, cells in self.persistent.items():
+            k = self._active(i, values)
+            out[cells.mechanism] = (cells.cells[:k], cells.actions[:k])
+        return out
+
+    def _active(self, i: int, values: Mapping[str, float]) -> int:
+        cells = self.persistent[i]
+        if cells.scores is None:
+            return cells.active(0.0)
+        mech = self.device.spec.faults[i]
+        assert isinstance(mech, ThresholdMechanism)
+        f = evaluate(mech.fault_fraction, values)
+        z = float(ndtri(f)) if f < 1.0 else math.inf
+        if z > cells.z_max + 1e-9:
+            raise ChipError(
+                f"{self.device.name}: {mech.name} at {_fmt(values)} has fault fraction {f:.3g}, "
+                f"beyond the largest this chip was drawn for ({float(_phi(cells.z_max)):.3g}); "
+                "build the chip with a sweep range that includes this point")
+        return cells.active(z)
+
+    # -- reading ----------------------------------------------------------------------------
+    def read(self, image: MemoryImage, knobs: Mapping[str, float] | None = None,
+             seed: int = 0) -> ReadResult:
+        """One trial: a corrupted copy of `image` read at `knobs` (others nominal)."""
+        if image.n_bits != self.n_bits:
+            raise ChipError(f"this chip holds {self.n_bits} bits, the image has {image.n_bits}")
+        values = self.device.resolve_knobs(knobs or {})
+        spec = self.device.spec
+        b = self.bits_per_cell
+        # a last multi-level cell may run past the image's words
+        n_words = -(-self.n_cells * b // 64) if self.n_bits else 0
+        words = np.zeros(max(n_words, image.words.shape[0]), dtype=np.uint64)
+        words[: image.words.shape[0]] = image.words
+        trial_seeds = _seed_words([self.seed, int(seed), 0x54524941], len(spec.faults))  # "TRIA"
+        counts: dict[str, FlipCounts] = {}
+        stuck = faulty = 0
+        for i in self._order:
+            mech = spec.faults[i]
+            if isinstance(mech, TransientMechanism | RetentionMechanism):
+                counts[mech.name] = self._flip(i, mech, words, values, trial_seeds[i])
+            elif isinstance(mech, LevelConfusionMechanism):
+                seed_i = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seeds[i]
+                matrix = level_matrix(mech, values, spec.cell)
+                counts[mech.name] = flip_levels_(words, self.n_cells, b, self._level_to_code,
+                                                 self._code_to_level, matrix, seed_i)
+            else:
+                k = self._active(i, values)
+                c = self._apply_persistent(words, self.persistent[i], k)
+                counts[mech.name] = c
+                stuck += c.stuck_cells
+                faulty += k
+        _clear_padding(words, self.n_bits)
+        corrupted = image.with_words(words[: image.words.shape[0]].copy())
+        up, down = image.diff(corrupted)
+        return ReadResult(corrupted, values, up, down, stuck, faulty, counts)
+
+    def _flip(self, i: int, mech: TransientMechanism | RetentionMechanism,
+              words: NDArray[np.uint64], values: Mapping[str, float], trial_seed: int
+              ) -> FlipCounts:
+        p01 = evaluate(mech.p_zero_to_one, values)
+        p10 = evaluate(mech.p_one_to_zero, values)
+        seed = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seed
+        sigma = 0.0
+        if isinstance(mech, TransientMechanism) and mech.cell_factor is not None:
+            sigma = mech.cell_factor.sigma.value
+        return flip_bits_(words, self.n_bits, p01, p10, seed, factor_sigma=sigma,
+                          factor_seed=self.factor_seeds[i])
+
+    def _apply_persistent(self, words: NDArray[np.uint64], cells: PersistentCells,
+                          k: int) -> FlipCounts:
+        idx, act = cells.cells[:k], cells.actions[:k]
+        b = self.bits_per_cell
+        if b == 1:
+            return apply_persistent_(words, idx, act)
+        stuck_mask = act != FLIP
+        levels = np.where(act[stuck_mask] == STUCK_AT_ZERO, 0,
+                          (1 << b) - 1).astype(np.uint8)
+        c = set_levels_(words, b, idx[stuck_mask], levels, self._level_to_code)
+        flip_cells = idx[~stuck_mask]
+        if flip_cells.size:
+            bits = (flip_cells[:, None] * b + np.arange(b)[None, :]).ravel()
+            c2 = apply_persistent_(words, bits, np.full(bits.shape[0], FLIP, np.uint8))
+            c = FlipCounts(c.zero_to_one + c2.zero_to_one, c.one_to_zero + c2.one_to_zero,
+                           c.stuck_cells, c.cells_changed + int(flip_cells.size))
+        return c
+
+
+def _phi(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def _clear_padding(words: NDArray[np.uint64], n_bits: int) -> None:
+    full, rest = divmod(n_bits, 64)
+    if rest:
+        words[full] &= np.uint64((1 << rest) - 1)
+        full += 1
+    words[full:] = 0
+
+
+def _fmt(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in values.items())
+
+
