@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,11 @@ _MAX_EXTENDS_DEPTH = 16
 
 def catalogue_dir() -> Path:
     """The folder of built-in device files (inside the installed package, or the source tree)."""
-    try:
-        root = importlib.resources.files("memsim.builtin_devices")
-        path = Path(str(root))
-        if path.is_dir() and any(path.glob("*.yaml")):
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    # running from a source checkout without installing
+    # A non-editable install puts devices/ at memsim/builtin_devices (see pyproject.toml).
+    installed = Path(__file__).resolve().parents[1] / "builtin_devices"
+    if installed.is_dir():
+        return installed
+    # editable installs and source checkouts read the repository's devices/ folder
     return Path(__file__).resolve().parents[2] / "devices"
 
 
