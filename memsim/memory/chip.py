@@ -28,7 +28,7 @@ from memsim.kernels import FlipCounts, apply_persistent_, flip_bits_, flip_level
 from memsim.kernels.sampling import bernoulli_cells, threshold_candidates
 from memsim.memory.image import MemoryImage
 from memsim.physics.curves import evaluate
-from memsim.physics.device import Device
+from memsim.physics.device import Device, knob_box_grid
 from memsim.physics.mechanisms import application_order, level_codes, level_matrix
 from memsim.spec.mechanisms import (
     LevelConfusionMechanism,
@@ -111,21 +111,14 @@ def _seed_words(entropy: list[int], n: int) -> list[int]:
 def _knob_box(device: Device, sweep: Mapping[str, tuple[float, float]] | None
               ) -> list[dict[str, float]]:
     """Grid points over the knob ranges (or the narrower `sweep` ranges)."""
-    import itertools
-
     knobs = device.spec.knobs
-    per_knob = _SWEEP_POINTS if len(knobs) == 1 else (17 if len(knobs) <= 3 else 5)
-    axes = []
     for k in knobs:
         low, high = (sweep or {}).get(k.name, (k.low, k.high))
         if not k.low <= low <= high <= k.high:
             raise ChipError(f"sweep range of {k.name} [{low:g}, {high:g}] is not inside the "
                             f"knob's range [{k.low:g}, {k.high:g}]")
-        grid = device.knob_grid(k.name, per_knob)
-        pts = {low, high, *[float(x) for x in grid if low <= x <= high]}
-        axes.append(sorted(pts))
-    return [dict(zip((k.name for k in knobs), combo, strict=True))
-            for combo in itertools.product(*axes)]
+    per_knob = _SWEEP_POINTS if len(knobs) == 1 else (17 if len(knobs) <= 3 else 5)
+    return list(knob_box_grid(device, per_knob, sweep))
 
 
 class Chip:

@@ -286,16 +286,29 @@ def _fmt_knobs(values: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in values.items())
 
 
-def _grid_points(device: Device) -> Iterator[dict[str, float]]:
-    """A grid over the knob box (ends, nominal and interior points) for load-time checks."""
+def knob_box_grid(device: Device, per_knob: int,
+                  bounds: Mapping[str, tuple[float, float]] | None = None,
+                  extra: Mapping[str, float] | None = None) -> Iterator[dict[str, float]]:
+    """Every combination of `per_knob` points per knob (ends included) over the knobs' ranges,
+    or the narrower `bounds`, plus any `extra` value per knob that lies inside them."""
     knobs = device.spec.knobs
-    per_knob = 7 if len(knobs) <= 2 else (4 if len(knobs) <= 4 else 2)
     axes = []
     for k in knobs:
-        pts = set(device.knob_grid(k.name, per_knob).tolist()) | {k.nominal.value, k.low, k.high}
+        low, high = (bounds or {}).get(k.name, (k.low, k.high))
+        pts = {low, high, *(float(x) for x in device.knob_grid(k.name, per_knob)
+                            if low <= x <= high)}
+        if extra is not None and k.name in extra and low <= extra[k.name] <= high:
+            pts.add(extra[k.name])
         axes.append(sorted(pts))
     for combo in itertools.product(*axes):
         yield dict(zip((k.name for k in knobs), combo, strict=True))
+
+
+def _grid_points(device: Device) -> Iterator[dict[str, float]]:
+    """The load-time check's grid: ends, nominal and interior points of every knob."""
+    n = len(device.spec.knobs)
+    per_knob = 7 if n <= 2 else (4 if n <= 4 else 2)
+    return knob_box_grid(device, per_knob, extra=device.spec.nominal)
 
 
 def _check_over_range(device: Device) -> None:
