@@ -296,6 +296,58 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# -- memory inject / diff ----------------------------------------------------------------------
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise MemsimError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def cmd_inject(args: argparse.Namespace) -> int:
+    from memsim.memory.chip import Chip
+    from memsim.memory.image import MemoryImage
+
+    device = load_device(args.device)
+    if args.bits_per_cell is not None and args.bits_per_cell != device.spec.cell.bits_per_cell:
+        raise MemsimError(f"{device.name} stores {device.spec.cell.bits_per_cell} bit(s) per "
+                          f"cell; --bits-per-cell {args.bits_per_cell} needs a device file with "
+                          "that cell (e.g. one that extends it)")
+    image = MemoryImage.from_bytes(_read_bytes(args.input))
+    knobs = _parse_knobs(args.knob)
+    chip = Chip(device, image.n_bits, args.chip_seed)
+    result = chip.read(image, knobs, seed=args.seed)
+    try:
+        Path(args.out).write_bytes(result.image.to_bytes())
+    except OSError as e:
+        raise MemsimError(f"{args.out}: cannot write: {e.strerror or e}") from None
+    report = {"device": device.name, **result.to_dict(), "chip_seed": args.chip_seed,
+              "seed": args.seed}
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"wrote {args.out}: {report['bits']} bits, {result.flips_zero_to_one} flipped 0->1, "
+              f"{result.flips_one_to_zero} flipped 1->0, {result.stuck_cells} stuck cells")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from memsim.memory.image import MemoryImage
+
+    a, b = _read_bytes(args.a), _read_bytes(args.b)
+    if len(a) != len(b):
+        raise MemsimError(f"{args.a} has {len(a)} bytes, {args.b} has {len(b)}: not comparable")
+    up, down = MemoryImage.from_bytes(a).diff(MemoryImage.from_bytes(b))
+    report = {"bits": 8 * len(a), "flips_zero_to_one": up, "flips_one_to_zero": down}
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{report['bits']} bits: {up} flipped 0->1, {down} flipped 1->0")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -341,6 +393,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("devices", nargs="+", metavar="DEVICE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    memory = sub.add_parser("memory", help="corrupt any binary file through a simulated chip")
+    msub = memory.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = msub.add_parser("inject", help="write the copy of a file read through one chip")
+    p.add_argument("--device", required=True, help="built-in name or YAML file")
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE")
+    p.add_argument("--in", dest="input", required=True, metavar="FILE")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--bits-per-cell", type=int, choices=(1, 2, 3),
+                   help="must match the device's cell")
+    p.add_argument("--chip-seed", type=int, default=0, help="which chip (persistent faults)")
+    p.add_argument("--seed", type=int, default=0, help="which trial (read-time flips)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inject)
+    p = msub.add_parser("diff", help="count differing bits by direction")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
     return parser
 
 

@@ -186,3 +186,45 @@ def test_installed_package_carries_the_catalogue() -> None:
     assert (folder / "sram-14nm.yaml").is_file()
     if "site-packages" in package_dir.parts:
         assert package_dir in folder.parents, f"catalogue at {folder}, package at {package_dir}"
+
+
+def test_memory_inject_and_diff_round_trip(capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    data = bytes(range(256)) * 512
+    src = tmp_path / "weights.bin"
+    src.write_bytes(data)
+    outs = []
+    for name in ("a.bin", "b.bin"):
+        out = tmp_path / name
+        code, stdout, err = run(capsys, "memory", "inject", "--device", "sram-14nm", "--knob",
+                                "v_rel=0.85", "--in", str(src), "--out", str(out),
+                                "--chip-seed", "3", "--seed", "5", "--json")
+        assert code == 0, err
+        outs.append((out.read_bytes(), json.loads(stdout)))
+    (bytes_a, report), (bytes_b, _) = outs
+    assert bytes_a == bytes_b  # same seeds: byte-identical
+    for key in ("bits", "flips_zero_to_one", "flips_one_to_zero", "stuck_cells"):
+        assert key in report
+    assert report["bits"] == 8 * len(data)
+    assert report["flips_zero_to_one"] + report["flips_one_to_zero"] > 0
+    code, stdout, _ = run(capsys, "memory", "diff", str(src), str(tmp_path / "a.bin"), "--json")
+    assert code == 0
+    diff = json.loads(stdout)
+    assert diff == {"bits": report["bits"], "flips_zero_to_one": report["flips_zero_to_one"],
+                    "flips_one_to_zero": report["flips_one_to_zero"]}
+
+
+def test_memory_bad_input_is_one_line(capsys: pytest.CaptureFixture[str],
+                                      tmp_path: Path) -> None:
+    code, _, err = run(capsys, "memory", "inject", "--device", "sram-14nm", "--in",
+                       str(tmp_path / "missing.bin"), "--out", str(tmp_path / "o.bin"))
+    assert code == 2 and "cannot read" in err
+    assert_one_line_error(err)
+    (tmp_path / "x.bin").write_bytes(b"ab")
+    (tmp_path / "y.bin").write_bytes(b"abc")
+    code, _, err = run(capsys, "memory", "diff", str(tmp_path / "x.bin"), str(tmp_path / "y.bin"))
+    assert code == 2 and "not comparable" in err
+    code, _, err = run(capsys, "memory", "inject", "--device", "sram-14nm", "--in",
+                       str(tmp_path / "x.bin"), "--out", str(tmp_path / "o.bin"),
+                       "--bits-per-cell", "2")
+    assert code == 2 and "bit(s) per cell" in err
