@@ -12,10 +12,10 @@ grows with the number of candidates plus the number of rows; nothing is stored p
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import ndtri
 
 from memsim.kernels.rng import (
     cell_normal,
@@ -127,34 +127,16 @@ def threshold_candidates(
     return index[order], score[order]
 
 
-@jit
-def _bernoulli_cells_kernel(n_cells: int, q: float, seed: np.uint64) -> NDArray[np.int64]:
-    cap = 1024
-    out = np.empty(cap, np.int64)
-    count = 0
-    state = stream_seed(seed, 0)
-    log1m_q = math.log1p(-q) if q < 1.0 else -math.inf
-    pos = 0
-    while True:
-        if q < 1.0:
-            state, gap = _geometric_gap(state, log1m_q)
-            pos += gap
-        if pos >= n_cells:
-            break
-        if count == cap:
-            cap *= 2
-            out = np.concatenate((out, np.empty(cap - count, np.int64)))
-        out[count] = pos
-        count += 1
-        pos += 1
-    return out[:count]
-
-
 def bernoulli_cells(n_cells: int, q: float, seed: int) -> NDArray[np.int64]:
-    """Sorted indices of the cells chosen independently with probability `q` (skip-sampling)."""
+    """Sorted indices of the cells chosen independently with probability `q`.
+
+    A threshold draw with all variance per cell: `u < Φ⁻¹(q)` holds for each cell
+    independently with probability q, so the same skip-sampling kernel serves both.
+    """
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"q must be a probability, got {q!r}")
     if q == 0.0 or n_cells <= 0:
         return np.empty(0, np.int64)
-    result: Any = _bernoulli_cells_kernel(n_cells, q, np.uint64(seed % (1 << 64)))
-    return np.asarray(result, dtype=np.int64)
+    z = math.inf if q == 1.0 else float(ndtri(q))
+    index, _ = threshold_candidates(n_cells, n_cells, 1, (0.0, 0.0, 0.0, 1.0), z, seed)
+    return np.sort(index)
