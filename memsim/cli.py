@@ -307,8 +307,8 @@ def _read_bytes(path: str) -> bytes:
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
-    from memsim.memory.chip import Chip
     from memsim.memory.image import MemoryImage
+    from memsim.memory.protection import Protection, protect
 
     device = load_device(args.device)
     if args.bits_per_cell is not None and args.bits_per_cell != device.spec.cell.bits_per_cell:
@@ -317,19 +317,39 @@ def cmd_inject(args: argparse.Namespace) -> int:
                           "that cell (e.g. one that extends it)")
     image = MemoryImage.from_bytes(_read_bytes(args.input))
     knobs = _parse_knobs(args.knob)
-    chip = Chip(device, image.n_bits, args.chip_seed)
-    result = chip.read(image, knobs, seed=args.seed)
+    protection = Protection(protected_msbs=args.protect_msbs, ecc=args.ecc,
+                            interleave=args.interleave, on_uncorrectable=args.on_uncorrectable)
+    protected = protect(image, protection)
+    chip = protected.chip(device, args.chip_seed)
+    result = protected.read(chip, knobs, seed=args.seed)
     try:
         Path(args.out).write_bytes(result.image.to_bytes())
     except OSError as e:
         raise MemsimError(f"{args.out}: cannot write: {e.strerror or e}") from None
-    report = {"device": device.name, **result.to_dict(), "chip_seed": args.chip_seed,
-              "seed": args.seed}
+    report: dict[str, object] = {"device": device.name, **result.raw.to_dict(),
+                                 "chip_seed": args.chip_seed, "seed": args.seed}
+    # `bits` and the flips describe the file written; the physical read is reported apart
+    report.update({"bits": image.n_bits, "flips_zero_to_one": result.residual_zero_to_one,
+                   "flips_one_to_zero": result.residual_one_to_zero})
+    if not protection.is_none:
+        report["protection"] = {"description": protection.describe(),
+                                **protected.overhead.to_dict()}
+        report["stored"] = {"bits": result.raw.bits,
+                            "flips_zero_to_one": result.raw.flips_zero_to_one,
+                            "flips_one_to_zero": result.raw.flips_one_to_zero}
+        report["ecc"] = result.ecc.to_dict()
     if args.json:
         _print_json(report)
     else:
-        print(f"wrote {args.out}: {report['bits']} bits, {result.flips_zero_to_one} flipped 0->1, "
-              f"{result.flips_one_to_zero} flipped 1->0, {result.stuck_cells} stuck cells")
+        print(f"wrote {args.out}: {image.n_bits} bits, {result.residual_zero_to_one} flipped "
+              f"0->1, {result.residual_one_to_zero} flipped 1->0, {result.raw.stuck_cells} "
+              "stuck cells")
+        if not protection.is_none:
+            o, e = protected.overhead, result.ecc
+            print(f"protection: {protection.describe()}; {o.stored_bits} bits stored in "
+                  f"{device.name} (+{o.storage_overhead:.1%} storage), {result.raw.bit_errors} "
+                  f"read wrong there; {e.corrected_words} of {e.words} words corrected, "
+                  f"{e.uncorrectable_words} uncorrectable")
     return 0
 
 
@@ -405,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="must match the device's cell")
     p.add_argument("--chip-seed", type=int, default=0, help="which chip (persistent faults)")
     p.add_argument("--seed", type=int, default=0, help="which trial (read-time flips)")
+    p.add_argument("--ecc", choices=("none", "secded-72-64"), default="none",
+                   help="SEC-DED check bits stored in the same faulty memory")
+    p.add_argument("--interleave", type=int, default=1, metavar="D",
+                   help="spread D codewords over adjacent cells")
+    p.add_argument("--protect-msbs", type=int, default=0, metavar="K",
+                   help="keep the K most significant bits of each byte in a reliable bank")
+    p.add_argument("--on-uncorrectable", choices=("leave", "zero"), default="leave",
+                   help="what to do with a word ECC detects but cannot correct")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inject)
     p = msub.add_parser("diff", help="count differing bits by direction")

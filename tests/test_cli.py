@@ -228,3 +228,35 @@ def test_memory_bad_input_is_one_line(capsys: pytest.CaptureFixture[str],
                        str(tmp_path / "x.bin"), "--out", str(tmp_path / "o.bin"),
                        "--bits-per-cell", "2")
     assert code == 2 and "bit(s) per cell" in err
+
+
+def test_memory_inject_with_ecc_corrects_and_reports(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    data = bytes(range(256)) * 256
+    src = tmp_path / "weights.bin"
+    src.write_bytes(data)
+    reports = {}
+    for ecc in ("none", "secded-72-64"):
+        out = tmp_path / f"{ecc}.bin"
+        code, stdout, err = run(capsys, "memory", "inject", "--device", "sram-14nm", "--knob",
+                                "v_rel=0.93", "--in", str(src), "--out", str(out),
+                                "--ecc", ecc, "--interleave", "2", "--protect-msbs", "1",
+                                "--json")
+        assert code == 0, err
+        reports[ecc] = json.loads(stdout)
+        code, stdout, _ = run(capsys, "memory", "diff", str(src), str(out), "--json")
+        diff = json.loads(stdout)
+        assert diff["flips_zero_to_one"] == reports[ecc]["flips_zero_to_one"]
+        assert diff["flips_one_to_zero"] == reports[ecc]["flips_one_to_zero"]
+    plain, ecc_report = reports["none"], reports["secded-72-64"]
+    assert plain["protection"]["reliable_bits"] == len(data)  # one MSB per byte
+    assert ecc_report["protection"]["check_bits"] > 0
+    # at 2e-5 faulty cells nearly every faulty word holds one error: ECC removes them
+    assert plain["flips_zero_to_one"] + plain["flips_one_to_zero"] > 0
+    assert ecc_report["ecc"]["corrected_words"] > 0
+    assert ecc_report["flips_zero_to_one"] + ecc_report["flips_one_to_zero"] <= 2 * (
+        ecc_report["ecc"]["uncorrectable_words"])
+    code, _, err = run(capsys, "memory", "inject", "--device", "sram-14nm", "--in", str(src),
+                       "--out", str(tmp_path / "o.bin"), "--interleave", "0")
+    assert code == 2 and "interleave" in err
+    assert_one_line_error(err)

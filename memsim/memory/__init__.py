@@ -1,5 +1,6 @@
-"""Bit-exact memory images: encodings of weight values and packed words with a region table."""
+"""Bit-exact memory images, chips that store them, and protection (ECC, interleaving, MSBs)."""
 
+from memsim.memory.chip import Chip, ChipError, ReadResult
 from memsim.memory.encoding import (
     Encoding,
     EncodingError,
@@ -11,16 +12,35 @@ from memsim.memory.encoding import (
     value_range,
 )
 from memsim.memory.image import ImageError, MemoryImage, Region
+from memsim.memory.protection import (
+    EccCounts,
+    ProtectedImage,
+    ProtectedReadResult,
+    Protection,
+    ProtectionError,
+    ProtectionOverhead,
+    protect,
+)
 
 __all__ = [
+    "Chip",
+    "ChipError",
+    "EccCounts",
     "Encoding",
     "EncodingError",
     "ImageError",
     "MemoryImage",
+    "ProtectedImage",
+    "ProtectedReadResult",
+    "Protection",
+    "ProtectionError",
+    "ProtectionOverhead",
+    "ReadResult",
     "Region",
     "check_bits",
     "decode",
     "encode",
+    "protect",
     "resolve_encoding",
     "valid_bits",
     "value_range",
