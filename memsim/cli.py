@@ -345,11 +345,11 @@ def cmd_inject(args: argparse.Namespace) -> int:
               f"0->1, {result.residual_one_to_zero} flipped 1->0, {result.raw.stuck_cells} "
               "stuck cells")
         if not protection.is_none:
-            o, e = protected.overhead, result.ecc
+            o, counts = protected.overhead, result.ecc
             print(f"protection: {protection.describe()}; {o.stored_bits} bits stored in "
                   f"{device.name} (+{o.storage_overhead:.1%} storage), {result.raw.bit_errors} "
-                  f"read wrong there; {e.corrected_words} of {e.words} words corrected, "
-                  f"{e.uncorrectable_words} uncorrectable")
+                  f"read wrong there; {counts.corrected_words} of {counts.words} words corrected, "
+                  f"{counts.uncorrectable_words} uncorrectable")
     return 0
 
 
