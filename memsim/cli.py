@@ -308,25 +308,39 @@ def _read_bytes(path: str) -> bytes:
 
 def cmd_inject(args: argparse.Namespace) -> int:
     from memsim.memory.image import MemoryImage
-    from memsim.memory.protection import Protection, protect
+    from memsim.memory.protection import ChipReader, Protection, protect
+    from memsim.memory.replay import FaultMaps, MeasuredChip
 
-    device = load_device(args.device)
-    if args.bits_per_cell is not None and args.bits_per_cell != device.spec.cell.bits_per_cell:
+    if (args.device is None) == (args.fault_map is None):
+        raise MemsimError("give exactly one of --device NAME|FILE and --fault-map FILE.npz")
+    device = load_device(args.device) if args.device is not None else None
+    if (device is not None and args.bits_per_cell is not None
+            and args.bits_per_cell != device.spec.cell.bits_per_cell):
         raise MemsimError(f"{device.name} stores {device.spec.cell.bits_per_cell} bit(s) per "
                           f"cell; --bits-per-cell {args.bits_per_cell} needs a device file with "
                           "that cell (e.g. one that extends it)")
+    if device is None and args.bits_per_cell not in (None, 1):
+        raise MemsimError("fault maps hold one bit per cell; --bits-per-cell must be 1")
     image = MemoryImage.from_bytes(_read_bytes(args.input))
     knobs = _parse_knobs(args.knob)
     protection = Protection(protected_msbs=args.protect_msbs, ecc=args.ecc,
                             interleave=args.interleave, on_uncorrectable=args.on_uncorrectable)
     protected = protect(image, protection)
-    chip = protected.chip(device, args.chip_seed)
+    chip: ChipReader
+    if device is not None:
+        chip = protected.chip(device, args.chip_seed)
+        source = device.name
+    else:
+        maps = FaultMaps.load(args.fault_map)
+        chip = MeasuredChip(maps, protected.stored.n_bits, offset=args.map_offset,
+                            wrap=args.wrap, interpolate=args.interpolate)
+        source = f"fault map {args.fault_map}"
     result = protected.read(chip, knobs, seed=args.seed)
     try:
         Path(args.out).write_bytes(result.image.to_bytes())
     except OSError as e:
         raise MemsimError(f"{args.out}: cannot write: {e.strerror or e}") from None
-    report: dict[str, object] = {"device": device.name, **result.raw.to_dict(),
+    report: dict[str, object] = {"device": source, **result.raw.to_dict(),
                                  "chip_seed": args.chip_seed, "seed": args.seed}
     # `bits` and the flips describe the file written; the physical read is reported apart
     report.update({"bits": image.n_bits, "flips_zero_to_one": result.residual_zero_to_one,
@@ -347,9 +361,50 @@ def cmd_inject(args: argparse.Namespace) -> int:
         if not protection.is_none:
             o, counts = protected.overhead, result.ecc
             print(f"protection: {protection.describe()}; {o.stored_bits} bits stored in "
-                  f"{device.name} (+{o.storage_overhead:.1%} storage), {result.raw.bit_errors} "
+                  f"{source} (+{o.storage_overhead:.1%} storage), {result.raw.bit_errors} "
                   f"read wrong there; {counts.corrected_words} of {counts.words} words corrected, "
                   f"{counts.uncorrectable_words} uncorrectable")
+    return 0
+
+
+def cmd_characterise(args: argparse.Namespace) -> int:
+    from memsim.memory.chip import Chip
+    from memsim.memory.replay import FaultMaps
+
+    device = load_device(args.device)
+    name, sep, text = args.sweep.partition("=")
+    if not sep or not name.strip():
+        raise MemsimError(f"--sweep expects KNOB=V1,V2,..., got {args.sweep!r}")
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MemsimError(f"--sweep values must be numbers, got {text!r}") from None
+    if not values:
+        raise MemsimError("--sweep needs at least one value")
+    if args.cells < 1:
+        raise MemsimError(f"--cells must be >= 1, got {args.cells}")
+    name = name.strip()
+    for v in values:
+        device.resolve_knobs({name: v})  # unknown knob or out of range: one line
+    # the knobs' full range, as `memory inject` uses: the same seed is then the same chip
+    chip = Chip(device, args.cells, args.chip_seed)
+    maps = FaultMaps.from_chip(chip, values, knob=name, seed=args.seed,
+                               description=f"memsim devices: {device.name}")
+    try:
+        maps.save(args.out)
+    except OSError as e:
+        raise MemsimError(f"{args.out}: cannot write: {e.strerror or e}") from None
+    rows = [{"knob_value": float(v), "stuck_at_zero": int(maps.stuck_at_zero[i].sum()),
+             "stuck_at_one": int(maps.stuck_at_one[i].sum())}
+            for i, v in enumerate(maps.knob_values)]
+    if args.json:
+        _print_json({"device": device.name, "knob": name, "cells": args.cells,
+                     "chip_seed": args.chip_seed, "out": args.out, "points": rows})
+    else:
+        print(f"wrote {args.out}: {args.cells} cells of {device.name}, chip {args.chip_seed}")
+        for r in rows:
+            print(f"  {name}={r['knob_value']:g}: {r['stuck_at_zero']} stuck-at-0, "
+                  f"{r['stuck_at_one']} stuck-at-1")
     return 0
 
 
@@ -417,7 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     memory = sub.add_parser("memory", help="corrupt any binary file through a simulated chip")
     msub = memory.add_subparsers(dest="action", required=True, parser_class=_Parser)
     p = msub.add_parser("inject", help="write the copy of a file read through one chip")
-    p.add_argument("--device", required=True, help="built-in name or YAML file")
+    p.add_argument("--device", help="built-in name or YAML file")
+    p.add_argument("--fault-map", metavar="FILE.npz",
+                   help="replay a measured chip instead of a device (see FaultMaps)")
+    p.add_argument("--map-offset", type=int, default=0, metavar="CELL",
+                   help="first cell of the map to use")
+    p.add_argument("--wrap", action="store_true",
+                   help="repeat the map cyclically when the file is larger than the map")
+    p.add_argument("--interpolate", choices=("exact", "nearest_harsher", "nearest"),
+                   default="exact", help="knob values between measured points")
     p.add_argument("--knob", action="append", metavar="NAME=VALUE")
     p.add_argument("--in", dest="input", required=True, metavar="FILE")
     p.add_argument("--out", required=True, metavar="FILE")
@@ -435,6 +498,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to do with a word ECC detects but cannot correct")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inject)
+    p = msub.add_parser("characterise",
+                        help="fault maps of a simulated chip (all-0 / all-1 reads per knob value)")
+    p.add_argument("--device", required=True, help="built-in name or YAML file")
+    p.add_argument("--sweep", required=True, metavar="KNOB=V1,V2,...")
+    p.add_argument("--cells", type=int, required=True, help="cells (bits) to characterise")
+    p.add_argument("--chip-seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="trial seed of the reads")
+    p.add_argument("--out", required=True, metavar="FILE.npz")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_characterise)
     p = msub.add_parser("diff", help="count differing bits by direction")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")

@@ -260,3 +260,38 @@ def test_memory_inject_with_ecc_corrects_and_reports(capsys: pytest.CaptureFixtu
                        "--out", str(tmp_path / "o.bin"), "--interleave", "0")
     assert code == 2 and "interleave" in err
     assert_one_line_error(err)
+
+
+def test_characterise_then_replay_gives_the_simulated_chips_bytes(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = bytes(range(256)) * 64
+    src = tmp_path / "w.bin"
+    src.write_bytes(data)
+    maps = tmp_path / "maps.npz"
+    code, stdout, err = run(capsys, "memory", "characterise", "--device", "sram-14nm",
+                            "--sweep", "v_rel=0.8,0.85,0.9", "--cells", str(8 * len(data)),
+                            "--chip-seed", "4", "--out", str(maps), "--json")
+    assert code == 0, err
+    points = json.loads(stdout)["points"]
+    assert [p["knob_value"] for p in points] == [0.8, 0.85, 0.9]
+    counts = [p["stuck_at_zero"] + p["stuck_at_one"] for p in points]
+    assert counts[0] > counts[1] > 0 and counts[1] >= counts[2]  # more faults at lower voltage
+    simulated, replayed = tmp_path / "sim.bin", tmp_path / "rep.bin"
+    code, _, err = run(capsys, "memory", "inject", "--device", "sram-14nm", "--knob",
+                       "v_rel=0.85", "--in", str(src), "--out", str(simulated), "--chip-seed",
+                       "4")
+    assert code == 0, err
+    code, _, err = run(capsys, "memory", "inject", "--fault-map", str(maps), "--knob",
+                       "v_rel=0.85", "--in", str(src), "--out", str(replayed))
+    assert code == 0, err
+    assert simulated.read_bytes() == replayed.read_bytes() != data
+    code, _, err = run(capsys, "memory", "inject", "--fault-map", str(maps), "--knob",
+                       "v_rel=0.87", "--in", str(src), "--out", str(replayed))
+    assert code == 2 and "0.87" in err
+    assert_one_line_error(err)
+    code, _, err = run(capsys, "memory", "inject", "--in", str(src), "--out", str(replayed))
+    assert code == 2 and "exactly one of" in err
+    code, _, err = run(capsys, "memory", "characterise", "--device", "sram-14nm", "--sweep",
+                       "v_rel=0.5", "--cells", "10", "--out", str(maps))
+    assert code == 2
+    assert_one_line_error(err)

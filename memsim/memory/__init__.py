@@ -21,6 +21,14 @@ from memsim.memory.protection import (
     ProtectionOverhead,
     protect,
 )
+from memsim.memory.replay import (
+    FaultMapError,
+    FaultMapFileError,
+    FaultMaps,
+    MeasuredChip,
+    NestingViolation,
+    ReplayError,
+)
 
 __all__ = [
     "Chip",
@@ -28,8 +36,13 @@ __all__ = [
     "EccCounts",
     "Encoding",
     "EncodingError",
+    "FaultMapError",
+    "FaultMapFileError",
+    "FaultMaps",
     "ImageError",
+    "MeasuredChip",
     "MemoryImage",
+    "NestingViolation",
     "ProtectedImage",
     "ProtectedReadResult",
     "Protection",
@@ -37,6 +50,7 @@ __all__ = [
     "ProtectionOverhead",
     "ReadResult",
     "Region",
+    "ReplayError",
     "check_bits",
     "decode",
     "encode",

@@ -130,7 +130,9 @@ class Chip:
         seed: the chip's seed; the same seed gives the same chip.
         sweep: optional narrower knob ranges the chip will be read at; persistent faults are
             drawn for the largest fault fraction over these ranges (by default the knobs' full
-            ranges), which bounds the chip's memory use.
+            ranges), which bounds the chip's memory use. The sweep is part of the chip's
+            identity: the same seed with another sweep is another chip (its candidates are
+            drawn against another bound), so compare configurations under one sweep.
     """
 
     def __init__(self, device: Device, n_bits: int, seed: int,

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,6 +48,7 @@ from memsim.memory.image import MemoryImage, Region
 from memsim.physics.device import Device, OperatingPoint
 
 __all__ = [
+    "ChipReader",
     "EccCounts",
     "EccScheme",
     "ProtectedImage",
@@ -220,6 +221,13 @@ class ProtectedReadResult:
         return out
 
 
+class ChipReader(Protocol):
+    """What `ProtectedImage.read` needs of a chip: a simulated `Chip` or a `MeasuredChip`."""
+
+    def read(self, image: MemoryImage, knobs: Mapping[str, float] | None = None,
+             seed: int = 0) -> ReadResult: ...
+
+
 @dataclass(frozen=True)
 class _Split:
     region: Region
@@ -363,9 +371,10 @@ class ProtectedImage:
         return image, EccCounts(counts.words, counts.corrected_words,
                                 counts.uncorrectable_words, zeroed)
 
-    def read(self, chip: Chip, knobs: Mapping[str, float] | None = None,
+    def read(self, chip: ChipReader, knobs: Mapping[str, float] | None = None,
              seed: int = 0) -> ProtectedReadResult:
-        """One trial through `chip`: read the physical bits, decode, compare with the original."""
+        """One trial through `chip` (a `Chip` or a `MeasuredChip`): read the physical bits,
+        decode, compare with the original."""
         raw = chip.read(self.stored, knobs, seed)
         image, counts = self.decode(np.array(raw.image.words))
         up, down = self.original.diff(image)
