@@ -264,3 +264,13 @@ def test_references_follow_the_same_distributions() -> None:
     table = transition_counts(words, new, n_cells, 2, codes)
     for src in range(4):
         assert stats.chisquare(table[src], table[src].sum() * matrix[src]).pvalue > ALPHA
+
+
+def test_threshold_candidates_stay_in_range_when_a_row_can_hardly_fail() -> None:
+    # A row whose candidate probability is below ~1e-18 once drew a geometric gap beyond
+    # int64, which wrapped to a negative cell index (found with DRAM row-level shares).
+    from memsim.kernels.sampling import threshold_candidates
+
+    cells, scores = threshold_candidates(1 << 16, 64, 128, (0.0, 0.0, 0.9, 0.1), -3.0, 7)
+    assert cells.size == 0 or (cells.min() >= 0 and cells.max() < 1 << 16)
+    assert (np.diff(scores) >= 0).all() if scores.size > 1 else True

@@ -32,6 +32,7 @@ functions are callable from Python too, but slowly; the kernels call them from j
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -40,6 +41,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # numba's OpenMP layer shares the OpenMP runtime with torch: after one parallel kernel,
+    # torch's own CPU ops ran on another number of threads and summed in another order, so a
+    # training step was no longer bit-reproducible. The workqueue layer has no shared state.
+    # It must not be called from several Python threads at once; memsim never does that
+    # (executors use processes).
+    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
 
 def jit(fn: F) -> F:

@@ -34,9 +34,14 @@ def _phi(x: float) -> float:
 
 
 @jit
-def _geometric_gap(state: np.uint64, log1m_q: float) -> tuple[np.uint64, int]:
+def _geometric_gap(state: np.uint64, log1m_q: float, limit: int) -> tuple[np.uint64, int]:
+    """A geometric gap, capped at `limit`: for a tiny q the float gap exceeds int64 and
+    flooring it in numba would wrap to a negative index."""
     state, u = next_uniform(state)
-    return state, int(math.floor(math.log(u) / log1m_q))  # noqa: RUF046 (numba typing)
+    x = math.log(u) / log1m_q
+    if x >= limit:
+        return state, limit
+    return state, int(math.floor(x))  # noqa: RUF046 (numba typing)
 
 
 @jit
@@ -78,7 +83,7 @@ def _threshold_candidates_kernel(
         pos = start
         while True:
             if q < 1.0:
-                state, gap = _geometric_gap(state, log1m_q)
+                state, gap = _geometric_gap(state, log1m_q, stop - pos)
                 pos += gap
             if pos >= stop:
                 break

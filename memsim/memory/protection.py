@@ -90,9 +90,9 @@ class Protection:
     """
 
     protected_msbs: int = 0
-    ecc: EccScheme = EccScheme.NONE
+    ecc: EccScheme | str = EccScheme.NONE
     interleave: int = 1
-    on_uncorrectable: UncorrectablePolicy = UncorrectablePolicy.LEAVE
+    on_uncorrectable: UncorrectablePolicy | str = UncorrectablePolicy.LEAVE
 
     def __post_init__(self) -> None:
         try:
@@ -126,8 +126,9 @@ class Protection:
         parts = []
         if self.protected_msbs:
             parts.append(f"{self.protected_msbs} MSB(s) in a reliable bank")
-        if self.ecc is not EccScheme.NONE:
-            parts.append(f"{self.ecc.value} ECC ({self.on_uncorrectable.value} uncorrectable)")
+        if self.ecc != EccScheme.NONE:
+            parts.append(f"{EccScheme(self.ecc).value} ECC "
+                         f"({UncorrectablePolicy(self.on_uncorrectable).value} uncorrectable)")
         if self.interleave > 1:
             parts.append(f"{self.interleave}-way interleaving")
         return ", ".join(parts) or "none"

@@ -1,0 +1,212 @@
+"""Pareto fronts of energy against accuracy, and the cheapest point within an accuracy budget.
+
+The front is over control knobs only: environment knobs (temperature, age) are scenarios and
+design knobs make a different device, so fronts are formed per (model, scenario), across
+devices, operating points and protections.
+
+Units: accuracies are fractions in [0, 1] everywhere (`TradeoffPoint.accuracy`, clean
+accuracies); accuracy budgets are given in percentage points (`budget_points=1.0` allows one
+point, i.e. 0.01, below clean). Energies are picojoules per inference.
+
+Public API:
+    TradeoffPoint(model, scenario, device, knobs, energy_pj, accuracy, ...)  one evaluated
+        operating point: its accuracy interval (`accuracy_low`, `accuracy_high`), its
+        protection and placement labels, and `assumed_energy` (its energy rests on a figure of
+        assumed or unstated provenance).
+    pareto_front(points) -> list[int]   indices of the non-dominated points.
+    fronts_by_group(points) -> dict[(model, scenario), list[int]]
+    cheapest_within(points, clean_accuracy, budget_points, conservative=False) -> index | None
+    budget_table(points, clean_accuracy_by_model, budgets_points=(1.0, 2.0)) -> list[BudgetRow]
+    ParetoError (a MemsimError).
+
+Dominance: p dominates q when p.energy_pj <= q.energy_pj and p.accuracy >= q.accuracy with at
+least one strict. The front is every point no other point dominates, so exact duplicates
+(equal energy and accuracy) are all on it, and of points with equal energy only those with
+the highest accuracy are. `pareto_front` sorts once: O(n log n).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Protocol
+
+from memsim.errors import MemsimError
+
+__all__ = [
+    "BUDGET_TOLERANCE",
+    "BudgetRow",
+    "ParetoError",
+    "TradeoffPoint",
+    "budget_table",
+    "cheapest_within",
+    "fronts_by_group",
+    "pareto_front",
+]
+
+# Accuracy comparisons against clean − budget allow this much rounding (with 10 000 test
+# images, 5016/10000 − 1/100 is 0.49160000000000004 > 4916/10000 in binary floating point).
+BUDGET_TOLERANCE = 1e-12
+
+
+class ParetoError(MemsimError):
+    """Points that no front or budget can be computed from."""
+
+
+class EnergyAccuracy(Protocol):
+    @property
+    def energy_pj(self) -> float: ...
+
+    @property
+    def accuracy(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One operating point of one model in one scenario on one device.
+
+    Attributes:
+        model, scenario, device: names.
+        knobs: the device's knob values (control knobs define the point).
+        energy_pj: energy per inference, picojoules.
+        accuracy: mean accuracy over chips, a fraction in [0, 1].
+        accuracy_low, accuracy_high: its confidence interval (chips as clusters), if known.
+        protection, placement: labels of the protection and of where the weights are stored.
+        assumed_energy: the energy rests on a figure of assumed or unstated provenance.
+    """
+
+    model: str
+    scenario: str
+    device: str
+    knobs: Mapping[str, float]
+    energy_pj: float
+    accuracy: float
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+    protection: str = "none"
+    placement: str = ""
+    assumed_energy: bool = False
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.energy_pj) or self.energy_pj < 0.0:
+            raise ParetoError(f"{self.label()}: energy_pj must be finite and >= 0, "
+                              f"got {self.energy_pj!r}")
+        if not 0.0 <= self.accuracy <= 1.0:
+            raise ParetoError(f"{self.label()}: accuracy must be a fraction in [0, 1], got "
+                              f"{self.accuracy!r}")
+
+    def label(self) -> str:
+        knobs = ", ".join(f"{k}={v:g}" for k, v in sorted(self.knobs.items()))
+        return f"{self.device}({knobs})"
+
+    def sort_key(self) -> tuple[str, str, str, tuple[tuple[str, float], ...], str, str]:
+        """A total order among points with equal energy and accuracy (for deterministic
+        tie-breaks)."""
+        return (self.model, self.scenario, self.device, tuple(sorted(self.knobs.items())),
+                self.protection, self.placement)
+
+
+def _check(points: Sequence[EnergyAccuracy]) -> None:
+    for i, p in enumerate(points):
+        if not (math.isfinite(p.energy_pj) and math.isfinite(p.accuracy)):
+            raise ParetoError(f"point {i}: energy and accuracy must be finite, got "
+                              f"{p.energy_pj!r}, {p.accuracy!r}")
+
+
+def pareto_front(points: Sequence[EnergyAccuracy]) -> list[int]:
+    """Indices of the non-dominated points (lower energy, higher accuracy), by increasing
+    energy, ties by index. An empty input gives an empty front."""
+    _check(points)
+    order = sorted(range(len(points)), key=lambda i: (points[i].energy_pj, i))
+    front: list[int] = []
+    best = -math.inf  # highest accuracy among strictly cheaper points
+    for _, same_energy in groupby(order, key=lambda i: points[i].energy_pj):
+        group = list(same_energy)
+        top = max(points[i].accuracy for i in group)
+        if top > best:
+            front.extend(i for i in group if points[i].accuracy == top)
+            best = top
+    return front
+
+
+def fronts_by_group(points: Sequence[TradeoffPoint]) -> dict[tuple[str, str], list[int]]:
+    """The front of each (model, scenario), as indices into `points`; groups sorted."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, p in enumerate(points):
+        groups.setdefault((p.model, p.scenario), []).append(i)
+    out: dict[tuple[str, str], list[int]] = {}
+    for g in sorted(groups):
+        members = groups[g]
+        out[g] = [members[j] for j in pareto_front([points[i] for i in members])]
+    return out
+
+
+def cheapest_within(points: Sequence[TradeoffPoint], clean_accuracy: float,
+                    budget_points: float, conservative: bool = False) -> int | None:
+    """Index of the cheapest point with accuracy >= clean − budget_points/100, or None.
+
+    `clean_accuracy` is a fraction, `budget_points` percentage points. `conservative` judges
+    each point by the low end of its interval (a point without one never qualifies). Equal
+    energies: the higher accuracy, then `TradeoffPoint.sort_key`, then index.
+    """
+    if not 0.0 <= clean_accuracy <= 1.0:
+        raise ParetoError(f"clean_accuracy must be a fraction in [0, 1], got {clean_accuracy!r}")
+    if not budget_points >= 0.0:
+        raise ParetoError(f"budget_points must be >= 0 percentage points, got {budget_points!r}")
+    _check(points)
+    floor = clean_accuracy - budget_points / 100.0 - BUDGET_TOLERANCE
+    best: int | None = None
+    for i, p in enumerate(points):
+        judged = p.accuracy_low if conservative else p.accuracy
+        if judged is None or judged < floor:
+            continue
+        if best is None or _cheaper(p, points[best]):
+            best = i
+    return best
+
+
+def _cheaper(p: TradeoffPoint, q: TradeoffPoint) -> bool:
+    if p.energy_pj != q.energy_pj:
+        return p.energy_pj < q.energy_pj
+    if p.accuracy != q.accuracy:
+        return p.accuracy > q.accuracy
+    return p.sort_key() < q.sort_key()
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """The cheapest point of a (model, scenario) within `budget_points` of clean accuracy;
+    `point` is None when no point qualifies."""
+
+    model: str
+    scenario: str
+    budget_points: float
+    clean_accuracy: float
+    point: TradeoffPoint | None
+
+    @property
+    def assumed_energy(self) -> bool:
+        return self.point is not None and self.point.assumed_energy
+
+
+def budget_table(points: Sequence[TradeoffPoint], clean_accuracy_by_model: Mapping[str, float],
+                 budgets_points: Sequence[float] = (1.0, 2.0),
+                 conservative: bool = False) -> list[BudgetRow]:
+    """For each (model, scenario) in sorted order and each budget: the cheapest device and
+    operating point within that many percentage points of the model's clean accuracy."""
+    rows: list[BudgetRow] = []
+    groups: dict[tuple[str, str], list[TradeoffPoint]] = {}
+    for p in points:
+        groups.setdefault((p.model, p.scenario), []).append(p)
+    for (model, scenario) in sorted(groups):
+        if model not in clean_accuracy_by_model:
+            raise ParetoError(f"no clean accuracy for model {model!r}")
+        clean = clean_accuracy_by_model[model]
+        members = groups[(model, scenario)]
+        for budget in budgets_points:
+            i = cheapest_within(members, clean, budget, conservative)
+            rows.append(BudgetRow(model, scenario, float(budget), clean,
+                                  None if i is None else members[i]))
+    return rows

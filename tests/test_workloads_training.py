@@ -1,0 +1,108 @@
+"""Training: every method runs, checkpoints record the run, resuming equals not stopping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from memsim.errors import MemsimError, SpecError
+from memsim.spec.training import TrainSpec, parse_training
+from workloads.training import CheckpointError, load_checkpoint, train
+
+torch.set_num_threads(1)
+
+
+def spec(method: dict[str, Any] | None = None, **top: Any) -> TrainSpec:
+    doc: dict[str, Any] = {
+        "schema_version": 1, "name": "tiny", "seed": 5,
+        "model": {"name": "mlp", "weight_bits": 4, "options": {"width_multiplier": 0.125}},
+        "loss": {"kind": "mcel", "margin": 4, "bound": 10},
+        "method": method or {"kind": "plain"},
+        "optimizer": {"kind": "adam", "lr": 0.005, "schedule": "cosine"},
+        "epochs": 3, "batch_size": 128,
+    }
+    doc.update(top)
+    return parse_training(doc)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    sa = load_checkpoint(a).model.state_dict()
+    sb = load_checkpoint(b).model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("method", [
+    {"kind": "plain"},
+    {"kind": "bitflip", "device": "sram-14nm", "knobs": {"v_rel": 0.85}, "chips": 2},
+    {"kind": "randbet", "ber": 0.01, "clip_weights": 0.1},
+])
+def test_resuming_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path,
+                                                            method: dict[str, Any]) -> None:
+    s = spec(method)
+    whole = train(s, tmp_path / "whole")
+    first = train(s, tmp_path / "split", stop_after_epochs=1)
+    assert len(first.history) == 1 and first.resumed_at_epoch == 0
+    rest = train(s, tmp_path / "split")
+    assert rest.resumed_at_epoch == 1 and len(rest.history) == 3
+    assert same_weights(whole.checkpoint, rest.checkpoint)
+    assert [h.test_accuracy for h in whole.history] == [h.test_accuracy for h in rest.history]
+
+
+@pytest.mark.parametrize(("method", "bits"), [
+    ({"kind": "gaussian", "sigma": 0.05}, 4),
+    ({"kind": "consistency", "lam": 0.01, "eta": 0.1}, 4),
+    ({"kind": "plain"}, 1),
+    ({"kind": "bitflip", "device": "sram-14nm", "knobs": {"v_rel": 0.8}}, 1),
+])
+def test_every_method_learns_the_digits(tmp_path: Path, method: dict[str, Any],
+                                        bits: int) -> None:
+    s = spec(method, model={"name": "mlp", "weight_bits": bits,
+                            "options": {"width_multiplier": 0.25}})
+    result = train(s, tmp_path / "run")
+    assert all(math.isfinite(h.loss) for h in result.history)
+    assert result.test_accuracy > 0.5  # ten classes: chance is 0.1
+
+
+def test_checkpoint_records_the_run_and_loads_back(tmp_path: Path) -> None:
+    s = spec(epochs=1)
+    result = train(s, tmp_path)
+    trained = load_checkpoint(result.checkpoint)
+    assert trained.spec.to_dict() == s.to_dict()
+    assert trained.epoch == 1 and trained.complete
+    assert trained.code_version.startswith("memsim ")
+    assert trained.history == result.history
+    assert not trained.model.training
+    again = train(s, tmp_path)  # finished: nothing to do
+    assert again.resumed_at_epoch == 1 and again.history == result.history
+
+
+def test_bad_checkpoints_and_configs_are_one_line_errors(tmp_path: Path) -> None:
+    s = spec(epochs=1)
+    result = train(s, tmp_path / "a")
+    with pytest.raises(CheckpointError, match="another config"):
+        train(spec(epochs=2, seed=6), tmp_path / "a")
+    data = result.checkpoint.read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    for path in (broken, garbage, tmp_path / "missing.pt"):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a memsim checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(SpecError, match=r"model\.options\.depth"):
+        train(spec(model={"name": "mlp", "options": {"depth": 3}}), tmp_path / "b")
+    with pytest.raises(SpecError, match="unknown model"):
+        train(spec(model={"name": "alexnet"}), tmp_path / "c")
+    with pytest.raises(MemsimError, match="unknown data set"):
+        train(spec(data={"name": "imagenet"}), tmp_path / "d")
+    with pytest.raises(MemsimError, match="needs a data directory"):
+        train(spec(data={"name": "mnist"}), tmp_path / "e")
