@@ -423,6 +423,73 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train / eval ------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
+    from memsim.spec.training import load_training
+    from workloads.training import train
+
+    spec = load_training(args.config, args.set or ())
+    out = Path(args.out) if args.out else Path("runs") / spec.name
+    start = time.perf_counter()
+    result = train(spec, out, progress=not args.no_progress,
+                   log=lambda line: print(line, flush=True))
+    if result.resumed_at_epoch == spec.epochs:
+        print(f"{spec.name}: already complete ({spec.epochs} epochs) in {result.checkpoint}")
+    else:
+        print(f"{spec.name}: test accuracy {result.test_accuracy:.4f} after {spec.epochs} "
+              f"epochs ({time.perf_counter() - start:.1f} s); checkpoint {result.checkpoint}")
+    return 0
+
+
+def _protection(args: argparse.Namespace) -> Any:
+    from memsim.memory.protection import Protection
+
+    return Protection(protected_msbs=args.protect_msbs, ecc=args.ecc, interleave=args.interleave,
+                      on_uncorrectable=args.on_uncorrectable)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from memsim.experiments.evaluate import Placement, evaluate_model
+    from workloads.training import load_checkpoint
+
+    trained = load_checkpoint(args.checkpoint, data_dir=args.data_dir)
+    device = load_device(args.device)
+    knobs = device.resolve_knobs(_parse_knobs(args.knob))
+    placement = Placement("weights", device, knobs, None, _protection(args))
+    test = trained.dataset.test
+    result = evaluate_model(trained.model, test.images, test.labels, [placement],
+                            chips=args.chips, trials=args.trials, seed=args.seed)
+    point = device.at(**knobs)
+    report = {"checkpoint": str(args.checkpoint), "model": trained.spec.name,
+              "device": device.name, "knobs": knobs, "ber": point.ber, "seed": args.seed,
+              **result.to_dict()}
+    if not args.per_trial:
+        report.pop("per_trial")
+    if args.json:
+        _print_json(report)
+        return 0
+    a = result.accuracy
+    interval = (f"[{a.low:.4f}, {a.high:.4f}]" if a.bounded
+                else "(one chip: no interval; use --chips 2 or more)")
+    print(f"{trained.spec.name} on {device.name} at {_fmt_knobs(knobs)} (ber {point.ber:.3g})")
+    print(f"  clean accuracy      {result.clean_accuracy:.4f}   MLM {result.clean_mlm:.3f} "
+          f"(normalised {result.clean_mlm_normalised:.3f})")
+    print(f"  accuracy            {a.mean:.4f} {interval} 95 %, {a.n_clusters} chips x "
+          f"{args.trials} trials, chips as clusters")
+    print(f"  mean MLM            {result.mean_mlm:.3f}")
+    print(f"  flips per read      {result.mean_bit_errors:.1f} of {result.stored_bits} bits "
+          f"stored ({result.data_bits} weight bits, {result.n_test} test images)")
+    return 0
+
+
+def _fmt_knobs(knobs: Any) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in knobs.items()) or "nominal"
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -513,6 +580,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="B")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("train", help="train a QNN/BNN from a config (resumes from its checkpoint)")
+    p.add_argument("config", metavar="CONFIG.yaml")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/<name>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set loss.margin=64 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy of a checkpoint on simulated chips of a device")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--device", required=True, help="built-in name or YAML file")
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE")
+    p.add_argument("--chips", type=int, default=5)
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0, help="experiment seed (chips and trials)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives now")
+    p.add_argument("--ecc", choices=("none", "secded-72-64"), default="none")
+    p.add_argument("--interleave", type=int, default=1, metavar="D")
+    p.add_argument("--protect-msbs", type=int, default=0, metavar="K")
+    p.add_argument("--on-uncorrectable", choices=("leave", "zero"), default="leave")
+    p.add_argument("--per-trial", action="store_true", help="include every trial in --json")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

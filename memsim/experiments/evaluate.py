@@ -1,0 +1,208 @@
+"""Evaluating a quantised model on simulated chips: placements, chips, trials, aggregates.
+
+A *placement* puts some of a model's quantised layers into one memory: a device at knob
+values, with a protection. For chip index c, every placement gets its own `Chip`, whose seed
+descends from (experiment seed, placement name, device name, c) and not from the model, so
+two models of the same architecture see the same chips (paired comparisons), and a chip is the
+same chip at every operating point (its faults are drawn over the knobs' full ranges, or the
+placement's `sweep`). A trial (c, t) reads every placement's image once with seed
+(chip seed, t), loads the decoded weights into the model and evaluates the test images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from memsim.errors import MemsimError
+from memsim.experiments.stats import Interval, cluster_mean_interval
+from memsim.memory.protection import ProtectedImage, Protection, protect
+from memsim.physics.device import Device
+from workloads.bridge import ModelImage, clear
+from workloads.layers import iter_quantized_layers
+from workloads.metrics import logit_stats
+from workloads.training import predict
+
+__all__ = [
+    "EvaluationError",
+    "ModelEvaluation",
+    "Placement",
+    "TrialOutcome",
+    "chip_seed",
+    "evaluate_model",
+    "trial_seed",
+]
+
+
+class EvaluationError(MemsimError):
+    """A placement that does not fit the model."""
+
+
+def _name_word(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+
+
+def chip_seed(seed: int, placement: str, device: str, chip: int) -> int:
+    """The seed of chip `chip` of a placement's device (independent of the model)."""
+    entropy = [int(seed), _name_word(placement), _name_word(device), int(chip)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+def trial_seed(chip_seed_value: int, trial: int) -> int:
+    entropy = [int(chip_seed_value), 0x54524941, int(trial)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Layers of a model stored in one memory."""
+
+    name: str
+    device: Device
+    knobs: Mapping[str, float] = field(default_factory=dict)
+    layers: tuple[str, ...] | None = None
+    """Quantised layer names; None: every layer no other placement names."""
+    protection: Protection = field(default_factory=Protection)
+    sweep: Mapping[str, tuple[float, float]] | None = None
+    """Knob ranges the chips are drawn for (default: the knobs' full ranges)."""
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    chip: int
+    trial: int
+    accuracy: float
+    mlm: float
+    mlm_normalised: float
+    flips_zero_to_one: int
+    flips_one_to_zero: int
+    stuck_cells: int
+    residual_bit_errors: int
+    corrected_words: int
+    uncorrectable_words: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """Clean figures, every trial, and the accuracy interval with chips as clusters."""
+
+    clean_accuracy: float
+    clean_mlm: float
+    clean_mlm_normalised: float
+    trials: tuple[TrialOutcome, ...]
+    accuracy: Interval
+    n_test: int
+    data_bits: int
+    stored_bits: int
+
+    @property
+    def mean_mlm(self) -> float:
+        return float(np.mean([t.mlm for t in self.trials])) if self.trials else float("nan")
+
+    @property
+    def mean_bit_errors(self) -> float:
+        if not self.trials:
+            return float("nan")
+        return float(np.mean([t.flips_zero_to_one + t.flips_one_to_zero for t in self.trials]))
+
+    def to_dict(self) -> dict[str, Any]:
+        a = self.accuracy
+        return {
+            "clean_accuracy": self.clean_accuracy, "clean_mlm": self.clean_mlm,
+            "clean_mlm_normalised": self.clean_mlm_normalised,
+            "accuracy": a.mean, "accuracy_low": a.low, "accuracy_high": a.high,
+            "chips": a.n_clusters, "reads": len(self.trials), "n_test": self.n_test,
+            "mean_mlm": self.mean_mlm, "mean_bit_errors": self.mean_bit_errors,
+            "data_bits": self.data_bits, "stored_bits": self.stored_bits,
+            "per_trial": [t.to_dict() for t in self.trials],
+        }
+
+
+@dataclass
+class _Memory:
+    placement: Placement
+    image: ModelImage
+    protected: ProtectedImage
+
+
+def _memories(model: nn.Module, placements: Sequence[Placement]) -> list[_Memory]:
+    all_layers = [name for name, _ in iter_quantized_layers(model)]
+    if not all_layers:
+        raise EvaluationError("the model has no quantised layers")
+    named = [layer for p in placements if p.layers is not None for layer in p.layers]
+    if len(set(named)) != len(named):
+        raise EvaluationError("a layer is placed in two memories")
+    rest = [layer for layer in all_layers if layer not in set(named)]
+    catch_all = [p for p in placements if p.layers is None]
+    if len(catch_all) > 1:
+        raise EvaluationError("only one placement may take the remaining layers")
+    if rest and not catch_all:
+        raise EvaluationError(f"layers {', '.join(rest)} are in no placement")
+    names = [p.name for p in placements]
+    if len(set(names)) != len(names):
+        raise EvaluationError(f"placement names repeat: {names}")
+    out = []
+    for p in placements:
+        layers = list(p.layers) if p.layers is not None else rest
+        if not layers:
+            continue
+        mi = ModelImage.of(model, layers=layers)
+        out.append(_Memory(p, mi, protect(mi.image, p.protection)))
+    return out
+
+
+def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   placements: Sequence[Placement], *, chips: int, trials: int = 1,
+                   seed: int = 0, chip_indices: Sequence[int] | None = None
+                   ) -> ModelEvaluation:
+    """Accuracy and margins of `model` over chips × trials of its placements.
+
+    `chip_indices` evaluates chosen chips (e.g. a batch of an adaptive sweep) instead of
+    0..chips-1.
+    """
+    if chips < 1 or trials < 1:
+        raise EvaluationError(f"chips and trials must be >= 1, got {chips} and {trials}")
+    model.eval()
+    clear(model)
+    clean = logit_stats(predict(model, images), labels)
+    memories = _memories(model, placements)
+    outcomes = []
+    indices = list(range(chips)) if chip_indices is None else list(chip_indices)
+    for c in indices:
+        built = []
+        for m in memories:
+            seed_c = chip_seed(seed, m.placement.name, m.placement.device.name, c)
+            built.append((m, m.protected.chip(m.placement.device, seed_c, m.placement.sweep),
+                          seed_c))
+        for t in range(trials):
+            up = down = stuck = residual = corrected = uncorrectable = 0
+            for m, chip, seed_c in built:
+                read = m.protected.read(chip, m.placement.knobs, seed=trial_seed(seed_c, t))
+                m.image.load(model, read.image)
+                up += read.raw.flips_zero_to_one
+                down += read.raw.flips_one_to_zero
+                stuck += read.raw.stuck_cells
+                residual += read.residual_bit_errors
+                corrected += read.ecc.corrected_words
+                uncorrectable += read.ecc.uncorrectable_words
+            stats = logit_stats(predict(model, images), labels)
+            clear(model)
+            outcomes.append(TrialOutcome(c, t, stats.accuracy, stats.mlm, stats.mlm_normalised,
+                                         up, down, stuck, residual, corrected, uncorrectable))
+    by_chip: dict[int, list[float]] = {}
+    for o in outcomes:
+        by_chip.setdefault(o.chip, []).append(o.accuracy)
+    interval = cluster_mean_interval([by_chip[c] for c in sorted(by_chip)])
+    return ModelEvaluation(
+        clean.accuracy, clean.mlm, clean.mlm_normalised, tuple(outcomes), interval,
+        int(labels.shape[0]), sum(m.protected.overhead.data_bits for m in memories),
+        sum(m.protected.overhead.stored_bits for m in memories))

@@ -1,0 +1,88 @@
+"""`memsim train` and `memsim eval` end to end on a tiny config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memsim.cli import main
+
+CONFIG = """\
+schema_version: 1
+name: tiny-cli
+model: {name: mlp, weight_bits: 4, options: {width_multiplier: 0.125}}
+loss: {kind: mcel, margin: 4, bound: 10}
+epochs: 2
+batch_size: 128
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    config = folder / "tiny.yaml"
+    config.write_text(CONFIG)
+    assert main(["train", str(config), "--out", str(folder / "run"), "--no-progress",
+                 "--set", "epochs=2"]) == 0
+    return folder / "run" / "checkpoint.pt"
+
+
+def test_train_writes_a_checkpoint_and_rerun_is_a_no_op(
+        checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert checkpoint.is_file()
+    config = checkpoint.parent.parent / "tiny.yaml"
+    code, out, _ = run(capsys, "train", str(config), "--out", str(checkpoint.parent),
+                       "--no-progress")
+    assert code == 0 and "already complete" in out
+
+
+def test_eval_reports_accuracy_with_an_interval(checkpoint: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "eval", str(checkpoint), "--device", "symmetric-bitflip",
+                         "--knob", "ber=0.02", "--chips", "3", "--trials", "2", "--json",
+                         "--per-trial")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["chips"] == 3 and report["reads"] == 6 and len(report["per_trial"]) == 6
+    assert report["accuracy_low"] <= report["accuracy"] <= report["accuracy_high"]
+    assert report["clean_accuracy"] > 0.5
+    flips = [t["flips_zero_to_one"] + t["flips_one_to_zero"] for t in report["per_trial"]]
+    assert all(f > 0 for f in flips)
+    # about 2 % of the stored bits
+    assert 0.01 < sum(flips) / len(flips) / report["stored_bits"] < 0.03
+    _, out2, _ = run(capsys, "eval", str(checkpoint), "--device", "symmetric-bitflip",
+                         "--knob", "ber=0.02", "--chips", "3", "--trials", "2", "--json",
+                         "--per-trial")
+    assert out2 == out  # same seed: same numbers
+    code, out, _ = run(capsys, "eval", str(checkpoint), "--device", "sram-14nm", "--knob",
+                       "v_rel=0.9", "--chips", "2", "--trials", "1", "--ecc", "secded-72-64")
+    assert code == 0 and "chips as clusters" in out
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["eval", "missing.pt", "--device", "sram-14nm"], "no such checkpoint"),
+    (["train", "missing.yaml"], "cannot read"),
+    (["train", "{config}", "--set", "loss.kind=focal"], "loss.kind"),
+])
+def test_bad_input_is_one_line(argv: list[str], expected: str, checkpoint: Path,
+                               capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = checkpoint.parent.parent / "tiny.yaml"
+    argv = [a.replace("{config}", str(config)) for a in argv]
+    code, _, err = run(capsys, *argv, *(["--out", str(tmp_path)] if argv[0] == "train" else []))
+    assert code == 2 and expected in err
+    assert err.count("\n") == 1
+
+
+def test_eval_with_a_knob_out_of_range_is_one_line(checkpoint: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "eval", str(checkpoint), "--device", "sram-14nm", "--knob",
+                       "v_rel=0.2")
+    assert code == 2 and "v_rel" in err and err.count("\n") == 1
