@@ -455,3 +455,61 @@ def test_untagged_numbers_and_assumed_schema_defaults_are_reported(tmp_path: Pat
         "kind": "neel_arrhenius", "provenance": "derived", "time_s": 1.0,
         "temperature_k": 300.0, "delta": 40.0})
     assert defaulted.at().mechanisms[0].provenance == ("derived", "assumed")
+
+
+# ---------------------------------------------------------------------------------------------
+# table2d
+
+
+XY = {"x": ratio_knob(1.0, 3.0, 2.0), "t": {"unit": "s", "role": "environment",
+                                          "nominal": 10.0, "range": [1.0, 1000.0],
+                                          "scale": "log"}}
+GRID = {"kind": "table2d", "of": ["x", "t"], "x": [1.0, 2.0, 3.0], "y": [1.0, 10.0, 1000.0],
+        "values": [[1e-2, 2e-2, 8e-2], [1e-3, 2e-3, 8e-3], [1e-5, 1e-4, 1e-3]]}
+
+
+def test_table2d_bilinear_by_hand(tmp_path: Path) -> None:
+    device = make_device(tmp_path, XY, p01=GRID)
+    assert p01_at(device, x=2.0, t=10.0) == approx(2e-3)
+    # linear in both: the four corners' average at the centre of a cell
+    assert p01_at(device, x=1.5, t=5.5) == approx((1e-2 + 2e-2 + 1e-3 + 2e-3) / 4)
+    # along one edge: plain linear interpolation
+    assert p01_at(device, x=2.5, t=1.0) == approx((1e-3 + 1e-5) / 2)
+
+
+def test_table2d_log_scales(tmp_path: Path) -> None:
+    grid = {**GRID, "y_scale": "log", "value_scale": "log"}
+    device = make_device(tmp_path, XY, p01=grid)
+    # log y and log values: halfway between t=10 and 1000 in log is t=100; geometric mean
+    assert p01_at(device, x=3.0, t=100.0) == approx(math.sqrt(1e-4 * 1e-3))
+    assert p01_at(device, x=1.0, t=math.sqrt(10.0)) == approx(math.sqrt(1e-2 * 2e-2))
+    # at the centre of a cell: the geometric mean of the four corners
+    v = p01_at(device, x=1.5, t=100.0)
+    assert v == approx((2e-2 * 8e-2 * 2e-3 * 8e-3) ** 0.25)
+
+
+def test_table2d_clamp_and_range(tmp_path: Path) -> None:
+    narrow = {**GRID, "x": [1.5, 2.0, 3.0]}
+    with pytest.raises(SpecError, match="outside the table's grid"):
+        make_device(tmp_path, XY, p01=narrow)
+    clamped = make_device(tmp_path, XY, p01={**narrow, "clamp": True})
+    assert p01_at(clamped, x=1.0, t=1.0) == approx(1e-2)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"of": ["x"]}, "expected two knob names"),
+    ({"of": ["x", "x"]}, "two different knobs"),
+    ({"of": ["x", "temp"]}, "unknown knob 'temp'"),
+    ({"x": [1.0, 3.0, 2.0]}, "strictly increasing"),
+    ({"values": [[1e-2, 2e-2, 8e-2], [1e-3, 2e-3, 8e-3]]}, "expected 3 rows"),
+    ({"values": [[1e-2, 2e-2], [1e-3, 2e-3, 8e-3], [1e-5, 1e-4, 1e-3]]}, "expected 3 values"),
+    ({"value_scale": "log", "values": [[0.0, 2e-2, 8e-2], [1e-3, 2e-3, 8e-3],
+                                       [1e-5, 1e-4, 1e-3]]}, "values > 0"),
+    ({"values": [[1e-2, 2e-2, 1.5], [1e-3, 2e-3, 8e-3], [1e-5, 1e-4, 1e-3]]}, "probability"),
+])
+def test_table2d_errors_name_the_field(tmp_path: Path, change: dict[str, Any],
+                                       message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        make_device(tmp_path, XY, p01={**GRID, **change})
+    assert message in str(err.value)
+    assert "faults[0].p_zero_to_one" in str(err.value)

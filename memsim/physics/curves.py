@@ -21,6 +21,7 @@ from memsim.spec.curves import (
     ProbitCurve,
     Scale,
     SttWriteErrorCurve,
+    Table2dCurve,
     TableCurve,
     curve_kind,
 )
@@ -69,6 +70,44 @@ def _table(c: TableCurve, knobs: Mapping[str, float]) -> float:
     if c.y_scale is Scale.LOG:
         return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
     return y0 + t * (y1 - y0)
+
+
+def _position(values: tuple[float, ...], v: float, scale: Scale) -> tuple[int, float]:
+    """The segment of a sorted axis holding `v` and the fraction along it (in `scale`)."""
+    lo, hi = 0, len(values) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if values[mid] <= v:
+            lo = mid
+        else:
+            hi = mid
+    a, b = values[lo], values[hi]
+    if scale is Scale.LOG:
+        return lo, (math.log(v) - math.log(a)) / (math.log(b) - math.log(a))
+    return lo, (v - a) / (b - a)
+
+
+def _table2d(c: Table2dCurve, knobs: Mapping[str, float]) -> float:
+    point = []
+    for name, axis in zip(c.of, (c.xs, c.ys), strict=True):
+        v = knobs[name]
+        if v < axis[0] or v > axis[-1]:
+            if not c.clamp:
+                raise CurveDomainError(
+                    f"{name}={v:g} is outside the table's grid [{axis[0]:g}, {axis[-1]:g}] "
+                    "(set clamp: true to hold the edge values)")
+            v = min(max(v, axis[0]), axis[-1])
+        point.append(v)
+    i, tx = _position(c.xs, point[0], c.x_scale)
+    j, ty = _position(c.ys, point[1], c.y_scale)
+
+    def f(a: int, b: int) -> float:
+        v = c.values[a][b]
+        return math.log(v) if c.value_scale is Scale.LOG else v
+
+    z = ((1 - tx) * (1 - ty) * f(i, j) + tx * (1 - ty) * f(i + 1, j)
+         + (1 - tx) * ty * f(i, j + 1) + tx * ty * f(i + 1, j + 1))
+    return math.exp(z) if c.value_scale is Scale.LOG else z
 
 
 def _probit(c: ProbitCurve, knobs: Mapping[str, float]) -> float:
@@ -133,6 +172,7 @@ def _dram_leakage(c: DramLeakageCurve, knobs: Mapping[str, float]) -> float:
 _EVALUATORS: dict[type, Callable[[Any, Mapping[str, float]], float]] = {
     ConstantCurve: _constant,
     TableCurve: _table,
+    Table2dCurve: _table2d,
     ProbitCurve: _probit,
     ExponentialCurve: _exponential,
     PowerCurve: _power,
@@ -169,6 +209,10 @@ def describe(curve: Curve) -> str:
         pts = ", ".join(f"({x:g}, {y:g})" for x, y in zip(curve.xs, curve.ys, strict=True))
         return (f"table of {curve.of} ({curve.y_scale.value} y, {curve.x_scale.value} x"
                 f"{', clamped' if curve.clamp else ''}): {pts}")
+    if isinstance(curve, Table2dCurve):
+        return (f"table2d of {curve.of[0]} ({len(curve.xs)} values, {curve.x_scale.value}) and "
+                f"{curve.of[1]} ({len(curve.ys)} values, {curve.y_scale.value}), bilinear in "
+                f"{curve.value_scale.value} values{', clamped' if curve.clamp else ''}")
     if isinstance(curve, ProbitCurve):
         sign = "" if curve.direction is Direction.INCREASING else "−"
         m = f"{curve.maximum.value:g}·" if curve.maximum.value != 1.0 else ""

@@ -72,6 +72,23 @@ class TableCurve:
 
 
 @dataclass(frozen=True)
+class Table2dCurve:
+    """Bilinear interpolation over a grid of two knobs, for figures that do not factor into
+    one curve per knob (a PCM error rate against program-and-verify iterations and time)."""
+
+    of: tuple[str, str]
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    values: tuple[tuple[float, ...], ...]
+    """One row per x, one column per y."""
+    grid: Param  # carries the provenance of the whole table; value = number of grid points
+    x_scale: Scale = Scale.LINEAR
+    y_scale: Scale = Scale.LINEAR
+    value_scale: Scale = Scale.LINEAR
+    clamp: bool = False
+
+
+@dataclass(frozen=True)
 class ProbitCurve:
     """`maximum · Φ((x − mean)/sigma)` (increasing) or `maximum · Φ((mean − x)/sigma)`."""
 
@@ -155,7 +172,7 @@ class DramLeakageCurve:
 
 
 Curve = (
-    ConstantCurve | TableCurve | ProbitCurve | ExponentialCurve | PowerCurve
+    ConstantCurve | TableCurve | Table2dCurve | ProbitCurve | ExponentialCurve | PowerCurve
     | NeelArrheniusCurve | SttWriteErrorCurve | DramLeakageCurve
 )
 
@@ -166,6 +183,8 @@ def curve_inputs(curve: Curve) -> tuple[str, ...]:
         return ()
     if isinstance(curve, TableCurve | ProbitCurve | ExponentialCurve | PowerCurve):
         return (curve.of,)
+    if isinstance(curve, Table2dCurve):
+        return curve.of
     names: list[str] = []
     for value in vars(curve).values():
         if isinstance(value, Input) and value.knob is not None and value.knob not in names:
@@ -244,6 +263,53 @@ def _parse_table(node: Node, ctx: CurveContext) -> TableCurve:
         raise points_node.fail("expected points sorted by strictly increasing x")
     prov = Param(float(len(xs)), points_node.origin.provenance, points_node.origin.source)
     return TableCurve(of, tuple(xs), tuple(ys), prov, x_scale, y_scale, clamp)
+
+
+def _axis(node: Node, scale: Scale, what: str) -> tuple[float, ...]:
+    values = tuple(n.number() for n in node.sequence(min_len=2))
+    if scale is Scale.LOG and any(v <= 0 for v in values):
+        raise node.fail(f"{what} scale is log: expected values > 0")
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise node.fail("expected strictly increasing values")
+    return values
+
+
+def _parse_table2d(node: Node, ctx: CurveContext) -> Table2dCurve:
+    with node.fields(with_origin=True) as f:
+        f.known("kind")
+        of_node = f.node_of("of")
+        x_scale = f.collect("x_scale", lambda n: n.enum(Scale), Scale.LINEAR)
+        y_scale = f.collect("y_scale", lambda n: n.enum(Scale), Scale.LINEAR)
+        value_scale = f.collect("value_scale", lambda n: n.enum(Scale), Scale.LINEAR)
+        clamp = f.collect("clamp", Node.boolean, False)
+        x_node, y_node, values_node = f.node_of("x"), f.node_of("y"), f.node_of("values")
+        f.check()
+    for n in (of_node, x_node, y_node, values_node):
+        if n.value is None:
+            raise n.fail("required field is missing")
+    names = of_node.sequence()
+    if len(names) != 2:
+        raise of_node.fail(f"expected two knob names [x, y], got {len(names)}")
+    of = (ctx.knob_name(names[0]), ctx.knob_name(names[1]))
+    if of[0] == of[1]:
+        raise of_node.fail("expected two different knobs")
+    xs = _axis(x_node, x_scale, "x")
+    ys = _axis(y_node, y_scale, "y")
+    rows = values_node.sequence()
+    if len(rows) != len(xs):
+        raise values_node.fail(f"expected {len(xs)} rows (one per x), got {len(rows)}")
+    values = []
+    for row in rows:
+        cells = row.sequence()
+        if len(cells) != len(ys):
+            raise row.fail(f"expected {len(ys)} values (one per y), got {len(cells)}")
+        numbers = tuple(c.number() for c in cells)
+        if value_scale is Scale.LOG and any(v <= 0 for v in numbers):
+            raise row.fail("value_scale is log: expected values > 0 (use a tiny value, not 0)")
+        values.append(numbers)
+    prov = Param(float(len(xs) * len(ys)), values_node.origin.provenance,
+                 values_node.origin.source)
+    return Table2dCurve(of, xs, ys, tuple(values), prov, x_scale, y_scale, value_scale, clamp)
 
 
 def _parse_probit(node: Node, ctx: CurveContext) -> ProbitCurve:
@@ -334,6 +400,7 @@ def _parse_dram_leakage(node: Node, ctx: CurveContext) -> DramLeakageCurve:
 CURVE_KINDS: dict[str, Callable[[Node, CurveContext], Curve]] = {
     "constant": _parse_constant,
     "table": _parse_table,
+    "table2d": _parse_table2d,
     "probit": _parse_probit,
     "exponential": _parse_exponential,
     "power": _parse_power,
@@ -366,7 +433,7 @@ def curve_kind(curve: Curve) -> str:
 
 
 _KIND_OF: dict[type, str] = {
-    ConstantCurve: "constant", TableCurve: "table", ProbitCurve: "probit",
+    ConstantCurve: "constant", TableCurve: "table", Table2dCurve: "table2d", ProbitCurve: "probit",
     ExponentialCurve: "exponential", PowerCurve: "power", NeelArrheniusCurve: "neel_arrhenius",
     SttWriteErrorCurve: "stt_write_error", DramLeakageCurve: "dram_leakage",
 }
