@@ -54,19 +54,8 @@ def _table(c: TableCurve, knobs: Mapping[str, float]) -> float:
                 f"{c.of}={x:g} is outside the table's points [{xs[0]:g}, {xs[-1]:g}] "
                 "(set clamp: true to hold the end values)")
         return ys[0] if x < xs[0] else ys[-1]
-    # bisect for the segment
-    lo, hi = 0, len(xs) - 1
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if xs[mid] <= x:
-            lo = mid
-        else:
-            hi = mid
-    x0, x1, y0, y1 = xs[lo], xs[hi], ys[lo], ys[hi]
-    if c.x_scale is Scale.LOG:
-        t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
-    else:
-        t = (x - x0) / (x1 - x0)
+    i, t = _position(xs, x, c.x_scale)
+    y0, y1 = ys[i], ys[i + 1]
     if c.y_scale is Scale.LOG:
         return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
     return y0 + t * (y1 - y0)
