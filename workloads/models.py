@@ -139,6 +139,12 @@ def _vgg_block(factory: LayerFactory, cin: int, cout: int, pool: bool) -> list[n
     return [*layers, nn.BatchNorm2d(cout), factory.activation("hardtanh")]
 
 
+def _vgg_head(factory: LayerFactory, flat: int, units: int, num_classes: int) -> nn.Sequential:
+    """Flatten, FC, BN, hard tanh, FC: the classifier of VGG3 and VGG7."""
+    return nn.Sequential(nn.Flatten(), factory.linear(flat, units), nn.BatchNorm1d(units),
+                         factory.activation("hardtanh"), factory.linear(units, num_classes))
+
+
 class VGG3(nn.Module):
     """Two 3×3 conv layers (64, pool after each) and two FC layers (2048, classes)."""
 
@@ -150,9 +156,7 @@ class VGG3(nn.Module):
         self.features = nn.Sequential(*_vgg_block(factory, in_channels, c, True),
                                       *_vgg_block(factory, c, c, True))
         flat = c * (image_size // 4) ** 2
-        self.classifier = nn.Sequential(
-            nn.Flatten(), factory.linear(flat, units), nn.BatchNorm1d(units),
-            factory.activation("hardtanh"), factory.linear(units, num_classes))
+        self.classifier = _vgg_head(factory, flat, units, num_classes)
         self.scale = OutputScale(factory.output_scale_init)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -177,9 +181,7 @@ class VGG7(nn.Module):
         self.features = nn.Sequential(*layers)
         units = _width(1024, width_multiplier)
         flat = cin * (image_size // 8) ** 2
-        self.classifier = nn.Sequential(
-            nn.Flatten(), factory.linear(flat, units), nn.BatchNorm1d(units),
-            factory.activation("hardtanh"), factory.linear(units, num_classes))
+        self.classifier = _vgg_head(factory, flat, units, num_classes)
         self.scale = OutputScale(factory.output_scale_init)
 
     def forward(self, x: Tensor) -> Tensor:
