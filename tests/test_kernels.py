@@ -232,6 +232,8 @@ def test_flip_bits_quick_factor_rejection_is_only_a_speed_up(
         sigma * z_cap - sigma**2 / 2,
         np.full((2, 1024), -1.0),
         1 << 16,
+        np.empty(0, np.uint64),
+        False,
     )
     np.testing.assert_array_equal(fast, slow)
     assert not np.array_equal(fast, words)
@@ -622,3 +624,27 @@ def test_set_levels_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         set_levels_(_words(), 2, index, level, GRAY2)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+@pytest.mark.parametrize("p", [0.0, 1e-3, 0.3])
+def test_flip_bits_from_a_source_equals_copy_then_flip(sigma: float, p: float) -> None:
+    rng = np.random.default_rng(4)
+    original = rng.integers(0, 1 << 63, size=5000, dtype=np.uint64)
+    original.setflags(write=False)
+    n_bits = 64 * 4990 - 7  # padding and a few words past the stream
+    copied = np.array(original)
+    copied[-(-n_bits // 64) - 1] &= np.uint64((1 << (n_bits % 64)) - 1)
+    source = copied.copy()
+    source.setflags(write=False)
+    a = copied.copy()
+    ca = flip_bits_(a, n_bits, p, 2 * p / 3, 9, factor_sigma=sigma, factor_seed=3,
+                    chunk_bits=1 << 14)
+    b = np.full_like(a, 0xDEADBEEF)
+    cb = flip_bits_(b, n_bits, p, 2 * p / 3, 9, factor_sigma=sigma, factor_seed=3,
+                    chunk_bits=1 << 14, source=source)
+    assert ca == cb and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="source"):
+        flip_bits_(b, n_bits, p, p, 9, source=b)
+    with pytest.raises(ValueError, match="source"):
+        flip_bits_(b, n_bits, p, p, 9, source=source[:-1])

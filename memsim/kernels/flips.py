@@ -202,11 +202,13 @@ def _flip_bits_kernel(
     log_f_cap: float,
     reject_below: NDArray[np.float64],
     chunk_bits: int,
+    source: NDArray[np.uint64],
+    copy_source: bool,
 ) -> NDArray[np.int64]:
     n_chunks = (n_bits + chunk_bits - 1) // chunk_bits
     counts = np.zeros((n_chunks, 2), np.int64)
     p_bound = min(1.0, max(p01, p10) * math.exp(log_f_cap))
-    if p_bound <= 0.0:
+    if p_bound <= 0.0 and not copy_source:
         return counts
     every_bit = p_bound >= 1.0
     log_q = 0.0 if every_bit else math.log1p(-p_bound)
@@ -217,6 +219,13 @@ def _flip_bits_kernel(
     for c in prange(n_chunks):
         start = c * chunk_bits
         end = min(start + chunk_bits, n_bits)
+        if copy_source:
+            # the chunk's words are copied just before they are flipped, while they are in
+            # cache: a read costs one pass over memory instead of two
+            for w in range(start >> 6, (end + 63) >> 6):
+                words[w] = source[w]
+        if p_bound <= 0.0:
+            continue
         state = stream_seed(seed, c)
         pos = start - 1
         n_flips = 0
@@ -234,17 +243,22 @@ def _flip_bits_kernel(
                 pos += 1 + int(gap)
             w = pos >> 6
             shift = np.uint64(pos & 63)
-            word = words[w]
-            bit = (word >> shift) & _ONE
-            p = p_of_bit[bit]
             if use_factor:
                 # Thinning with the cell's factor: accept iff v·p_bound < min(1, p·f_i). The
                 # table gives, per stored value and bucket of v, a uniform below which the
                 # cell's factor is certainly too small: most candidates are rejected after a
-                # hash, without Φ⁻¹ and exp (a pure speed-up: the decisions are the same).
+                # hash, without Φ⁻¹ and exp, and before the word is even loaded (a pure
+                # speed-up: the decisions are the same).
                 state, v = next_uniform(state)
                 u_cell = cell_uniform(factor_seed, pos)
-                if u_cell < reject_below[bit, int(v * n_buckets)]:
+                bucket = int(v * n_buckets)
+                if u_cell < min(reject_below[0, bucket], reject_below[1, bucket]):
+                    continue
+            word = words[w]
+            bit = (word >> shift) & _ONE
+            p = p_of_bit[bit]
+            if use_factor:
+                if u_cell < reject_below[bit, bucket]:
                     continue
                 z = standard_normal_from_uniform(u_cell)
                 p = min(1.0, p * math.exp(min(sigma * z - half_var, log_f_cap)))
@@ -499,6 +513,8 @@ def _level_to_code(value: Any, bits_per_cell: int) -> NDArray[np.uint8]:
 # --------------------------------------------------------------------------------------------
 # Public wrappers
 
+_NO_WORDS = np.empty(0, np.uint64)
+
 
 def flip_bits_(
     words: NDArray[np.uint64],
@@ -510,12 +526,15 @@ def flip_bits_(
     factor_sigma: float = 0.0,
     factor_seed: int | np.integer[Any] = 0,
     chunk_bits: int = DEFAULT_CHUNK_BITS,
+    source: NDArray[np.uint64] | None = None,
 ) -> FlipCounts:
     """Transient asymmetric flips of the first `n_bits` stream bits of `words`, in place.
 
     Each stored 0 becomes 1 with probability `p_zero_to_one` and each stored 1 becomes 0 with
     `p_one_to_zero`, independently; every bit is considered once, on its original value.
-    Pass a copy of `words` to keep the original.
+    Pass a copy of `words` to keep the original, or pass the original as `source`: `words` is
+    then overwritten with `source` chunk by chunk just before each chunk is flipped (the same
+    result as copying first, in one pass over memory instead of two).
 
     With `factor_sigma` σ > 0 each bit cell i has a fixed variability factor
     `f_i = exp(σ·z_i − σ²/2)` (lognormal, mean 1), `z_i = Φ⁻¹(cell_uniform(factor_seed, i))`, so
@@ -536,6 +555,8 @@ def flip_bits_(
         factor_seed: the chip's seed for the factors, an integer in [0, 2^64).
         chunk_bits: bits per independently seeded chunk (a positive multiple of 64). Results
             depend on it; keep the default for reproducibility.
+        source: optional words (same shape as `words`, not the same array) copied into
+            `words` as part of the pass.
 
     Returns:
         `FlipCounts(zero_to_one, one_to_zero, 0, cells_changed=zero_to_one + one_to_zero)`.
@@ -562,6 +583,14 @@ def flip_bits_(
         z_cap, _ = factor_cap(sigma)
         log_f_cap = sigma * z_cap - 0.5 * sigma * sigma
     reject_below = _factor_reject_table(p01, p10, sigma, log_f_cap)
+    if source is not None:
+        if (not isinstance(source, np.ndarray) or source.dtype != np.uint64
+                or source.shape != words.shape or not source.flags.c_contiguous
+                or np.shares_memory(source, words)):
+            raise ValueError("source: expected a separate C-contiguous uint64 array shaped "
+                             "like words")
+        tail = -(-n // 64)
+        words[tail:] = source[tail:]  # words past the stream: outside every chunk
     counts = _flip_bits_kernel(
         words,
         n,
@@ -573,6 +602,8 @@ def flip_bits_(
         log_f_cap,
         reject_below,
         chunk,
+        source if source is not None else _NO_WORDS,
+        source is not None,
     )
     z2o = int(counts[:, 0].sum())
     o2z = int(counts[:, 1].sum())

@@ -238,15 +238,24 @@ class Chip:
         b = self.bits_per_cell
         # a last multi-level cell may run past the image's words
         n_words = -(-self.n_cells * b // 64) if self.n_bits else 0
-        words = np.zeros(max(n_words, image.words.shape[0]), dtype=np.uint64)
-        words[: image.words.shape[0]] = image.words
+        n_total = max(n_words, image.words.shape[0])
+        first = spec.faults[self._order[0]] if self._order else None
+        # a first flip pass copies the image itself, chunk by chunk (one pass over memory)
+        fused = (isinstance(first, TransientMechanism | RetentionMechanism)
+                 and n_total == image.words.shape[0])
+        if fused:
+            words = np.empty(n_total, dtype=np.uint64)
+        else:
+            words = np.zeros(n_total, dtype=np.uint64)
+            words[: image.words.shape[0]] = image.words
         trial_seeds = _seed_words([self.seed, int(seed), 0x54524941], len(spec.faults))  # "TRIA"
         counts: dict[str, FlipCounts] = {}
         stuck = faulty = 0
-        for i in self._order:
+        for k, i in enumerate(self._order):
             mech = spec.faults[i]
             if isinstance(mech, TransientMechanism | RetentionMechanism):
-                counts[mech.name] = self._flip(i, mech, words, values, trial_seeds[i])
+                counts[mech.name] = self._flip(i, mech, words, values, trial_seeds[i],
+                                               image.words if fused and k == 0 else None)
             elif isinstance(mech, LevelConfusionMechanism):
                 seed_i = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seeds[i]
                 matrix = level_matrix(mech, values, spec.cell)
@@ -264,8 +273,8 @@ class Chip:
         return ReadResult(corrupted, values, up, down, stuck, faulty, counts)
 
     def _flip(self, i: int, mech: TransientMechanism | RetentionMechanism,
-              words: NDArray[np.uint64], values: Mapping[str, float], trial_seed: int
-              ) -> FlipCounts:
+              words: NDArray[np.uint64], values: Mapping[str, float], trial_seed: int,
+              source: NDArray[np.uint64] | None = None) -> FlipCounts:
         p01 = evaluate(mech.p_zero_to_one, values)
         p10 = evaluate(mech.p_one_to_zero, values)
         seed = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seed
@@ -273,7 +282,7 @@ class Chip:
         if isinstance(mech, TransientMechanism) and mech.cell_factor is not None:
             sigma = mech.cell_factor.sigma.value
         return flip_bits_(words, self.n_bits, p01, p10, seed, factor_sigma=sigma,
-                          factor_seed=self.factor_seeds[i])
+                          factor_seed=self.factor_seeds[i], source=source)
 
     def _apply_persistent(self, words: NDArray[np.uint64], cells: PersistentCells,
                           k: int) -> FlipCounts:
