@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -69,9 +70,13 @@ def plot_devices(devices: Sequence[Device], out: Path, knob: str | None = None,
             if np.all(np.isnan(y)):
                 continue
             ax_err.plot(xs, y, style, label=label)
+        held = {k.name: own_fixed.get(k.name, k.nominal) for k in device.spec.knobs}
         for cal in device.spec.calibration:
+            # published points measured with other knobs elsewhere would mislead on this curve
+            same_conditions = all(math.isclose(held[k], v, rel_tol=1e-9)
+                                  for k, v in cal.at if k != name)
             if cal.quantity in (Quantity.FAULT_FRACTION, Quantity.BER, Quantity.P_ZERO_TO_ONE,
-                                Quantity.P_ONE_TO_ZERO) and cal.of == name:
+                                Quantity.P_ONE_TO_ZERO) and cal.of == name and same_conditions:
                 px, py = zip(*cal.points, strict=True)
                 ax_err.plot(px, py, "o", mfc="none", label=f"published {cal.quantity.value}")
         ax_err.set_yscale("log")
