@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from memsim import __version__
 from memsim.errors import MemsimError, SpecError, UnknownDeviceError
+from memsim.experiments.commands import add_commands as add_experiment_commands
 from memsim.physics.curves import curve_provenance, describe
 from memsim.physics.device import Device, OperatingPoint, load_device, mechanism_curves
 from memsim.spec.fields import Param, Provenance
@@ -604,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-trial", action="store_true", help="include every trial in --json")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+    add_experiment_commands(sub)
     return parser
 
 

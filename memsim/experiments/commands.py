@@ -1,0 +1,135 @@
+"""The `memsim run`, `memsim pareto` and `memsim demo` subcommands (parsing and printing only).
+
+`add_commands(subparsers)` registers them on the `memsim` parser; each command function takes
+the parsed arguments and returns an exit status, raising `MemsimError` for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memsim.experiments.executors import EXECUTOR_NAMES
+
+if TYPE_CHECKING:
+    from memsim.experiments.runner import SweepResults
+
+__all__ = ["DEMO_CONFIG", "add_commands", "cmd_demo", "cmd_pareto", "cmd_run"]
+
+DEMO_CONFIG = "quickstart"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=EXECUTOR_NAMES, default="pool",
+                   help="where evaluations run: this process, a local process pool (default, "
+                        "all cores) or Ray")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes (pool) or CPUs of a local Ray instance (default: all "
+                        "cores)")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="a running Ray cluster (with --executor ray); default: start a local one")
+    p.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+                   help="torch and numba threads per worker (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register `run`, `pareto` and `demo` on the `memsim` parser's subparsers."""
+    p = subparsers.add_parser(
+        "run", help="train, sweep and report an experiment config (resumable)")
+    p.add_argument("config", help="built-in config name (e.g. quickstart) or YAML file")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (results.sqlite, results.csv, pareto.csv, ...); "
+                        "rerunning into it skips finished evaluations")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="directory of the experiment's data set (overrides data.dir)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config field (value read as YAML), e.g. --set trials=2")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, build everything and evaluate a token amount (one chip, "
+                        "one trial, first operating point, 64 test images, untrained models) "
+                        "into DIR/dry-run")
+    _executor_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = subparsers.add_parser("pareto",
+                              help="recompute results.csv, pareto.csv and the report of a sweep")
+    p.add_argument("dir", metavar="DIR", help="the --out directory of memsim run")
+    p.set_defaults(func=cmd_pareto)
+
+    p = subparsers.add_parser(
+        "demo", help=f"the built-in {DEMO_CONFIG} experiment: digits, BNN and 4-bit models "
+                     "with CE and MCEL, swept over the catalogue")
+    p.add_argument("--out", default="memsim-demo", metavar="DIR",
+                   help="output directory (default: memsim-demo)")
+    _executor_options(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def _command_line() -> str:
+    return " ".join(["memsim", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def _run(config: str, args: argparse.Namespace, overrides: list[str], dry_run: bool
+         ) -> tuple[SweepResults, list[Path]]:
+    # torch and the workloads load here, not when `memsim devices ...` starts
+    from memsim.experiments.runner import run_experiment
+    from memsim.spec.experiment import load_experiment
+
+    spec = load_experiment(config, overrides)
+    results = run_experiment(
+        spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
+        threads_per_worker=args.threads_per_worker, dry_run=dry_run,
+        progress=not args.no_progress, log=_log, command=_command_line())
+    return results, list(results.outputs)
+
+
+def _summary(results: SweepResults, paths: list[Path]) -> None:
+    evaluated = sum(1 for c in results.cells if c.chips)
+    print(f"{results.name}: {evaluated} of {len(results.cells)} cells evaluated"
+          f"{'' if results.complete else ' (incomplete)'}")
+    for p in paths:
+        print(f"  {p}")
+
+
+def _report_path(paths: list[Path]) -> Path:
+    reports = [p for p in paths if p.name == "report.md"]
+    return reports[0] if reports else next(p for p in paths if p.name == "results.csv")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    overrides = list(args.set)
+    if args.data_dir is not None:
+        # JSON text is YAML: the path stays a string whatever characters it holds
+        overrides.append("data.dir=" + json.dumps(os.path.abspath(args.data_dir)))
+    started = time.perf_counter()
+    results, paths = _run(args.config, args, overrides, args.dry_run)
+    _summary(results, paths)
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from memsim.experiments.runner import aggregate, write_outputs
+
+    results = aggregate(args.dir)
+    _summary(results, write_outputs(results.out_dir, results))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    results, paths = _run(DEMO_CONFIG, args, [], False)
+    _summary(results, paths)
+    print(f"done in {time.perf_counter() - started:.1f} s; report: {_report_path(paths)}")
+    return 0

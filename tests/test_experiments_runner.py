@@ -1,0 +1,513 @@
+"""The experiment runner: golden aggregates, executor equivalence (in-process, pool, Ray),
+kill-and-resume, energy arithmetic, placement, adaptive chips, Pareto outputs, dry run, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import io
+import math
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import memsim
+from memsim.errors import MemsimError
+from memsim.experiments.commands import add_commands
+from memsim.experiments.energy import BITS_PER_MIB
+from memsim.experiments.executors import make_executor
+from memsim.experiments.pareto import pareto_front
+from memsim.experiments.runner import (
+    RESULTS_CSV,
+    RunnerError,
+    SweepResults,
+    run_experiment,
+)
+from memsim.experiments.store import STORE_FILENAME, ResultStore
+from memsim.memory.protection import Protection, protect
+from memsim.spec.experiment import load_experiment
+from memsim.spec.training import parse_training
+from workloads.bridge import ModelImage
+from workloads.data import load_dataset
+from workloads.training import CHECKPOINT_FORMAT, build_model_for, load_checkpoint
+
+torch.set_num_threads(1)
+
+
+# -- a hand-built model whose evaluation is exact -------------------------------------------
+#
+# A BNN with +-1 weights and activations, batch norm at identity and output scale 1: the first
+# layer's float sums only decide signs, and every logit is an integer sum, so accuracy and
+# margins do not depend on the CPU's summation order, which keeps the golden aggregates
+# portable.
+
+
+def _golden_checkpoint(path: Path) -> Path:
+    spec = parse_training({
+        "schema_version": 1, "name": "golden", "seed": 0, "data": {"name": "digits"},
+        "model": {"name": "mlp", "weight_bits": 1, "binary_activations": True,
+                  "options": {"width_multiplier": 0.0625}},
+        "epochs": 1})
+    model = build_model_for(spec, load_dataset("digits"))
+    rng = np.random.default_rng(111)  # of seeds 0..199, the best on these test images (23 %)
+    state = {}
+    for name, t in model.state_dict().items():
+        if name.endswith("weight") and t.dim() == 2:
+            values = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=tuple(t.shape))
+            state[name] = torch.from_numpy(values)
+        elif name.endswith("running_var") or name == "scale.scale" or (
+                name.endswith("weight") and t.dim() == 1):  # batch norm at identity, scale 1
+            state[name] = torch.ones_like(t)
+        else:
+            state[name] = torch.zeros_like(t)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": CHECKPOINT_FORMAT, "config": spec.to_dict(), "epoch": 1,
+                "complete": True, "model_state": state, "history": []}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def golden_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _golden_checkpoint(tmp_path_factory.mktemp("golden") / "golden.pt")
+
+
+def _config(tmp: Path, checkpoint: Path, body: str, name: str = "exp.yaml") -> Path:
+    text = textwrap.dedent(f"""\
+        schema_version: 1
+        name: test-sweep
+        seed: 11
+        data: {{name: digits, test_images: 60}}
+        models:
+          - {{name: a, checkpoint: {checkpoint}}}
+        """) + textwrap.dedent(body)
+    path = tmp / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+GOLDEN_BODY = """\
+devices:
+  - device: symmetric-bitflip
+    sweep: {ber: [0.0, 0.05]}
+  - device: sram-14nm
+    sweep: {v_rel: [1.0, 0.8]}
+placements:
+  - name: all
+  - name: edges
+    fixed:
+      - {name: sram, device: sram-14nm, layers: [first, last], knobs: {v_rel: 1.0}}
+protections:
+  - name: none
+  - name: ecc
+    ecc: secded-72-64
+chips: 2
+trials: 2
+energy: {inference_time_s: 1.0e-6, reads_per_inference: 2}
+"""
+
+GOLDEN_CSV = """\
+model,scenario,device,placement,protection,control_knobs,environment_knobs,chips,trials,complete,clean_accuracy,accuracy,accuracy_low,accuracy_high,accuracy_half_width,mlm,mlm_normalised,device_ber,under_test_ber,bit_errors,residual_bit_errors,corrected_words,uncorrectable_words,data_bits,stored_bits,reliable_bits,energy_pj,energy_nominal_pj,energy_relative,energy_read_pj,energy_reliable_read_pj,energy_static_pj,energy_refresh_pj,energy_assumed,energy_assumed_figures
+a,nominal,symmetric-bitflip,all,none,"{""ber"":0.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,0.0,0.0,0.0,0.0,0.0,0.0,1440,1440,0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,true,"[""under-test: read_energy_pj_per_bit""]"
+a,nominal,symmetric-bitflip,all,none,"{""ber"":0.05}",{},2,2,true,0.23333333333333334,0.125,0.125,0.125,0.0,2.15,0.5606084821174468,0.05,0.05260416666666667,75.75,75.75,0.0,0.0,1440,1440,0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,true,"[""under-test: read_energy_pj_per_bit""]"
+a,nominal,symmetric-bitflip,all,ecc,"{""ber"":0.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,0.0,0.0,0.0,0.0,0.0,0.0,1440,1656,0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,true,"[""under-test: read_energy_pj_per_bit""]"
+a,nominal,symmetric-bitflip,all,ecc,"{""ber"":0.05}",{},2,2,true,0.23333333333333334,0.0625,-0.20221259867030622,0.3272125986703062,0.2647125986703062,2.0833333333333335,0.5459344310115382,0.05,0.05283816425120773,87.5,79.75,8.25,14.25,1440,1656,0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,true,"[""under-test: read_energy_pj_per_bit""]"
+a,nominal,symmetric-bitflip,edges,none,"{""ber"":0.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,0.0,0.0,0.0,0.0,0.0,0.0,256,256,0,40.9520263671875,40.9520263671875,1.0,37.0,0.0,3.9520263671875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+a,nominal,symmetric-bitflip,edges,none,"{""ber"":0.05}",{},2,2,true,0.23333333333333334,0.175,-0.14265511840436745,0.49265511840436743,0.31765511840436744,2.2333333333333334,0.5785794981432942,0.05,0.0498046875,12.75,12.75,0.0,0.0,256,256,0,40.9520263671875,40.9520263671875,1.0,37.0,0.0,3.9520263671875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+a,nominal,symmetric-bitflip,edges,ecc,"{""ber"":0.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,0.0,0.0,0.0,0.0,0.0,0.0,256,288,0,40.9520263671875,40.9520263671875,1.0,37.0,0.0,3.9520263671875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+a,nominal,symmetric-bitflip,edges,ecc,"{""ber"":0.05}",{},2,2,true,0.23333333333333334,0.17916666666666667,0.12622414693260528,0.23210918640072806,0.05294251973406139,2.083333333333333,0.5313210121129417,0.05,0.051215277777777776,14.75,13.5,2.0,2.0,256,288,0,40.9520263671875,40.9520263671875,1.0,37.0,0.0,3.9520263671875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,all,none,"{""v_rel"":1.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,9.38851930202493e-09,0.0,0.0,0.0,0.0,0.0,1440,1440,0,49.8065185546875,49.8065185546875,1.0,45.0,0.0,4.8065185546875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,all,none,"{""v_rel"":0.8}",{},2,2,true,0.23333333333333334,0.10833333333333334,-0.20932178507103405,0.4259884517377007,0.3176551184043674,2.1833333333333336,0.5337027588436167,0.03127401277135812,0.029513888888888888,42.5,42.5,0.0,0.0,1440,1440,0,31.260937500000004,49.8065185546875,0.6276475129590825,28.800000000000004,0.0,2.4609375000000004,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,all,ecc,"{""v_rel"":1.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,9.38851930202493e-09,0.0,0.0,0.0,0.0,0.0,1440,1656,0,57.277496337890625,57.277496337890625,1.0,51.75,0.0,5.527496337890625,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,all,ecc,"{""v_rel"":0.8}",{},2,2,true,0.23333333333333334,0.125,0.01911496053187757,0.23088503946812244,0.10588503946812243,1.9500000000000002,0.5799276569541589,0.03127401277135812,0.030797101449275364,51.0,40.5,11.5,9.0,1440,1656,0,35.950078125000005,57.277496337890625,0.6276475129590825,33.120000000000005,0.0,2.8300781250000004,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,edges,none,"{""v_rel"":1.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,9.38851930202493e-09,0.0,0.0,0.0,0.0,0.0,256,256,0,49.8065185546875,49.8065185546875,1.0,45.0,0.0,4.8065185546875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,edges,none,"{""v_rel"":0.8}",{},2,2,true,0.23333333333333334,0.2,-0.011770078936245015,0.41177007893624507,0.21177007893624503,2.1166666666666667,0.565615737865565,0.03127401277135812,0.03125,8.0,8.0,0.0,0.0,256,256,0,46.509526367187505,49.8065185546875,0.933804002303837,42.120000000000005,0.0,4.3895263671875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,edges,ecc,"{""v_rel"":1.0}",{},2,2,true,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.23333333333333334,0.0,2.2666666666666666,0.588879482699708,9.38851930202493e-09,0.0,0.0,0.0,0.0,0.0,256,288,0,50.913330078125,50.913330078125,1.0,46.0,0.0,4.913330078125,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+a,nominal,sram-14nm,edges,ecc,"{""v_rel"":0.8}",{},2,2,true,0.23333333333333334,0.13333333333333333,-0.07843674560291153,0.3451034122695782,0.21177007893624486,1.8,0.49831147160658884,0.03127401277135812,0.03125,9.0,7.5,2.0,2.0,256,288,0,47.204213867187505,50.913330078125,0.9271484264485162,42.760000000000005,0.0,4.4442138671875,0.0,true,"[""under-test: read_energy_pj_per_bit"",""under-test: static_power_mw_per_mib"",""sram: read_energy_pj_per_bit"",""sram: static_power_mw_per_mib""]"
+"""  # noqa: E501
+
+
+def _run(path: Path, out: Path, executor: str = "inprocess", **kwargs: Any) -> SweepResults:
+    return run_experiment(load_experiment(path), out, executor=executor, progress=False,
+                          **kwargs)
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _same_numbers(a: str, b: str) -> bool:
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return a == b
+    return x == y or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def golden_run(tmp_path_factory: pytest.TempPathFactory, golden_checkpoint: Path
+               ) -> tuple[SweepResults, Path]:
+    tmp = tmp_path_factory.mktemp("golden-run")
+    return _run(_config(tmp, golden_checkpoint, GOLDEN_BODY), tmp / "out"), tmp / "out"
+
+
+def test_golden_aggregates_of_a_tiny_fixed_seed_run(golden_run: tuple[SweepResults, Path]
+                                                    ) -> None:
+    results, out = golden_run
+    text = (out / RESULTS_CSV).read_text()
+    got, want = _rows(text), _rows(GOLDEN_CSV)
+    assert text.splitlines()[0] == GOLDEN_CSV.splitlines()[0]
+    assert len(got) == len(want) == len(results.cells) == 16
+    for g, w in zip(got, want, strict=True):
+        for column in w:
+            # exact up to the last bits of library floating point (exp, erf, t quantiles)
+            assert _same_numbers(g[column], w[column]), (column, g, w)
+
+
+# -- executors, kill and resume -------------------------------------------------------------
+
+SWEEP_BODY = """\
+devices:
+  - device: sram-14nm
+    sweep: {v_rel: [1.0, 0.86, 0.8, 0.76]}
+  - device: dram-ddr3-refresh
+    sweep: {refresh_ms: [64, 16384]}
+scenarios:
+  - name: typical
+  - name: hot
+    knobs: {temperature_c: 85}
+placements:
+  - name: all
+  - name: edges
+    fixed:
+      - {name: sram, device: sram-14nm, layers: [first], knobs: {v_rel: 0.9}}
+chips: {batch: 2, min: 4, max: 12, target_half_width: 0.01}
+trials: 2
+energy: {inference_time_s: 1.0e-6}
+"""
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory, golden_checkpoint: Path
+                  ) -> tuple[Path, SweepResults]:
+    """An uninterrupted in-process run of the sweep config."""
+    tmp = tmp_path_factory.mktemp("reference")
+    path = _config(tmp, golden_checkpoint, SWEEP_BODY)
+    return path, _run(path, tmp / "out")
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run: tuple[Path, SweepResults]) -> tuple[Path, bytes]:
+    """(config, results.csv bytes) of the uninterrupted run."""
+    path, results = reference_run
+    return path, (results.out_dir / RESULTS_CSV).read_bytes()
+
+
+def test_the_pool_gives_the_same_bytes(tmp_path: Path, reference: tuple[Path, bytes]) -> None:
+    path, expected = reference
+    results = _run(path, tmp_path / "pool", executor="pool", workers=2)
+    assert results.complete
+    assert (tmp_path / "pool" / RESULTS_CSV).read_bytes() == expected
+
+
+def test_ray_gives_the_same_bytes(tmp_path: Path, reference: tuple[Path, bytes]) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'memsim[ray]')")
+    path, expected = reference
+    _run(path, tmp_path / "ray", executor="ray", workers=2)
+    assert (tmp_path / "ray" / RESULTS_CSV).read_bytes() == expected
+
+
+def _committed_rows(store: Path) -> int:
+    if not store.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1.0)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_a_sigkill_loses_nothing_and_the_rerun_gives_the_same_bytes(
+        tmp_path: Path, reference: tuple[Path, bytes]) -> None:
+    path, expected = reference
+    out = tmp_path / "killed"
+    script = ("from memsim.spec.experiment import load_experiment\n"
+              "from memsim.experiments.runner import run_experiment\n"
+              f"run_experiment(load_experiment({str(path)!r}), {str(out)!r}, "
+              "executor='inprocess', progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    store = out / STORE_FILENAME
+    deadline = time.monotonic() + 120
+    try:
+        while _committed_rows(store) < 40 and proc.poll() is None:
+            assert time.monotonic() < deadline, "the sweep never got going"
+            time.sleep(0.005)
+        assert proc.poll() is None, f"finished before the kill: {proc.stderr.read()!r}"  # type: ignore[union-attr]
+        proc.kill()  # SIGKILL: no handler runs, whatever SQLite was doing
+    finally:
+        proc.wait()
+    killed_at = _committed_rows(store)
+    assert killed_at >= 40
+    assert not (out / RESULTS_CSV).exists()
+    with ResultStore(store) as s:  # readable, consistent
+        assert len(s) == killed_at
+    results = _run(path, out)
+    assert results.complete
+    assert (out / RESULTS_CSV).read_bytes() == expected
+    with ResultStore(store) as s:
+        assert len(s) > killed_at
+    # a second rerun evaluates nothing and changes nothing
+    lines: list[str] = []
+    _run(path, out, log=lines.append)
+    assert any(line.startswith("0 evaluations") for line in lines)
+    assert (out / RESULTS_CSV).read_bytes() == expected
+
+
+# -- what the numbers mean -------------------------------------------------------------------
+
+
+def test_adaptive_chips_stop_by_the_rule(reference_run: tuple[Path, SweepResults]) -> None:
+    _, results = reference_run
+    counts = {c.chips for c in results.cells}
+    assert counts <= {4, 6, 8, 10, 12} and len(counts) > 1
+    for c in results.cells:
+        assert c.complete
+        if c.chips < 12:  # stopped early: the target was met
+            assert c.accuracy_half_width is not None and c.accuracy_half_width <= 0.01
+    # fault-free cells stop at the minimum
+    clean = [c for c in results.cells if c.device == "sram-14nm" and
+             c.control_knobs == {"v_rel": 1.0} and c.placement == "all"]
+    assert clean and all(c.chips == 4 and c.accuracy_half_width == 0.0 for c in clean)
+
+
+def test_energy_per_inference_by_hand(tmp_path: Path, golden_checkpoint: Path) -> None:
+    path = _config(tmp_path, golden_checkpoint, """\
+        devices:
+          - device: sram-14nm
+            sweep: {v_rel: [1.0, 0.85]}
+        placements:
+          - name: all
+          - name: edges
+            fixed:
+              - {name: sram2, device: sram-14nm, layers: [last], knobs: {v_rel: 0.9},
+                 capacity_mib: 0.5}
+        protections:
+          - name: none
+          - name: ecc
+            ecc: secded-72-64
+            protected_msbs: 1
+        chips: 1
+        energy: {inference_time_s: 2.0e-6, reads_per_inference: 3, capacity_mib: 0.25}
+        """)
+    results = _run(path, tmp_path / "out")
+    model = load_checkpoint(golden_checkpoint).model
+    layers = ["body.1", "body.4", "body.7"]
+    sram = memsim.load_device("sram-14nm")
+    t, r = 2.0e-6, 3.0
+
+    def memory_pj(bits_layers: list[str], protection: Protection, v: float, capacity: float,
+                  reliable_v: float) -> float:
+        o = protect(ModelImage.of(model, layers=bits_layers).image, protection).overhead
+        at, rel = sram.at(v_rel=v), sram.at(v_rel=reliable_v)
+        return (r * o.stored_bits * at.read_energy_pj_per_bit
+                + r * o.reliable_bits * rel.read_energy_pj_per_bit
+                + t * 1e9 * at.energy.static_power_mw_per_mib * capacity
+                + t * 1e9 * rel.energy.static_power_mw_per_mib * o.reliable_bits / BITS_PER_MIB)
+
+    ecc = Protection(ecc="secded-72-64", protected_msbs=1)
+    cells = {(c.placement, c.protection, c.control_knobs["v_rel"]): c for c in results.cells}
+    for v in (1.0, 0.85):
+        for prot_name, prot in (("none", Protection()), ("ecc", ecc)):
+            c = cells[("all", prot_name, v)]
+            want = memory_pj(layers, prot, v, 0.25, 1.0)
+            nominal = memory_pj(layers, prot, 1.0, 0.25, 1.0)
+            assert c.energy_pj == pytest.approx(want, rel=1e-12)
+            assert c.energy_nominal_pj == pytest.approx(nominal, rel=1e-12)
+            assert c.energy_relative == pytest.approx(want / nominal, rel=1e-12)
+            assert c.energy_assumed  # the SRAM energies rest on assumed figures
+            c = cells[("edges", prot_name, v)]
+            fixed = memory_pj(["body.7"], Protection(), 0.9, 0.5, 0.9)
+            assert c.energy_pj == pytest.approx(
+                memory_pj(layers[:2], prot, v, 0.25, 1.0) + fixed, rel=1e-12)
+            assert c.energy_nominal_pj == pytest.approx(
+                memory_pj(layers[:2], prot, 1.0, 0.25, 1.0) + fixed, rel=1e-12)
+    # ECC stores 8 check bits per 64 data bits, and the protected sign bits sit elsewhere
+    c = cells[("all", "ecc", 1.0)]
+    data = sum(int(p.numel()) for n, p in model.named_parameters() if n.endswith(".weight")
+               and p.dim() == 2)
+    assert c.data_bits == data and c.reliable_bits == data
+    assert c.stored_bits == 0  # 1-bit weights: the protected MSB is the whole weight
+
+
+def test_placement_keeps_fixed_layers_out_of_the_device_under_test(
+        tmp_path: Path, golden_checkpoint: Path) -> None:
+    path = _config(tmp_path, golden_checkpoint, """\
+        devices:
+          - device: symmetric-bitflip
+            sweep: {ber: [0.2]}
+        placements:
+          - name: all
+          - name: middle-only
+            fixed:
+              - {name: safe, device: symmetric-bitflip, layers: [first, last],
+                 knobs: {ber: 0.0}}
+        chips: 2
+        trials: 2
+        energy: {inference_time_s: 0}
+        """)
+    results = _run(path, tmp_path / "out")
+    model = load_checkpoint(golden_checkpoint).model
+    bits = {n: int(p.numel()) for n, p in model.named_parameters()
+            if n.endswith(".weight") and p.dim() == 2}
+    all_in, middle = sorted(results.cells, key=lambda c: c.placement)
+    assert all_in.placement == "all" and all_in.data_bits == sum(bits.values())
+    assert middle.data_bits == bits["body.4.weight"]
+    for c in (all_in, middle):
+        # every flip is in the memory under test: its observed rate is the device's
+        assert c.bit_errors is not None and c.under_test_ber is not None
+        assert c.bit_errors == pytest.approx(c.under_test_ber * c.stored_bits, rel=1e-12)
+        assert abs(c.under_test_ber - 0.2) < 6 * math.sqrt(0.2 * 0.8 / (4 * c.stored_bits))
+    with ResultStore(tmp_path / "out" / STORE_FILENAME) as store:
+        layouts = {tuple(tuple(m["layers"]) for m in row.inputs["memories"])
+                   for row in store.rows() if "memories" in row.inputs}
+    assert layouts == {(("body.1", "body.4", "body.7"),), (("body.4",), ("body.1", "body.7"))}
+
+    bad = _config(tmp_path, golden_checkpoint, """\
+        devices: [{device: sram-14nm}]
+        placements:
+          - name: nothing-left
+            fixed: [{device: sram-14nm, layers: [first, body.4, last]}]
+        chips: 1
+        energy: {inference_time_s: 0}
+        """, "bad.yaml")
+    with pytest.raises(RunnerError, match="placement nothing-left leaves no layer of model a"):
+        _run(bad, tmp_path / "bad")
+    bad.write_text(bad.read_text().replace("body.4", "body.9"))
+    with pytest.raises(RunnerError, match=r"model a has no quantised layer 'body.9'; its "
+                                          r"layers: body.1, body.4, body.7"):
+        _run(bad, tmp_path / "bad")
+
+
+def test_pareto_outputs_hold_the_non_dominated_priced_points(
+        golden_run: tuple[SweepResults, Path]) -> None:
+    results, out = golden_run
+    # symmetric-bitflip has no energy model: in results.csv, not among the Pareto points
+    assert {c.device for c in results.cells} == {"symmetric-bitflip", "sram-14nm"}
+    assert {p.device for p in results.points} == {"sram-14nm"}
+    front_rows = _rows((out / "pareto.csv").read_text())
+    for (model, scenario), indices in results.fronts.items():
+        group = [p for p in results.points if (p.model, p.scenario) == (model, scenario)]
+        assert sorted(indices) == sorted(results.points.index(group[i])
+                                         for i in pareto_front(group))
+    assert len(front_rows) == sum(len(v) for v in results.fronts.values())
+    budgets = _rows((out / "budgets.csv").read_text())
+    assert {(b["budget_points"], b["judged_by"]) for b in budgets} == {
+        ("1.0", "mean"), ("2.0", "mean"), ("1.0", "interval_low"), ("2.0", "interval_low")}
+    for b in budgets:
+        if b["judged_by"] == "mean" and b["device"]:
+            floor = float(b["clean_accuracy"]) - float(b["budget_points"]) / 100
+            assert float(b["accuracy"]) >= floor - 1e-12
+    # `memsim pareto DIR` rewrites the same files from the store
+    before = {n: (out / n).read_bytes() for n in (RESULTS_CSV, "pareto.csv", "budgets.csv")}
+    assert _cli(["pareto", str(out)]) == 0
+    assert before == {n: (out / n).read_bytes() for n in before}
+    assert (out / "report.md").is_file()
+
+
+# -- models from every source, dry run, command line -----------------------------------------
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="memsim")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+USER_MODULE = """\
+from torch import nn
+
+
+def make_net(hidden=8, classes=10):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(),
+                         nn.Linear(hidden, classes))
+"""
+
+
+def test_training_and_user_models_in_one_sweep(tmp_path: Path) -> None:
+    (tmp_path / "usermodels_for_memsim_test.py").write_text(USER_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        um = importlib.import_module("usermodels_for_memsim_test")
+        torch.manual_seed(0)
+        torch.save(um.make_net(hidden=8).state_dict(), tmp_path / "net.pt")
+    finally:
+        sys.path.remove(str(tmp_path))
+    config = tmp_path / "exp.yaml"
+    config.write_text(textwrap.dedent("""\
+        schema_version: 1
+        data: {name: digits, test_images: 50}
+        models:
+          - name: trained
+            train:
+              model: {name: mlp, weight_bits: 2, options: {width_multiplier: 0.125}}
+              optimizer: {kind: adam, lr: 0.01}
+              epochs: 2
+          - name: mine
+            torch_model:
+              builder: usermodels_for_memsim_test:make_net
+              args: {hidden: 8}
+              weights: net.pt
+            ptq: {weight_bits: 4}
+        devices: [{device: sram-14nm, sweep: {v_rel: [0.8]}}]
+        chips: 1
+        energy: {inference_time_s: 0}
+        """))
+    out = tmp_path / "out"
+    results = _run(config, out)
+    assert (out / "models" / "trained" / "checkpoint.pt").is_file()
+    assert {c.model for c in results.cells} == {"trained", "mine"}
+    assert results.clean["mine"].accuracy < 0.5  # an untrained user model, quantised
+    assert results.clean["trained"].accuracy > 0.6
+    lines: list[str] = []
+    _run(config, out, log=lines.append)  # complete checkpoint: no training, nothing to do
+    assert not any(line.startswith("trained") for line in lines)
+    assert any(line.startswith("0 evaluations") for line in lines)
+
+
+def test_bad_input_is_a_one_line_memsim_error(tmp_path: Path) -> None:
+    with pytest.raises(MemsimError, match="no sweep here"):
+        _cli(["pareto", str(tmp_path)])
+    with pytest.raises(MemsimError, match="unknown experiment config"):
+        _cli(["run", "quickstrat", "--out", str(tmp_path / "x")])
+    with pytest.raises(MemsimError, match="fashion-mnist: needs a data directory"):
+        _cli(["run", "fashionmnist-vgg3", "--out", str(tmp_path / "x"), "--dry-run",
+              "--executor", "inprocess", "--no-progress"])
+    with pytest.raises(MemsimError, match="--address is for --executor ray"):
+        make_executor("pool", address="h:1")
+    with pytest.raises(MemsimError, match="workers must be an integer >= 1"):
+        make_executor("pool", workers=0)
+
+
+def test_cli_registers_run_pareto_and_demo() -> None:
+    parser = argparse.ArgumentParser(prog="memsim")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["demo"])
+    assert args.out == "memsim-demo" and args.executor == "pool" and args.workers is None
+    args = parser.parse_args(["run", "x.yaml", "--out", "d", "--executor", "ray", "--address",
+                              "10.0.0.1:6379", "--threads-per-worker", "2"])
+    assert (args.executor, args.address, args.threads_per_worker) == ("ray", "10.0.0.1:6379", 2)
+    assert callable(args.func)
