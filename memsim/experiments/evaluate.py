@@ -22,7 +22,7 @@ from torch import nn
 
 from memsim.errors import MemsimError
 from memsim.experiments.stats import Interval, cluster_mean_interval
-from memsim.memory.protection import ProtectedImage, Protection, protect
+from memsim.memory.protection import ChipReader, ProtectedImage, Protection, protect
 from memsim.physics.device import Device
 from workloads.bridge import ModelImage, clear
 from workloads.layers import iter_quantized_layers
@@ -31,11 +31,13 @@ from workloads.training import predict
 
 __all__ = [
     "EvaluationError",
+    "MemoryRead",
     "ModelEvaluation",
     "Placement",
     "TrialOutcome",
     "chip_seed",
     "evaluate_model",
+    "run_trial",
     "trial_seed",
 ]
 
@@ -86,9 +88,46 @@ class TrialOutcome:
     residual_bit_errors: int
     corrected_words: int
     uncorrectable_words: int
+    under_test_bit_errors: int = 0
+    """Physical bits read wrong in the first memory (the device under test)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class MemoryRead:
+    """One memory of a placement, ready to read: its image, protected layout and chip."""
+
+    image: ModelImage
+    protected: ProtectedImage
+    chip: ChipReader
+    knobs: Mapping[str, float]
+    chip_seed: int
+
+
+def run_trial(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+              memories: Sequence[MemoryRead], chip: int, trial: int) -> TrialOutcome:
+    """Read every memory once with trial seed (chip seed, `trial`), run the model on what was
+    read, and return to the latent weights."""
+    up = down = stuck = residual = corrected = uncorrectable = under_test = 0
+    try:
+        for i, m in enumerate(memories):
+            read = m.protected.read(m.chip, m.knobs, seed=trial_seed(m.chip_seed, trial))
+            m.image.load(model, read.image)
+            up += read.raw.flips_zero_to_one
+            down += read.raw.flips_one_to_zero
+            stuck += read.raw.stuck_cells
+            residual += read.residual_bit_errors
+            corrected += read.ecc.corrected_words
+            uncorrectable += read.ecc.uncorrectable_words
+            if i == 0:
+                under_test = read.raw.bit_errors
+        stats = logit_stats(predict(model, images), labels)
+    finally:
+        clear(model)
+    return TrialOutcome(chip, trial, stats.accuracy, stats.mlm, stats.mlm_normalised, up, down,
+                        stuck, residual, corrected, uncorrectable, under_test)
 
 
 @dataclass(frozen=True)
@@ -178,26 +217,14 @@ def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     outcomes = []
     indices = list(range(chips)) if chip_indices is None else list(chip_indices)
     for c in indices:
-        built = []
+        reads = []
         for m in memories:
             seed_c = chip_seed(seed, m.placement.name, m.placement.device.name, c)
-            built.append((m, m.protected.chip(m.placement.device, seed_c, m.placement.sweep),
-                          seed_c))
-        for t in range(trials):
-            up = down = stuck = residual = corrected = uncorrectable = 0
-            for m, chip, seed_c in built:
-                read = m.protected.read(chip, m.placement.knobs, seed=trial_seed(seed_c, t))
-                m.image.load(model, read.image)
-                up += read.raw.flips_zero_to_one
-                down += read.raw.flips_one_to_zero
-                stuck += read.raw.stuck_cells
-                residual += read.residual_bit_errors
-                corrected += read.ecc.corrected_words
-                uncorrectable += read.ecc.uncorrectable_words
-            stats = logit_stats(predict(model, images), labels)
-            clear(model)
-            outcomes.append(TrialOutcome(c, t, stats.accuracy, stats.mlm, stats.mlm_normalised,
-                                         up, down, stuck, residual, corrected, uncorrectable))
+            reads.append(MemoryRead(m.image, m.protected,
+                                    m.protected.chip(m.placement.device, seed_c,
+                                                     m.placement.sweep),
+                                    m.placement.knobs, seed_c))
+        outcomes += [run_trial(model, images, labels, reads, c, t) for t in range(trials)]
     by_chip: dict[int, list[float]] = {}
     for o in outcomes:
         by_chip.setdefault(o.chip, []).append(o.accuracy)

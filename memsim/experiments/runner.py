@@ -72,7 +72,7 @@ from torch import nn
 
 from memsim.errors import MemsimError
 from memsim.experiments.energy import InferenceEnergy, MemoryUse, inference_energy
-from memsim.experiments.evaluate import chip_seed, trial_seed
+from memsim.experiments.evaluate import MemoryRead, chip_seed, run_trial
 from memsim.experiments.executors import Executor, make_executor, pinned_threads
 from memsim.experiments.pareto import BudgetRow, TradeoffPoint, budget_table, fronts_by_group
 from memsim.experiments.report import ReportRow, write_report
@@ -674,30 +674,11 @@ def evaluate_chip(context: WorkContext, task: ChipTask) -> list[tuple[str, dict[
     rows = []
     model.eval()
     for point in task.points:
-        out: dict[str, list[Any]] = {name: [] for name in _PER_TRIAL}
-        for t in range(task.trials):
-            up = down = stuck = residual = corrected = uncorrectable = dut_errors = 0
-            try:
-                for i, ((mi, protected), chip) in enumerate(zip(memories, chips, strict=True)):
-                    read = protected.read(chip, point.knobs[i],
-                                          seed=trial_seed(task.chip_seeds[i], t))
-                    mi.load(model, read.image)
-                    up += read.raw.flips_zero_to_one
-                    down += read.raw.flips_one_to_zero
-                    stuck += read.raw.stuck_cells
-                    residual += read.residual_bit_errors
-                    corrected += read.ecc.corrected_words
-                    uncorrectable += read.ecc.uncorrectable_words
-                    if i == 0:
-                        dut_errors = read.raw.bit_errors
-                stats = logit_stats(predict(model, images), labels)
-            finally:
-                clear(model)
-            for name, value in zip(_PER_TRIAL, (stats.accuracy, stats.mlm, stats.mlm_normalised,
-                                                up, down, stuck, residual, corrected,
-                                                uncorrectable, dut_errors), strict=True):
-                out[name].append(value)
-        rows.append((point.key, dict(out)))
+        reads = [MemoryRead(mi, protected, chip, point.knobs[i], task.chip_seeds[i])
+                 for i, ((mi, protected), chip) in enumerate(zip(memories, chips, strict=True))]
+        outcomes = [run_trial(model, images, labels, reads, 0, t) for t in range(task.trials)]
+        rows.append((point.key, {name: [getattr(o, name) for o in outcomes]
+                                 for name in _PER_TRIAL}))
     return rows
 
 
