@@ -56,9 +56,7 @@ import hashlib
 import importlib
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -77,7 +75,13 @@ from memsim.experiments.executors import Executor, make_executor, pinned_threads
 from memsim.experiments.pareto import BudgetRow, TradeoffPoint, budget_table, fronts_by_group
 from memsim.experiments.report import ReportRow, write_report
 from memsim.experiments.stats import AdaptiveChips, cluster_mean_interval
-from memsim.experiments.store import STORE_FILENAME, ResultStore, canonical_json, key_of
+from memsim.experiments.store import (
+    STORE_FILENAME,
+    ResultStore,
+    atomic_write_text,
+    canonical_json,
+    key_of,
+)
 from memsim.memory.protection import ProtectedImage, Protection, ProtectionOverhead, protect
 from memsim.physics.device import Device, OperatingPoint
 from memsim.spec.device import KnobRole, parse_device
@@ -855,23 +859,6 @@ def _sweep(spec: ExperimentSpec, planner: _Planner, store: ResultStore, runner: 
 # -- manifest and aggregation -------------------------------------------------------------
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _write_manifest(out: Path, spec: ExperimentSpec, models: Sequence[LoadedModel],
                     planner: _Planner, clean: Mapping[str, tuple[str, dict[str, Any]]],
                     dry_run: bool) -> None:
@@ -904,7 +891,7 @@ def _write_manifest(out: Path, spec: ExperimentSpec, models: Sequence[LoadedMode
                   for c in planner.cells],
     }
     # key order kept: a device document's knob order means something (its first control knob)
-    _atomic_write(out / MANIFEST_FILENAME, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out / MANIFEST_FILENAME, json.dumps(manifest, indent=1) + "\n")
 
 
 def _jsonable(value: Any) -> Any:
@@ -1149,7 +1136,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell_text(v) for v in row])
-    _atomic_write(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
     return path
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -145,6 +146,30 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, inputs TEXT NOT NULL, "
     "outputs TEXT NOT NULL) WITHOUT ROWID",
 )
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to `path` so that readers see the old file or the whole new one, never a
+    part (a temporary file in the same folder, fsynced, then renamed over it), with the
+    permissions of an ordinary new file."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(out.parent)
+    return out
 
 
 class ResultStore:
@@ -299,22 +324,12 @@ class ResultStore:
         if len(set(header)) != len(header):
             raise StoreError(f"export_csv: repeated column in {header}")
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(header)
-                for cols in table:
-                    writer.writerow([_cell(cols.get(c)) for c in header])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(out.parent)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(header)
+        for cols in table:
+            writer.writerow([_cell(cols.get(c)) for c in header])
+        atomic_write_text(out, text.getvalue())
         return out
 
     # -- life cycle ------------------------------------------------------------------------
