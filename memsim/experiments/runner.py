@@ -79,7 +79,7 @@ from memsim.experiments.store import (
     STORE_FILENAME,
     ResultStore,
     atomic_write_text,
-    canonical_json,
+    csv_cell,
     key_of,
 )
 from memsim.memory.protection import ProtectedImage, Protection, ProtectionOverhead, protect
@@ -1110,20 +1110,6 @@ def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveC
 # -- outputs ----------------------------------------------------------------------------------
 
 
-def _cell_text(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, int | str):
-        return str(v)
-    if isinstance(v, tuple):
-        v = list(v)
-    return canonical_json(v)
-
-
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
     lines: list[str] = []
 
@@ -1135,7 +1121,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
     writer = csv.writer(_Sink(), lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([_cell_text(v) for v in row])
+        writer.writerow([csv_cell(v) for v in row])
     atomic_write_text(path, "".join(lines))
     return path
 

@@ -328,7 +328,7 @@ class ResultStore:
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(header)
         for cols in table:
-            writer.writerow([_cell(cols.get(c)) for c in header])
+            writer.writerow([csv_cell(cols.get(c)) for c in header])
         atomic_write_text(out, text.getvalue())
         return out
 
@@ -367,7 +367,9 @@ def _sort_value(v: Any) -> tuple[int, Any]:
     return (3, canonical_json(v))
 
 
-def _cell(v: Any) -> str:
+def csv_cell(v: Any) -> str:
+    """A value as a CSV cell, the same way in every file: empty for None, true/false, floats
+    with repr (round-trips exactly), anything else as canonical JSON."""
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -376,6 +378,8 @@ def _cell(v: Any) -> str:
         return repr(v)
     if isinstance(v, int | str):
         return str(v)
+    if isinstance(v, tuple):
+        v = list(v)
     return canonical_json(v)
 
 
