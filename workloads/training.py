@@ -362,9 +362,10 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for truncated or foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable memsim checkpoint ({first[:120]})"
-                              ) from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        # torch's own messages can be paragraphs about weights_only: name the kind instead
+        reason = first if 0 < len(first) <= 80 else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable memsim checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a memsim checkpoint of format {CHECKPOINT_FORMAT}")
     for key in ("config", "epoch", "model_state", "history"):
