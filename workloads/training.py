@@ -429,7 +429,8 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     if not enabled:
         return None
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
 
 
 def train(spec: TrainSpec, out_dir: str | Path, *, progress: bool = False,

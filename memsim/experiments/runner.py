@@ -718,7 +718,8 @@ def _progress_bar(enabled: bool, desc: str) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=0, desc=desc, unit="eval", dynamic_ncols=True, smoothing=0.05)
+    return tqdm(total=0, desc=desc, unit="eval", dynamic_ncols=True, smoothing=0.05,
+                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
 
 
 def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
