@@ -7,7 +7,8 @@ read) at BER 0, 0.5 %, 1 % and 2 %. Prints a Markdown table: accuracy with its 9
 (chips as clusters), the paired difference to CE (same chips, same flipped bit positions), and
 the raw and normalised mean logit margins (MLM).
 
-    python scripts/mcel_vs_ce.py [--epochs 30] [--chips 10] [--trials 5] [--out runs/mcel]
+    python scripts/mcel_vs_ce.py [--model mlp|vgg3] [--width 0.25] [--epochs 30] [--chips 10]
+        [--trials 5] [--margins 4 16 64] [--bound 100] [--out runs/mcel]
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def train_config(arch: str, bits: int, variant: Variant, args: argparse.Namespac
         "name": f"{arch}-{variant.name.replace(' ', '_').replace('=', '')}",
         "seed": args.seed,
         "data": {"name": "digits"},
-        "model": {"name": "mlp", "weight_bits": bits,
+        "model": {"name": args.model, "weight_bits": bits,
                   "options": {"width_multiplier": args.width}},
         "loss": variant.loss,
         "optimizer": {"kind": "adam", "lr": args.lr, "schedule": "cosine"},
@@ -68,7 +69,9 @@ def by_chip(result: ModelEvaluation) -> list[list[float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--width", type=float, default=0.25, help="MLP width multiplier")
+    parser.add_argument("--model", choices=("mlp", "vgg3"), default="mlp",
+                        help="architecture (vgg3 runs on the 8x8 digits too)")
+    parser.add_argument("--width", type=float, default=0.25, help="width multiplier")
     parser.add_argument("--lr", type=float, default=0.005)
     parser.add_argument("--margins", type=float, nargs="+", default=[4.0, 16.0, 64.0])
     parser.add_argument("--bound", type=float, default=100.0)
