@@ -44,7 +44,14 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from memsim.kernels import FlipCounts, apply_persistent_, flip_bits_, flip_levels_
+from memsim.kernels import (
+    FlipCounts,
+    WeakCells,
+    apply_persistent_,
+    flip_bits_,
+    flip_levels_,
+    weak_cells,
+)
 
 BERS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)
 THREADS = (1, 2)
@@ -246,6 +253,15 @@ class Settings:
 
 
 FUSED = frozenset({"flip_bits", "flip_bits+factors"})
+
+_WEAK: dict[int, WeakCells] = {}
+
+
+def _chip_weak_cells(n_bits: int) -> WeakCells:
+    """The benchmark chip's weak cells (σ = 0.5, factor seed 7), found once."""
+    if n_bits not in _WEAK:
+        _WEAK[n_bits] = weak_cells(n_bits, FACTOR_SIGMA, 7)
+    return _WEAK[n_bits]
 """Kernels that copy the stored words themselves (`source=`), chunk by chunk."""
 
 
@@ -263,9 +279,11 @@ def kernel_work(
     if kernel == "flip_bits":
         return lambda run: flip_bits_(buf, n_bits, p01, p10, seed=run, source=words)
     if kernel == "flip_bits+factors":
+        # the chip's weak cells are found once per chip (as Chip does), not per read
+        weak = _chip_weak_cells(n_bits)
         return lambda run: flip_bits_(
             buf, n_bits, p01, p10, seed=run, factor_sigma=FACTOR_SIGMA, factor_seed=7,
-            source=words,
+            source=words, weak=weak,
         )
     if kernel == "flip_levels_mlc2":
         matrix = mlc_matrix(ber)

@@ -234,6 +234,10 @@ def test_flip_bits_quick_factor_rejection_is_only_a_speed_up(
         1 << 16,
         np.empty(0, np.uint64),
         False,
+        np.empty(0, np.int64),
+        np.empty(0, np.int64),
+        2.0,
+        sigma * z_cap - sigma**2 / 2,
     )
     np.testing.assert_array_equal(fast, slow)
     assert not np.array_equal(fast, words)

@@ -13,6 +13,7 @@ from scipy.special import ndtr
 
 from memsim.kernels import factor_cap, flip_bits_, flip_levels_
 from memsim.kernels import rng as krng
+from memsim.kernels.flips import weak_cells
 from memsim.kernels.reference import (
     cell_codes,
     flip_bits_reference,
@@ -105,16 +106,49 @@ def popcount(words: np.ndarray) -> int:
     return int(np.count_nonzero(unpack_bits(words)))
 
 
-@pytest.fixture(scope="module")
-def factor_runs() -> Runs:
-    """Changed-bit words (xor) of trials (trial seed, chip seed, σ) on one random image."""
+@pytest.fixture(scope="module", params=["thinned", "weak-cell list"])
+def factor_runs(request: pytest.FixtureRequest) -> Runs:
+    """Changed-bit words (xor) of trials (trial seed, chip seed, σ) on one random image, drawn
+    by plain thinning against the factor cap or with the chip's weak-cell list (the same
+    distribution; every test below runs for both)."""
     words = random_words(FACTOR_N, seed=105)
     out = {}
     for trial, chip, sigma in [(1, 7, 0.5), (2, 7, 0.5), (3, 8, 0.5), (1, 7, 0.0), (2, 7, 0.0)]:
         got = words.copy()
-        flip_bits_(got, FACTOR_N, FACTOR_P, FACTOR_P, trial, factor_sigma=sigma, factor_seed=chip)
+        weak = (weak_cells(FACTOR_N, sigma, chip)
+                if request.param == "weak-cell list" and sigma > 0 else None)
+        flip_bits_(got, FACTOR_N, FACTOR_P, FACTOR_P, trial, factor_sigma=sigma,
+                   factor_seed=chip, weak=weak)
         out[(trial, chip, sigma)] = words ^ got
     return out
+
+
+def test_weak_cells_are_the_cells_above_the_split() -> None:
+    n, sigma, chip = 50_000, 0.5, 7
+    weak = weak_cells(n, sigma, chip)
+    u = np.array([krng.cell_uniform(np.uint64(chip), np.uint64(i)) for i in range(n)])
+    assert np.array_equal(weak.cells, np.flatnonzero(u > ndtr(weak.z_split)))
+    assert 0.005 < weak.fraction < 0.1
+    with pytest.raises(ValueError, match="weak"):
+        flip_bits_(random_words(n + 64, seed=1), n, 0.01, 0.01, 1, factor_sigma=sigma,
+                   factor_seed=8, weak=weak)
+
+
+def test_weak_cell_list_is_thread_count_independent() -> None:
+    import numba
+
+    n = 1 << 22
+    words = random_words(n, seed=3)
+    weak = weak_cells(n, 0.5, 11)
+    results = []
+    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):  # type: ignore[attr-defined]
+        numba.set_num_threads(threads)
+        got = words.copy()
+        flip_bits_(got, n, 1e-3, 3e-3, 5, factor_sigma=0.5, factor_seed=11, weak=weak,
+                   chunk_bits=1 << 16)
+        results.append(got)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    assert np.array_equal(results[0], results[1])
 
 
 class TestLognormalFactor:

@@ -11,22 +11,26 @@ from memsim.kernels.flips import (
     DEFAULT_CHUNK_BITS,
     DEFAULT_CHUNK_CELLS,
     FlipCounts,
+    WeakCells,
     apply_persistent_,
     factor_cap,
     factor_truncation_loss,
     flip_bits_,
     flip_levels_,
     set_levels_,
+    weak_cells,
 )
 
 __all__ = [
     "DEFAULT_CHUNK_BITS",
     "DEFAULT_CHUNK_CELLS",
     "FlipCounts",
+    "WeakCells",
     "apply_persistent_",
     "factor_cap",
     "factor_truncation_loss",
     "flip_bits_",
     "flip_levels_",
     "set_levels_",
+    "weak_cells",
 ]

@@ -24,7 +24,15 @@ from numpy.typing import NDArray
 from scipy.special import ndtri
 
 from memsim.errors import MemsimError
-from memsim.kernels import FlipCounts, apply_persistent_, flip_bits_, flip_levels_, set_levels_
+from memsim.kernels import (
+    FlipCounts,
+    WeakCells,
+    apply_persistent_,
+    flip_bits_,
+    flip_levels_,
+    set_levels_,
+    weak_cells,
+)
 from memsim.kernels.sampling import bernoulli_cells, threshold_candidates
 from memsim.memory.image import MemoryImage
 from memsim.physics.curves import evaluate
@@ -159,6 +167,7 @@ class Chip:
         box = _knob_box(device, sweep) if any(
             isinstance(m, ThresholdMechanism) for m in spec.faults) else []
         self.persistent: dict[int, PersistentCells] = {}
+        self._weak: dict[int, WeakCells] = {}
         for i, mech in enumerate(spec.faults):
             if isinstance(mech, ThresholdMechanism):
                 self.persistent[i] = self._sample_threshold(i, mech, box)
@@ -279,10 +288,16 @@ class Chip:
         p10 = evaluate(mech.p_one_to_zero, values)
         seed = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seed
         sigma = 0.0
+        weak: WeakCells | None = None
         if isinstance(mech, TransientMechanism) and mech.cell_factor is not None:
             sigma = mech.cell_factor.sigma.value
+            if sigma > 0.0:
+                # found once per chip: later reads propose far fewer candidates
+                weak = self._weak.get(i)
+                if weak is None:
+                    weak = self._weak[i] = weak_cells(self.n_bits, sigma, self.factor_seeds[i])
         return flip_bits_(words, self.n_bits, p01, p10, seed, factor_sigma=sigma,
-                          factor_seed=self.factor_seeds[i], source=source)
+                          factor_seed=self.factor_seeds[i], source=source, weak=weak)
 
     def _apply_persistent(self, words: NDArray[np.uint64], cells: PersistentCells,
                           k: int) -> FlipCounts:
