@@ -190,6 +190,20 @@ def _popcount(x: np.uint64) -> int:
     return n
 
 
+@jit
+def _next_candidate(state: np.uint64, pos: int, end: int, every: bool,
+                    log_q: float) -> tuple[np.uint64, int]:
+    """The next candidate after `pos` below `end` (a geometric gap of rate 1 − exp(log_q), or
+    the next index when `every`), or `end` when there is none."""
+    if every:
+        return state, pos + 1
+    state, u = next_uniform(state)
+    gap = math.log(u) / log_q  # ≥ 0; may be huge (or inf) for a tiny rate
+    if gap >= end - pos - 1:
+        return state, end
+    return state, pos + 1 + int(gap)
+
+
 @jit_parallel
 def _flip_bits_kernel(
     words: NDArray[np.uint64],
@@ -240,16 +254,9 @@ def _flip_bits_kernel(
         n_flips = 0
         n_ones = np.uint64(0)  # flips of stored ones, counted without a branch
         while True:
-            if every_bit:
-                pos += 1
-                if pos >= end:
-                    break
-            else:
-                state, u = next_uniform(state)
-                gap = math.log(u) / log_q  # ≥ 0; may be huge (or inf) for tiny p_bound
-                if gap >= end - pos - 1:
-                    break
-                pos += 1 + int(gap)
+            state, pos = _next_candidate(state, pos, end, every_bit, log_q)
+            if pos >= end:
+                break
             w = pos >> 6
             shift = np.uint64(pos & 63)
             if use_factor:
@@ -289,16 +296,9 @@ def _flip_bits_kernel(
             log_qw = 0.0 if p_weak >= 1.0 else math.log1p(-p_weak)
             j = lo - 1
             while True:
-                if p_weak >= 1.0:
-                    j += 1
-                    if j >= hi:
-                        break
-                else:
-                    state, u = next_uniform(state)
-                    gap = math.log(u) / log_qw
-                    if gap >= hi - j - 1:
-                        break
-                    j += 1 + int(gap)
+                state, j = _next_candidate(state, j, hi, p_weak >= 1.0, log_qw)
+                if j >= hi:
+                    break
                 cell = weak_cells[j]
                 w = cell >> 6
                 shift = np.uint64(cell & 63)
@@ -349,16 +349,9 @@ def _flip_levels_kernel(
         n10 = 0
         changed = 0
         while True:
-            if every_cell:
-                j += 1
-                if j >= end:
-                    break
-            else:
-                state, u = next_uniform(state)
-                gap = math.log(u) / log_q
-                if gap >= end - j - 1:
-                    break
-                j += 1 + int(gap)
+            state, j = _next_candidate(state, j, end, every_cell, log_q)
+            if j >= end:
+                break
             lo = j * bits_per_cell
             w = lo >> 6
             off = np.uint64(lo & 63)
