@@ -1,14 +1,21 @@
 """MCEL against cross-entropy (and the modified hinge loss) under symmetric weight bit flips.
 
-Trains, on the built-in digits (1437 train / 360 test images), a BNN and a 4-bit QNN MLP with
-CE, MHL and MCEL at several margins, then evaluates every model on the same simulated chips of
-the `symmetric-bitflip` device (fresh independent flips in the stored weight bits at every
-read) at BER 0, 0.5 %, 1 % and 2 %. Prints a Markdown table: accuracy with its 95 % interval
-(chips as clusters), the paired difference to CE (same chips, same flipped bit positions), and
+Trains, on the built-in digits (1437 train / 360 test images), a BNN (±1 weights and
+activations) and a 4-bit QNN MLP with CE, MHL and MCEL at several margins, each with a
+learnable output scale (the MCEL authors' ``Scale``) and with the scale fixed at 1, then
+evaluates every model on the same simulated chips of the `symmetric-bitflip` device (fresh
+independent flips in the stored weight bits at every read). Prints a Markdown table: accuracy,
+the paired difference to CE of the same setting (same chips, same flipped bit positions), and
 the raw and normalised mean logit margins (MLM).
 
+With one training seed the ± are 95 % intervals over chips (clusters of reads). With several
+(``--seeds 0 1 2 3 4``) every model is trained once per seed, each cell is the mean over seeds,
+and the ± are 95 % t-intervals over seeds: they then include training noise, which the
+chip-only interval does not.
+
     python scripts/mcel_vs_ce.py [--model mlp|vgg3] [--width 0.25] [--epochs 30] [--chips 10]
-        [--trials 5] [--margins 4 16 64] [--bound 100] [--out runs/mcel]
+        [--trials 5] [--margins 16 64] [--seeds 0] [--bers 0.005 0.01 0.02 0.05 0.1]
+        [--output-scale learned 1] [--weights bnn qnn4] [--out runs/mcel_vs_ce]
 """
 
 from __future__ import annotations
@@ -16,17 +23,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import memsim
-from memsim.experiments.evaluate import ModelEvaluation, Placement, evaluate_model
-from memsim.experiments.stats import paired_difference_interval, resolvable_difference
+from memsim.experiments.evaluate import Placement, evaluate_model
+from memsim.experiments.stats import (
+    Interval,
+    cluster_mean_interval,
+    paired_difference_interval,
+    resolvable_difference,
+)
 from memsim.spec.training import parse_training
 from workloads.training import load_checkpoint, train
 
-BERS = (0.0, 0.005, 0.01, 0.02)
+WEIGHTS = {"bnn": (1, True), "qnn4": (4, False)}  # name: (weight bits, binary activations)
 
 
 @dataclass(frozen=True)
@@ -35,7 +48,18 @@ class Variant:
     loss: dict[str, Any]
 
 
-def variants(margins: list[float], bound: float, hinge_b: float) -> list[Variant]:
+@dataclass
+class Outcome:
+    """One variant of one setting, over its seeds."""
+
+    clean: list[float] = field(default_factory=list)
+    mlm: list[float] = field(default_factory=list)
+    mlm_normalised: list[float] = field(default_factory=list)
+    by_chip: dict[float, list[list[list[float]]]] = field(default_factory=dict)
+    """BER -> per seed -> per chip -> trial accuracies."""
+
+
+def variants(margins: Sequence[float], bound: float, hinge_b: float) -> list[Variant]:
     out = [Variant("CE", {"kind": "ce"}), Variant(f"MHL b={hinge_b:g}",
                                                    {"kind": "mhl", "hinge_b": hinge_b})]
     out += [Variant(f"MCEL m={m:g}", {"kind": "mcel", "margin": m, "bound": bound})
@@ -43,15 +67,30 @@ def variants(margins: list[float], bound: float, hinge_b: float) -> list[Variant
     return out
 
 
-def train_config(arch: str, bits: int, variant: Variant, args: argparse.Namespace
-                 ) -> dict[str, Any]:
+def parse_scale(text: str) -> str | float:
+    if text == "learned":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'learned' or a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a fixed output scale must be > 0, got {text!r}")
+    return value
+
+
+def train_config(weights: str, scale: str | float, variant: Variant, seed: int,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    bits, binary_activations = WEIGHTS[weights]
+    tag = "learned" if scale == "learned" else f"fixed{scale:g}"
     return {
         "schema_version": 1,
-        "name": f"{arch}-{variant.name.replace(' ', '_').replace('=', '')}",
-        "seed": args.seed,
+        "name": f"{weights}-{tag}-{variant.name.replace(' ', '_').replace('=', '')}-s{seed}",
+        "seed": seed,
         "data": {"name": "digits"},
         "model": {"name": args.model, "weight_bits": bits,
-                  "options": {"width_multiplier": args.width}},
+                  "binary_activations": binary_activations,
+                  "options": {"width_multiplier": args.width, "output_scale": scale}},
         "loss": variant.loss,
         "optimizer": {"kind": "adam", "lr": args.lr, "schedule": "cosine"},
         "epochs": args.epochs,
@@ -59,11 +98,50 @@ def train_config(arch: str, bits: int, variant: Variant, args: argparse.Namespac
     }
 
 
-def by_chip(result: ModelEvaluation) -> list[list[float]]:
-    chips: dict[int, list[float]] = {}
-    for t in result.trials:
-        chips.setdefault(t.chip, []).append(t.accuracy)
-    return [chips[c] for c in sorted(chips)]
+def run_variant(weights: str, scale: str | float, variant: Variant,
+                device: memsim.Device, args: argparse.Namespace) -> Outcome:
+    outcome = Outcome()
+    for seed in args.seeds:
+        spec = parse_training(train_config(weights, scale, variant, seed, args))
+        trained = load_checkpoint(train(spec, Path(args.out) / spec.name).checkpoint)
+        test = trained.dataset.test
+        for ber in args.bers:
+            ev = evaluate_model(trained.model, test.images, test.labels,
+                                [Placement("weights", device, {"ber": ber})],
+                                chips=args.chips, trials=args.trials, seed=args.chip_seed)
+            chips: dict[int, list[float]] = {}
+            for t in ev.trials:
+                chips.setdefault(t.chip, []).append(t.accuracy)
+            outcome.by_chip.setdefault(ber, []).append([chips[c] for c in sorted(chips)])
+        outcome.clean.append(ev.clean_accuracy)
+        outcome.mlm.append(ev.clean_mlm)
+        outcome.mlm_normalised.append(ev.clean_mlm_normalised)
+    return outcome
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _cell(interval: Interval) -> str:
+    return f"{interval.mean:.1%} ± {interval.half_width:.1%}"
+
+
+def accuracy_cell(outcome: Outcome, baseline: Outcome | None, ber: float) -> str:
+    seeds = outcome.by_chip[ber]
+    if len(seeds) == 1:
+        acc = cluster_mean_interval(seeds[0])
+    else:
+        acc = cluster_mean_interval([[_mean([_mean(c) for c in chips])] for chips in seeds])
+    if baseline is None:
+        return _cell(acc)
+    pairs = zip(seeds, baseline.by_chip[ber], strict=True)
+    if len(seeds) == 1:
+        delta = paired_difference_interval(seeds[0], baseline.by_chip[ber][0])
+    else:
+        delta = cluster_mean_interval([[paired_difference_interval(a, b).mean]
+                                       for a, b in pairs])
+    return f"{_cell(acc)} ({delta.mean:+.1%} ± {delta.half_width:.1%})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,52 +151,45 @@ def main(argv: list[str] | None = None) -> int:
                         help="architecture (vgg3 runs on the 8x8 digits too)")
     parser.add_argument("--width", type=float, default=0.25, help="width multiplier")
     parser.add_argument("--lr", type=float, default=0.005)
-    parser.add_argument("--margins", type=float, nargs="+", default=[4.0, 16.0, 64.0])
+    parser.add_argument("--margins", type=float, nargs="+", default=[16.0, 64.0])
     parser.add_argument("--bound", type=float, default=100.0)
     parser.add_argument("--hinge-b", type=float, default=128.0)
+    parser.add_argument("--weights", nargs="+", choices=tuple(WEIGHTS), default=list(WEIGHTS))
+    parser.add_argument("--output-scale", type=parse_scale, nargs="+", default=["learned", 1.0],
+                        help="'learned' and/or fixed values of the logits' output scale")
+    parser.add_argument("--bers", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05, 0.1])
     parser.add_argument("--chips", type=int, default=10)
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds; several give intervals over seeds")
+    parser.add_argument("--chip-seed", type=int, default=0,
+                        help="seed of the simulated chips (the same for every model)")
     parser.add_argument("--out", default="runs/mcel_vs_ce")
     args = parser.parse_args(argv)
+    if any(not 0.0 < b <= 1.0 for b in args.bers):
+        parser.error("--bers: every bit error rate must be in (0, 1]")
     start = time.perf_counter()
     device = memsim.load_device("symmetric-bitflip")
-    print("| weights | loss | clean acc | " + " | ".join(
-        f"acc @ BER {b:.1%} (Δ vs CE)" for b in BERS[1:]) + " | MLM | norm. MLM |")
-    print("|---|---|---|" + "---|" * (len(BERS) - 1) + "---|---|")
-    for arch, bits in (("bnn", 1), ("qnn4", 4)):
-        baseline: dict[float, list[list[float]]] = {}
-        for variant in variants(args.margins, args.bound, args.hinge_b):
-            spec = parse_training(train_config(arch, bits, variant, args))
-            result = train(spec, Path(args.out) / spec.name)
-            trained = load_checkpoint(result.checkpoint)
-            test = trained.dataset.test
-            cells = []
-            clean = None
-            for ber in BERS[1:]:
-                placement = Placement("weights", device, {"ber": ber})
-                ev = evaluate_model(trained.model, test.images, test.labels, [placement],
-                                    chips=args.chips, trials=args.trials, seed=args.seed)
-                clean = ev
-                chips = by_chip(ev)
-                if variant.name == "CE":
-                    baseline[ber] = chips
-                    delta = ""
-                else:
-                    d = paired_difference_interval(chips, baseline[ber])
-                    delta = f" ({d.mean:+.1%} ± {d.half_width:.1%})"
-                a = ev.accuracy
-                cells.append(f"{a.mean:.1%} ± {a.half_width:.1%}{delta}")
-            assert clean is not None
-            print(f"| {'BNN' if bits == 1 else f'{bits}-bit'} | {variant.name} | "
-                  f"{clean.clean_accuracy:.1%} | " + " | ".join(cells) +
-                  f" | {clean.clean_mlm:.2f} | {clean.clean_mlm_normalised:.2f} |", flush=True)
+    print("| weights | output scale | loss | clean acc | " + " | ".join(
+        f"acc @ BER {b:.1%} (Δ vs CE)" for b in args.bers) + " | MLM | norm. MLM |")
+    print("|---|---|---|---|" + "---|" * len(args.bers) + "---|---|")
+    for weights in args.weights:
+        for scale in args.output_scale:
+            baseline: Outcome | None = None
+            for variant in variants(args.margins, args.bound, args.hinge_b):
+                outcome = run_variant(weights, scale, variant, device, args)
+                cells = [accuracy_cell(outcome, baseline, ber) for ber in args.bers]
+                baseline = baseline or outcome
+                label = "BNN" if weights == "bnn" else "4-bit"
+                scale_label = "learned" if scale == "learned" else f"fixed {scale:g}"
+                print(f"| {label} | {scale_label} | {variant.name} | "
+                      f"{_mean(outcome.clean):.1%} | " + " | ".join(cells) +
+                      f" | {_mean(outcome.mlm):.2f} | {_mean(outcome.mlm_normalised):.2f} |",
+                      flush=True)
     n_test = 360
-    print(f"\nResolvable: with {n_test} test images a paired difference between two models on "
-          f"the same data must exceed about "
-          f"{resolvable_difference(n_test, 0.9):.1%} (at 90 % accuracy, alpha 0.05) to be told "
-          "apart from the test-set noise; the ± above are 95 % intervals over chips and do not "
-          "include that noise.")
+    print(f"\nResolvable: with {n_test} test images a difference between two models on the same "
+          f"data must exceed about {resolvable_difference(n_test, 0.9):.1%} (at 90 % accuracy, "
+          "alpha 0.05) to stand out from the test-set noise.")
     print(f"\n{time.perf_counter() - start:.0f} s; command: python scripts/mcel_vs_ce.py "
           + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0

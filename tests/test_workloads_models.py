@@ -139,6 +139,10 @@ def test_vgg7_layout_follows_the_authors() -> None:
     ({"name": "vgg7", "image_size": 28}, "divisible by 8, got 28"),
     ({"name": "mlp", "num_classes": 0}, "num_classes must be a positive integer"),
     ({"name": "mlp", "width_multiplier": 0.0}, "width_multiplier must be > 0"),
+    ({"name": "mlp", "output_scale": 0.0}, "output_scale must be a finite number > 0, got 0.0"),
+    ({"name": "mlp", "output_scale": float("inf")}, "output_scale must be a finite number > 0"),
+    ({"name": "resnet18", "output_scale": 1.0}, "resnet18 has no output scale to fix; models "
+                                                "with one: mlp, vgg3, vgg7"),
 ])
 def test_build_model_rejects_bad_input(kwargs: dict[str, object], message: str) -> None:
     args: dict[str, object] = {"num_classes": 10, "in_channels": 1, "image_size": 8,
@@ -147,6 +151,32 @@ def test_build_model_rejects_bad_input(kwargs: dict[str, object], message: str) 
     with pytest.raises(ModelError, match=message):
         build_model(**args)  # type: ignore[arg-type]
     assert issubclass(ModelError, MemsimError)
+
+
+def test_fixed_output_scale_is_a_buffer_that_training_cannot_move() -> None:
+    torch.manual_seed(0)
+    fixed = build_model("mlp", num_classes=10, in_channels=1, image_size=8, weight_bits=1,
+                        width_multiplier=0.125, output_scale=1.0, binary_activations=True)
+    learned = build_model("mlp", num_classes=10, in_channels=1, image_size=8, weight_bits=1,
+                          width_multiplier=0.125)
+    assert "scale.scale" in dict(fixed.named_buffers())
+    assert "scale.scale" not in dict(fixed.named_parameters())
+    assert "scale.scale" in dict(learned.named_parameters())
+    assert set(fixed.state_dict()) == set(learned.state_dict())  # same checkpoint layout
+    optimizer = torch.optim.Adam(fixed.parameters(), lr=0.1)
+    x = torch.randn(16, 1, 8, 8)
+    fixed.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(fixed(x), torch.arange(16) % 10).backward()
+        optimizer.step()
+    assert float(fixed.scale.scale) == 1.0
+    # Fixed at 1, the logits of a BNN with binary activations are integer sums of ±1 products.
+    fixed.eval()
+    with torch.no_grad():
+        logits = fixed(x)
+    assert torch.equal(logits, logits.round()) and float(logits.abs().max()) >= 1
+    assert "fixed=1" in repr(fixed.scale) and "learnable" in repr(learned.scale)
 
 
 def test_build_model_rejects_bad_weight_bits() -> None:

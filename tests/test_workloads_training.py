@@ -1,4 +1,5 @@
-"""Training: every method runs, checkpoints record the run, resuming equals not stopping."""
+"""Training: every method runs, checkpoints record the run, resuming equals not stopping;
+MCEL's margin and its accuracy under bit flips."""
 
 from __future__ import annotations
 
@@ -102,6 +103,11 @@ def test_bad_checkpoints_and_configs_are_one_line_errors(tmp_path: Path) -> None
         train(spec(model={"name": "mlp", "options": {"depth": 3}}), tmp_path / "b")
     with pytest.raises(SpecError, match="unknown model"):
         train(spec(model={"name": "alexnet"}), tmp_path / "c")
+    with pytest.raises(SpecError, match=r"model\.options\.output_scale.*expected 'learned' or a "
+                                        r"number > 0 \(a fixed scale\), got 'fixed'"):
+        train(spec(model={"name": "mlp", "options": {"output_scale": "fixed"}}), tmp_path / "c")
+    with pytest.raises(SpecError, match="output_scale must be a finite number > 0, got -1"):
+        train(spec(model={"name": "mlp", "options": {"output_scale": -1}}), tmp_path / "c")
     with pytest.raises(MemsimError, match="unknown data set"):
         train(spec(data={"name": "imagenet"}), tmp_path / "d")
     with pytest.raises(MemsimError, match="needs a data directory"):
@@ -109,9 +115,6 @@ def test_bad_checkpoints_and_configs_are_one_line_errors(tmp_path: Path) -> None
 
 
 def test_mcel_enlarges_the_logit_margin_over_ce(tmp_path: Path) -> None:
-    # The robust part of the MCEL claim on this small setting: a larger mean logit margin,
-    # raw and normalised. (Its accuracy under bit flips is measured, not asserted: see
-    # scripts/mcel_vs_ce.py and the README.)
     from workloads.metrics import logit_stats
     from workloads.training import predict
 
@@ -124,3 +127,50 @@ def test_mcel_enlarges_the_logit_margin_over_ce(tmp_path: Path) -> None:
     assert stats["mcel"].mlm > 1.2 * stats["ce"].mlm
     assert stats["mcel"].mlm_normalised > stats["ce"].mlm_normalised
     assert stats["mcel"].accuracy > 0.8 and stats["ce"].accuracy > 0.8
+
+
+def test_mcel_beats_ce_under_one_percent_flips_when_the_output_scale_is_fixed(
+        tmp_path: Path) -> None:
+    # The setting of scripts/mcel_vs_ce.py where the paper's effect shows: a BNN (±1 weights
+    # and activations) whose output scale is fixed at 1, so the logit gaps MCEL asks for must
+    # come from the stored weights. Over training seeds 0-4 MCEL m=16 led CE by +1.2 to +2.3
+    # points at BER 1 % and +5.1 to +5.9 at 5 % (clean: -0.3 to +1.7) on these chips; this is
+    # seed 0, the script's default, not a picked one. With a learned scale it does not lead.
+    import memsim
+    from memsim.experiments.evaluate import Placement, evaluate_model
+
+    device = memsim.load_device("symmetric-bitflip")
+    accuracy: dict[tuple[str, float], float] = {}
+    for kind in ("ce", "mcel"):
+        s = parse_training({
+            "schema_version": 1, "name": f"bnn-{kind}", "seed": 0, "data": {"name": "digits"},
+            "model": {"name": "mlp", "weight_bits": 1, "binary_activations": True,
+                      "options": {"width_multiplier": 0.25, "output_scale": 1.0}},
+            "loss": {"kind": kind, "margin": 16, "bound": 100},
+            "optimizer": {"kind": "adam", "lr": 0.005, "schedule": "cosine"},
+            "epochs": 30, "batch_size": 64})
+        trained = load_checkpoint(train(s, tmp_path / kind).checkpoint)
+        test = trained.dataset.test
+        for ber in (0.01, 0.05):
+            ev = evaluate_model(trained.model, test.images, test.labels,
+                                [Placement("weights", device, {"ber": ber})],
+                                chips=10, trials=5, seed=0)
+            accuracy[kind, ber] = ev.accuracy.mean
+        accuracy[kind, 0.0] = ev.clean_accuracy
+    lead = {ber: accuracy["mcel", ber] - accuracy["ce", ber] for ber in (0.0, 0.01, 0.05)}
+    assert lead[0.01] > 0.005, lead
+    assert lead[0.05] > lead[0.0] + 0.02, lead  # the errors widen the gap
+
+
+def test_output_scale_option_is_learned_by_default_or_fixed(tmp_path: Path) -> None:
+    scales = {}
+    for tag, options in (("default", {}), ("learned", {"output_scale": "learned"}),
+                         ("fixed", {"output_scale": 0.5})):
+        model = {"name": "mlp", "weight_bits": 4,
+                 "options": {"width_multiplier": 0.125, **options}}
+        trained = load_checkpoint(train(spec(model=model, epochs=1), tmp_path / tag).checkpoint)
+        scales[tag] = (trained.model.scale.learnable,
+                       float(trained.model.scale.scale.detach()))
+    assert scales["default"] == scales["learned"]
+    assert scales["default"][0] and scales["default"][1] != 1.0  # it moved from its start
+    assert scales["fixed"] == (False, 0.5)

@@ -19,12 +19,15 @@ VGG3/VGG7 follow the MCEL authors' public code: bias-free layers, max pooling be
 norm, hard tanh, and a learnable scalar output scale (init 1e-3 there). The MLP is built the
 same way. The output scale starts at 1e-3 for sign (BNN) weights, whose logits are integer sums
 up to the fan-in, and at 1 otherwise (reconstruction: their code uses 1e-3 throughout).
+``output_scale=`` a number fixes it instead: the float scale then cannot supply the logit gaps
+a loss asks for, and the stored weights must (see the MCEL section of the README).
 With ``binary_activations`` a `SignActivation` binarises each hidden activation (after the hard
 tanh in MLP/VGG, in place of ReLU/ReLU6 in MobileNetV2/ResNet18); the input is never binarised.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -54,14 +57,27 @@ class ModelError(MemsimError):
 
 
 class OutputScale(nn.Module):
-    """Multiplies the logits by one learnable float (the MCEL authors' ``Scale``)."""
+    """Multiplies the logits by one float: learnable (the MCEL authors' ``Scale``) or fixed.
 
-    def __init__(self, init: float = 1e-3) -> None:
+    The scale is a float outside the simulated memory, so no bit error reaches it. Learnable, it
+    lets a loss enlarge every logit gap for free; fixed, the gaps a loss asks for have to come
+    from the stored weights.
+    """
+
+    def __init__(self, init: float = 1e-3, learnable: bool = True) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor([float(init)]))
+        value = torch.tensor([float(init)])
+        if learnable:
+            self.scale = nn.Parameter(value)
+        else:
+            self.register_buffer("scale", value)
+        self.learnable = learnable
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.scale
+
+    def extra_repr(self) -> str:
+        return "learnable" if self.learnable else f"fixed={float(self.scale):g}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ class LayerFactory:
 
     weight_quantizer: WeightQuantizer | None
     binary_activations: bool = False
+    output_scale: float | None = None
+    """None: a learnable output scale; a number: the logits' fixed scale."""
 
     def linear(self, in_features: int, out_features: int, bias: bool = False) -> nn.Linear:
         if self.weight_quantizer is None:
@@ -95,10 +113,13 @@ class LayerFactory:
             return SignActivation()
         return nn.ReLU6() if kind == "relu6" else nn.ReLU()
 
-    @property
-    def output_scale_init(self) -> float:
+    def output_scale_layer(self) -> OutputScale:
+        """The output scale: fixed at `output_scale`, else learnable, starting at 1e-3 for a
+        BNN (whose logits are integer sums in the hundreds) and at 1 otherwise."""
+        if self.output_scale is not None:
+            return OutputScale(self.output_scale, learnable=False)
         q = self.weight_quantizer
-        return 1e-3 if q is not None and q.bits == 1 else 1.0
+        return OutputScale(1e-3 if q is not None and q.bits == 1 else 1.0)
 
 
 def _width(channels: int, multiplier: float) -> int:
@@ -124,7 +145,7 @@ class MLP(nn.Module):
             width = units
         layers.append(factory.linear(width, num_classes))
         self.body = nn.Sequential(*layers)
-        self.scale = OutputScale(factory.output_scale_init)
+        self.scale = factory.output_scale_layer()
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.scale(self.body(x))
@@ -157,7 +178,7 @@ class VGG3(nn.Module):
                                       *_vgg_block(factory, c, c, True))
         flat = c * (image_size // 4) ** 2
         self.classifier = _vgg_head(factory, flat, units, num_classes)
-        self.scale = OutputScale(factory.output_scale_init)
+        self.scale = factory.output_scale_layer()
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.scale(self.classifier(self.features(x)))
@@ -182,7 +203,7 @@ class VGG7(nn.Module):
         units = _width(1024, width_multiplier)
         flat = cin * (image_size // 8) ** 2
         self.classifier = _vgg_head(factory, flat, units, num_classes)
-        self.scale = OutputScale(factory.output_scale_init)
+        self.scale = factory.output_scale_layer()
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.scale(self.classifier(self.features(x)))
@@ -317,6 +338,9 @@ _BUILDERS: dict[str, Callable[[LayerFactory, _Shape], nn.Module]] = {
 }
 
 
+_HAS_OUTPUT_SCALE = ("mlp", "vgg3", "vgg7")
+
+
 def model_names() -> tuple[str, ...]:
     """The names `build_model` takes."""
     return tuple(_BUILDERS)
@@ -331,13 +355,17 @@ def _positive_int(what: str, value: object) -> int:
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int,
                 weight_bits: int | None, weight_scheme: str = "symmetric",
                 per_channel: bool = False, weight_clip: float | None = None,
-                binary_activations: bool = False, width_multiplier: float = 1.0) -> nn.Module:
+                binary_activations: bool = False, width_multiplier: float = 1.0,
+                output_scale: float | None = None) -> nn.Module:
     """Build model ``name`` (see `model_names`) with ``weight_bits``-bit weights.
 
     ``weight_bits``: 1 = BNN (sign), 2–16 = uniform k-bit with ``weight_scheme``
     (``symmetric`` signed or ``asymmetric`` unsigned), ``per_channel`` scales and quantiser
     range ``weight_clip``; None = float layers. ``width_multiplier`` scales every hidden width
     (1 = the published architecture). ``image_size`` is the side of a square input.
+    ``output_scale``: None = a learnable scale on the logits (MLP, VGG3, VGG7), a number = that
+    scale, fixed (so the logit gaps a loss asks for must come from the weights; at 1, a BNN with
+    binary activations has integer logits).
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in _BUILDERS:
@@ -347,6 +375,15 @@ def build_model(name: str, *, num_classes: int, in_channels: int, image_size: in
                    _positive_int("image_size", image_size), float(width_multiplier))
     if not shape.width_multiplier > 0:
         raise ModelError(f"width_multiplier must be > 0, got {width_multiplier!r}")
+    if output_scale is not None:
+        if key not in _HAS_OUTPUT_SCALE:
+            raise ModelError(f"{key} has no output scale to fix; models with one: "
+                             f"{', '.join(_HAS_OUTPUT_SCALE)}")
+        if isinstance(output_scale, bool) or not isinstance(output_scale, int | float) or \
+                not (math.isfinite(output_scale) and output_scale > 0):
+            raise ModelError(f"output_scale must be a finite number > 0, got {output_scale!r}")
     quantizer = None if weight_bits is None else make_weight_quantizer(
         weight_bits, scheme=weight_scheme, per_channel=per_channel, clip=weight_clip)
-    return _BUILDERS[key](LayerFactory(quantizer, binary_activations), shape)
+    factory = LayerFactory(quantizer, binary_activations,
+                           None if output_scale is None else float(output_scale))
+    return _BUILDERS[key](factory, shape)

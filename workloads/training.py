@@ -70,7 +70,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
-_MODEL_OPTIONS = ("width_multiplier", "weight_clip")
+_MODEL_OPTIONS = ("width_multiplier", "weight_clip", "output_scale")
 
 
 class CheckpointError(MemsimError):
@@ -145,8 +145,13 @@ def build_model_for(spec: TrainSpec, dataset: Dataset) -> nn.Module:
     for key in _MODEL_OPTIONS:
         if key in options:
             value = options[key]
+            if key == "output_scale" and value == "learned":
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SpecError.single(spec.source, f"model.options.{key}", "expected a number")
+                expected = ("'learned' or a number > 0 (a fixed scale)"
+                            if key == "output_scale" else "a number")
+                raise SpecError.single(spec.source, f"model.options.{key}",
+                                       f"expected {expected}, got {value!r}")
             kwargs[key] = float(value)
     try:
         return build_model(spec.model.name, num_classes=dataset.num_classes,

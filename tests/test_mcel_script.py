@@ -1,0 +1,53 @@
+"""scripts/mcel_vs_ce.py (the README's MCEL table) runs end to end on a token amount of work:
+one row per setting and loss, Δ against CE, intervals over seeds when there are several."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mcel_vs_ce.py"
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mcel_vs_ce", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_tiny_run_prints_every_row(script: ModuleType, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert script.main(["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0", "1",
+                            "--weights", "bnn", "--margins", "16", "--bers", "0.01", "0.05",
+                            "--output-scale", "learned", "1", "--out", str(tmp_path)]) == 0
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("| BNN")]
+    assert [row.split(" | ")[1:3] for row in rows] == [
+        [scale, loss] for scale in ("learned", "fixed 1") for loss in ("CE", "MHL b=128",
+                                                                       "MCEL m=16")]
+    for row in rows:
+        cells = row.split(" | ")
+        assert len(cells) == 8  # label, scale, loss, clean, 2 BERs, MLM, normalised MLM
+        has_delta = cells[2] != "CE"
+        assert all(("vs" not in c) and ((" (" in c) == has_delta) for c in cells[4:6])
+    # one checkpoint per setting, loss and seed
+    assert len(list(tmp_path.glob("*/checkpoint.pt"))) == 2 * 3 * 2
+
+
+def test_bad_arguments_exit_with_a_message(script: ModuleType) -> None:
+    for argv in (["--bers", "0"], ["--output-scale", "big"], ["--output-scale", "-1"]):
+        with pytest.raises(SystemExit) as info, contextlib.redirect_stderr(io.StringIO()):
+            script.main(argv)
+        assert info.value.code == 2
