@@ -49,6 +49,19 @@ def test_one_cluster_has_an_unbounded_interval_and_no_spread_a_zero_width() -> N
     assert flat.half_width == 0.0 and flat.low == flat.high == 0.5
 
 
+def test_bounds_clip_the_ends_but_not_the_half_width() -> None:
+    values = [[1.0], [0.96], [1.0]]  # mean 0.98667, t half-width 0.0574: past 1
+    free = cluster_mean_interval(values)
+    clipped = cluster_mean_interval(values, bounds=(0.0, 1.0))
+    assert free.high > 1.0
+    assert clipped.high == 1.0 and clipped.low == free.low
+    assert (clipped.mean, clipped.half_width) == (free.mean, free.half_width)
+    one = cluster_mean_interval([[0.5]], bounds=(0.0, 1.0))
+    assert (one.low, one.high) == (0.0, 1.0) and not one.bounded
+    with pytest.raises(StatsError, match=r"mean 2 is outside the bounds \[0, 1\]"):
+        cluster_mean_interval([[2.0], [2.0]], bounds=(0.0, 1.0))
+
+
 @pytest.mark.parametrize(("values", "fragment"), [
     ([], "no clusters"),
     ([[0.5], []], "cluster 1 has no values"),

@@ -228,7 +228,7 @@ def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     by_chip: dict[int, list[float]] = {}
     for o in outcomes:
         by_chip.setdefault(o.chip, []).append(o.accuracy)
-    interval = cluster_mean_interval([by_chip[c] for c in sorted(by_chip)])
+    interval = cluster_mean_interval([by_chip[c] for c in sorted(by_chip)], bounds=(0.0, 1.0))
     return ModelEvaluation(
         clean.accuracy, clean.mlm, clean.mlm_normalised, tuple(outcomes), interval,
         int(labels.shape[0]), sum(m.protected.overhead.data_bits for m in memories),

@@ -1093,7 +1093,7 @@ def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveC
                           bit_errors=None, under_test_ber=None, residual_bit_errors=None,
                           corrected_words=None, uncorrectable_words=None)
     interval = cluster_mean_interval([[float(a) for a in r["accuracy"]] for r in chosen],
-                                     rule.confidence)
+                                     rule.confidence, bounds=(0.0, 1.0))
     dut_errors = _chip_means(chosen, "under_test_bit_errors")
     stored = bits["stored_bits"]
     return CellResult(

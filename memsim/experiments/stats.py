@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scipy.special import ndtri, stdtrit
 
@@ -109,11 +109,24 @@ def _t_interval(means: Sequence[float], n_obs: int, confidence: float) -> Interv
 
 
 def cluster_mean_interval(values_by_cluster: Sequence[Sequence[float]],
-                          confidence: float = 0.95) -> Interval:
-    """Mean over clusters (chips) of the per-cluster means, with a t-interval over them."""
+                          confidence: float = 0.95,
+                          bounds: tuple[float, float] | None = None) -> Interval:
+    """Mean over clusters (chips) of the per-cluster means, with a t-interval over them.
+
+    ``bounds``: the range the quantity cannot leave (an accuracy: ``(0, 1)``). With few
+    clusters a t-interval can reach past it (0.99 ± 0.02); `low` and `high` are clipped to it,
+    while `half_width` stays the t half-width that stopping rules compare.
+    """
     _check_confidence(confidence)
     means, n_obs = _cluster_means(values_by_cluster, "cluster_mean_interval")
-    return _t_interval(means, n_obs, confidence)
+    interval = _t_interval(means, n_obs, confidence)
+    if bounds is None:
+        return interval
+    lo, hi = bounds
+    if not lo <= interval.mean <= hi:
+        raise StatsError(f"cluster_mean_interval: mean {interval.mean:g} is outside the "
+                         f"bounds [{lo:g}, {hi:g}]")
+    return replace(interval, low=max(interval.low, lo), high=min(interval.high, hi))
 
 
 def paired_difference_interval(a_by_cluster: Sequence[Sequence[float]],
