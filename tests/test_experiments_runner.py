@@ -478,6 +478,7 @@ def test_training_and_user_models_in_one_sweep(tmp_path: Path) -> None:
         """))
     out = tmp_path / "out"
     results = _run(config, out)
+    assert str(tmp_path) not in sys.path  # the user's folder was on it for the import only
     assert (out / "models" / "trained" / "checkpoint.pt").is_file()
     assert {c.model for c in results.cells} == {"trained", "mine"}
     assert results.clean["mine"].accuracy < 0.5  # an untrained user model, quantised

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -14,13 +12,7 @@ from workloads.models import ModelError, OutputScale, build_model, model_names
 from workloads.ptq import quantize_model
 from workloads.quant import QuantizationError, SignActivation
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # (name, in_channels, image_size, width_multiplier): the paper's inputs; the big networks at a

@@ -189,12 +189,25 @@ def _torch_threads_restored() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def _import_path(path: str | None) -> Iterator[None]:
+    """``path`` first on sys.path while a user's builder is imported and called, then gone, so
+    a folder of the user's does not shadow modules for the rest of the process."""
+    if path is None or path in sys.path:
+        yield
+        return
+    sys.path.insert(0, path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(path)
+
+
 def _import_builder(entry: ModelEntry) -> Callable[..., Any]:
     tm = entry.torch_model
     assert tm is not None
     module_name, _, func_name = tm.builder.partition(":")
-    if tm.path is not None and tm.path not in sys.path:
-        sys.path.insert(0, tm.path)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -208,7 +221,8 @@ def _import_builder(entry: ModelEntry) -> Callable[..., Any]:
 def _torch_model(entry: ModelEntry) -> nn.Module:
     tm, ptq = entry.torch_model, entry.ptq
     assert tm is not None and ptq is not None
-    model = _import_builder(entry)(**dict(tm.args))
+    with _import_path(tm.path):
+        model = _import_builder(entry)(**dict(tm.args))
     if not isinstance(model, nn.Module):
         raise RunnerError(f"model {entry.name}: {tm.builder} returned "
                           f"{type(model).__name__}, not a torch.nn.Module")
