@@ -1163,3 +1163,28 @@ def test_deeply_nested_yaml_is_a_spec_error(tmp_path: Path) -> None:
     path.write_text("name: " + "[" * 5000 + "]" * 5000 + "\n")
     (p,) = problems_of(path)
     assert "YAML" in p.message
+
+
+def test_range_check_grid_follows_the_knobs_a_figure_reads(write: Write,
+                                                            problems: Problems) -> None:
+    from memsim.physics.device import _grid_points
+
+    doc = minimal_doc()
+    # twelve knobs; the full box at three points per knob would be 3^12 = 531,441 points
+    for i in range(11):
+        doc = inserted(doc, ("knobs",), f"t{i}", {"unit": "s", "role": "control",
+                                                  "nominal": 1.0, "range": [0.5, 2.0]})
+    device = load(write(doc))
+    vdd_only = list(_grid_points(device, ["vdd"]))
+    assert {p["vdd"] for p in vdd_only} >= {0.5, 1.0} and len(vdd_only) <= 9
+    assert all(p[f"t{i}"] == 1.0 for p in vdd_only for i in range(11))
+    pair = list(_grid_points(device, ["t0", "t1"]))
+    assert {(p["t0"], p["t1"]) for p in pair} >= {(0.5, 0.5), (2.0, 2.0), (0.5, 2.0)}
+    # a two-knob figure that leaves [0, 1] only towards one corner of its knobs is still found
+    corner = {"kind": "table2d", "of": ["t0", "t1"], "x": [0.5, 1.0, 2.0], "y": [0.5, 1.0, 2.0],
+              "values": [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 3.0]]}
+    p = problem_at(problems(with_fault(doc, transient(p_zero_to_one=corner))),
+                   "faults[1].p_zero_to_one")
+    match = re.search(r"got ([0-9.]+) at vdd=1, t0=([0-9.]+), t1=([0-9.]+), t2=1,", p.message)
+    assert match, p.message
+    assert float(match[1]) > 1 and float(match[2]) > 1 and float(match[3]) > 1

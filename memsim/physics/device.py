@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from memsim.physics.mechanisms import (
     level_matrix,
     persistent_fraction,
 )
-from memsim.spec.curves import Curve, Scale
+from memsim.spec.curves import Curve, Scale, curve_inputs
 from memsim.spec.device import CalibrationSet, DeviceSpec, Quantity
 from memsim.spec.fields import Provenance, nearest_hint
 from memsim.spec.loader import load_device_spec
@@ -304,11 +304,15 @@ def knob_box_grid(device: Device, per_knob: int,
         yield dict(zip((k.name for k in knobs), combo, strict=True))
 
 
-def _grid_points(device: Device) -> Iterator[dict[str, float]]:
-    """The load-time check's grid: ends, nominal and interior points of every knob."""
-    n = len(device.spec.knobs)
-    per_knob = 7 if n <= 2 else (4 if n <= 4 else 2)
-    return knob_box_grid(device, per_knob, extra=device.spec.nominal)
+def _grid_points(device: Device, names: Sequence[str]) -> Iterator[dict[str, float]]:
+    """The load-time check's grid for a figure that reads the knobs ``names``: their ends,
+    nominal and interior points, every other knob at nominal (the figure does not read it, so
+    the grid grows with the knobs one figure reads, not with all the device has)."""
+    nominal = device.spec.nominal
+    per_knob = 7 if len(names) <= 2 else (4 if len(names) <= 4 else 2)
+    fixed = {k.name: (nominal[k.name], nominal[k.name]) for k in device.spec.knobs
+             if k.name not in names}
+    return knob_box_grid(device, per_knob, bounds=fixed, extra=nominal)
 
 
 def _check_over_range(device: Device) -> None:
@@ -316,34 +320,36 @@ def _check_over_range(device: Device) -> None:
     spec = device.spec
     problems: dict[str, SpecProblem] = {}
 
-    def check(path: str, curve: Curve, values: Mapping[str, float], low: float,
-              high: float | None, what: str) -> None:
-        if path in problems:
-            return
-        try:
-            v = evaluate(curve, values)
-        except (CurveDomainError, OverflowError, ValueError, ZeroDivisionError) as e:
-            problems[path] = SpecProblem(spec.file, path, f"at {_fmt_knobs(values)}: {e}")
-            return
-        if not math.isfinite(v) or v < low or (high is not None and v > high + 1e-12):
-            bound = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
-            problems[path] = SpecProblem(
-                spec.file, path,
-                f"expected {what} {bound} over the knob ranges, got {v:g} at {_fmt_knobs(values)}")
+    def check(path: str, curve: Curve, low: float, high: float | None, what: str) -> None:
+        for values in _grid_points(device, curve_inputs(curve)):
+            try:
+                v = evaluate(curve, values)
+            except (CurveDomainError, OverflowError, ValueError, ZeroDivisionError) as e:
+                problems[path] = SpecProblem(spec.file, path, f"at {_fmt_knobs(values)}: {e}")
+                return
+            if not math.isfinite(v) or v < low or (high is not None and v > high + 1e-12):
+                bound = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+                problems[path] = SpecProblem(
+                    spec.file, path, f"expected {what} {bound} over the knob ranges, got {v:g} "
+                    f"at {_fmt_knobs(values)}")
+                return
 
-    for values in _grid_points(device):
-        for i, mech in enumerate(spec.faults):
-            for sub, curve in mechanism_curves(mech):
-                check(f"faults[{i}].{sub}", curve, values, 0.0, 1.0, "a probability")
-            if isinstance(mech, LevelConfusionMechanism) and f"faults[{i}]" not in problems:
+    for i, mech in enumerate(spec.faults):
+        curves = list(mechanism_curves(mech))
+        for sub, curve in curves:
+            check(f"faults[{i}].{sub}", curve, 0.0, 1.0, "a probability")
+        if isinstance(mech, LevelConfusionMechanism) and not any(
+                p.startswith(f"faults[{i}].") for p in problems):
+            names = list(dict.fromkeys(n for _, c in curves for n in curve_inputs(c)))
+            for values in _grid_points(device, names):
                 try:
                     level_matrix(mech, values, spec.cell)
                 except (MechanismRangeError, CurveDomainError, ArithmeticError, ValueError) as e:
                     problems[f"faults[{i}]"] = SpecProblem(
                         spec.file, f"faults[{i}].transitions", f"at {_fmt_knobs(values)}: {e}")
-        for name in _ENERGY_FIELDS:
-            check(f"energy.{name}", getattr(spec.energy, name), values, 0.0, None,
-                  "an energy or power")
+                    break
+    for name in _ENERGY_FIELDS:
+        check(f"energy.{name}", getattr(spec.energy, name), 0.0, None, "an energy or power")
     if problems:
         raise SpecError(problems.values())
 
