@@ -131,6 +131,25 @@ def test_defaults_reads_per_inference_and_several_memories() -> None:
     assert both.assumed_figures[0] == "layer1: read_energy_pj_per_bit"
 
 
+def test_write_energy_amortised_over_the_inferences_one_programming_serves() -> None:
+    o = sram_image_overhead()  # 3384 stored bits, 1000 in the reliable bank
+    device = memsim.load_device("sram-14nm")
+    at, nominal = device.at(v_rel=0.85), device.at()
+    reads = inference_energy(MemoryUse(o, at, nominal), 0.0)
+    assert reads.breakdown.write_pj == 0.0 and reads.per_memory[0].write_pj == 0.0
+    written = inference_energy(MemoryUse(o, at, nominal, writes_per_inference=1e-3), 0.0)
+    # write 0.2640625 · 0.85² = 0.190785156 pJ/bit at 0.85 Vmin, 0.2640625 at nominal:
+    # (3384 · 0.19078515625 + 1000 · 0.2640625) / 1000 = (645.6169688 + 264.0625) / 1000
+    assert written.breakdown.write_pj == pytest.approx(0.9096794688, rel=1e-9)
+    assert written.total_pj == pytest.approx(reads.total_pj + 0.9096794688, rel=1e-9)
+    # at nominal: 4384 bits at 0.2640625 pJ/bit / 1000
+    assert written.nominal.write_pj == pytest.approx(4384 * 0.2640625 / 1000, rel=1e-12)
+    assert "sram-14nm: write_energy_pj_per_bit" in written.assumed_figures
+    assert "sram-14nm: write_energy_pj_per_bit" not in reads.assumed_figures
+    with pytest.raises(EnergyError, match="writes_per_inference must be finite and >= 0"):
+        MemoryUse(o, at, nominal, writes_per_inference=-1.0)
+
+
 def test_refresh_and_provenance_of_a_measured_device(write_yaml: WriteYaml) -> None:
     device = memsim.load_device(write_yaml(MEASURED_DEVICE))
     o = ProtectionOverhead(data_bits=8192, faulty_data_bits=8192, check_bits=0,

@@ -108,6 +108,7 @@ def test_defaults_fill_a_minimal_config(write_yaml: WriteYaml) -> None:
         energy: {{inference_time_s: 0}}
         """, "minimal.yaml"))
     assert spec.name == "minimal" and spec.seed == 0 and spec.trials == 1
+    assert spec.energy.inferences_per_write is None  # writes left out
     assert spec.models[0].checkpoint == str(ckpt)  # relative to the config file
     assert [s.name for s in spec.scenarios] == [NOMINAL_SCENARIO]
     assert [p.name for p in spec.placements] == ["all"] and spec.placements[0].fixed == ()
@@ -136,7 +137,7 @@ def test_all_problems_are_reported_with_paths(write_yaml: WriteYaml) -> None:
           - device: sram-14mn
         scenarios: [{name: nominal}, {name: hot}]
         chips: {max: 4, min: 8, target_half_width: 0.01}
-        energy: {}
+        energy: {inferences_per_write: 0.5}
         colour: red
         """, "bad.yaml")
     with pytest.raises(SpecError) as info:
@@ -155,6 +156,7 @@ def test_all_problems_are_reported_with_paths(write_yaml: WriteYaml) -> None:
         "devices[2].device: unknown device 'sram-14mn' (did you mean 'sram-14nm'?)",
         "chips.min: expected at most max (4), got 8",
         "energy.inference_time_s: required field is missing",
+        "energy.inferences_per_write: expected a number in [1, inf], got 0.5",
         "colour: unknown field",
     ]
     for text in expected:

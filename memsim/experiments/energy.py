@@ -9,6 +9,7 @@ the device at the operating point's knobs and at nominal knobs), one inference c
     reliable_read_pj = r · reliable_bits    · E_read(reliable_at)   protected bits
     static_pj        = t · (P_static(at) · C + P_static(reliable_at) · C_rel) · 1e9
     refresh_pj       = t · (P_refresh(at) · C + P_refresh(reliable_at) · C_rel) · 1e9
+    write_pj         = w · (stored_bits · E_write(at) + reliable_bits · E_write(reliable_at))
     total_pj         = the sum
 
 with r the reads of every stored bit per inference (`reads_per_inference`, 1 when the weights
@@ -16,8 +17,10 @@ are read once per inference), E_read in pJ/bit, P in mW/MiB, t the inference tim
 (mW · s = mJ = 1e9 pJ), C the stated capacity of the memory in MiB (default: the image's
 stored bits, 1 MiB = 8·2^20 bits) and C_rel that of the reliable bank (default: its bits).
 `reliable_at` is the device that holds protected bits, at its nominal knobs (default: the
-memory's own device at nominal). Write (programming) energy is paid once per image, not per
-inference, and is left out; so is the ECC decoder's logic.
+memory's own device at nominal). w is how often each bit is written (programmed) per
+inference: 1/N when one programming of the weights serves N inferences (a refresh or a
+reprogramming of drifting cells every N inferences), 0 (the default) to leave writes out. The
+ECC decoder's logic is not counted.
 
 The same placement at nominal knobs (`at` replaced by `nominal`, all else equal) gives the
 reference for `InferenceEnergy.relative_to_nominal`. `nominal` should hold the control knobs
@@ -30,10 +33,11 @@ given without provenance is no better than an assumption); `assumed_figures` nam
 
 Public API:
     MemoryUse(overhead, at, nominal, reliable_at=None, capacity_mib=None,
-              reliable_capacity_mib=None, reads_per_inference=1.0, name="")
+              reliable_capacity_mib=None, reads_per_inference=1.0, name="",
+              writes_per_inference=0.0)
     inference_energy(memories, inference_time_s) -> InferenceEnergy
     EnergyBreakdown(read_pj, check_read_pj, padding_read_pj, reliable_read_pj, static_pj,
-                    refresh_pj) with .total_pj
+                    refresh_pj, write_pj=0.0) with .total_pj
     InferenceEnergy(breakdown, nominal, per_memory, provenance, assumed_figures) with
         .total_pj, .nominal_pj, .relative_to_nominal, .assumed
     EnergyError (a MemsimError).
@@ -83,6 +87,8 @@ class MemoryUse:
         reliable_capacity_mib: the reliable bank's capacity in MiB (None: exactly its bits).
         reads_per_inference: how often each stored bit is read per inference.
         name: a label for `assumed_figures` (default: the device name).
+        writes_per_inference: how often each stored bit is written per inference (1/N when
+            one programming serves N inferences; 0: writes left out).
     """
 
     overhead: ProtectionOverhead
@@ -93,6 +99,7 @@ class MemoryUse:
     reliable_capacity_mib: float | None = None
     reads_per_inference: float = 1.0
     name: str = ""
+    writes_per_inference: float = 0.0
 
     def __post_init__(self) -> None:
         label = self.label
@@ -102,6 +109,9 @@ class MemoryUse:
         if not (math.isfinite(self.reads_per_inference) and self.reads_per_inference >= 0.0):
             raise EnergyError(f"{label}: reads_per_inference must be finite and >= 0, got "
                               f"{self.reads_per_inference!r}")
+        if not (math.isfinite(self.writes_per_inference) and self.writes_per_inference >= 0.0):
+            raise EnergyError(f"{label}: writes_per_inference must be finite and >= 0, got "
+                              f"{self.writes_per_inference!r}")
         o = self.overhead
         for what, capacity, bits in (("capacity_mib", self.capacity_mib, o.stored_bits),
                                      ("reliable_capacity_mib", self.reliable_capacity_mib,
@@ -141,11 +151,13 @@ class EnergyBreakdown:
     reliable_read_pj: float
     static_pj: float
     refresh_pj: float
+    write_pj: float = 0.0
 
     @property
     def total_pj(self) -> float:
         return math.fsum((self.read_pj, self.check_read_pj, self.padding_read_pj,
-                          self.reliable_read_pj, self.static_pj, self.refresh_pj))
+                          self.reliable_read_pj, self.static_pj, self.refresh_pj,
+                          self.write_pj))
 
     def __add__(self, other: EnergyBreakdown) -> EnergyBreakdown:
         return EnergyBreakdown(*(getattr(self, f.name) + getattr(other, f.name)
@@ -155,7 +167,7 @@ class EnergyBreakdown:
         return {**dataclasses.asdict(self), "total_pj": self.total_pj}
 
 
-_ZERO = EnergyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_ZERO = EnergyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,9 @@ def _breakdown(m: MemoryUse, at: OperatingPoint, seconds: float) -> EnergyBreakd
                                           + rel.energy.static_power_mw_per_mib * c_rel),
         refresh_pj=seconds * _PJ_PER_MJ * (at.energy.refresh_power_mw_per_mib * c
                                            + rel.energy.refresh_power_mw_per_mib * c_rel),
+        write_pj=m.writes_per_inference * (
+            o.stored_bits * at.energy.write_energy_pj_per_bit
+            + o.reliable_bits * rel.energy.write_energy_pj_per_bit),
     )
 
 
@@ -217,6 +232,10 @@ def _figures_used(m: MemoryUse, seconds: float) -> list[tuple[str, OperatingPoin
         used.append((m.label, m.at, "read_energy_pj_per_bit"))
     if m.reads_per_inference > 0 and m.overhead.reliable_bits > 0:
         used.append((f"{m.label} reliable bank", rel, "read_energy_pj_per_bit"))
+    if m.writes_per_inference > 0 and m.overhead.stored_bits > 0:
+        used.append((m.label, m.at, "write_energy_pj_per_bit"))
+    if m.writes_per_inference > 0 and m.overhead.reliable_bits > 0:
+        used.append((f"{m.label} reliable bank", rel, "write_energy_pj_per_bit"))
     if seconds > 0:
         for label, op, bits in ((m.label, m.at, m.capacity_bits),
                                 (f"{m.label} reliable bank", rel, m.reliable_capacity_bits)):

@@ -599,8 +599,7 @@ class _Planner:
                       "data_hash": model.data_hash, "seed": spec.seed, "chip": c,
                       "trials": trials_of(spec, self.dry_run), "memories": memories,
                       "torch_threads": self.torch_threads,
-                      "energy": {"inference_time_s": spec.energy.inference_time_s,
-                                 "reads_per_inference": spec.energy.reads_per_inference}}
+                      "energy": _energy_inputs(spec)}
             key = key_of(inputs)
             self.inputs[key] = inputs
             self.energy_outputs[key] = energy_out
@@ -616,6 +615,8 @@ class _Planner:
         # control knobs at nominal; design knobs (the device) and the environment as read
         nominal_knobs = {k: (dut.spec.knob(k).nominal.value if roles[k] is KnobRole.CONTROL
                              else v) for k, v in dut_knobs.items()}
+        ipw = spec.energy.inferences_per_write
+        writes = 0.0 if ipw is None else 1.0 / ipw  # every memory is programmed together
         uses = []
         for i, plan in enumerate(group.memories):
             at = self.at(plan.device, memory_knobs[i])
@@ -625,7 +626,7 @@ class _Planner:
             uses.append(MemoryUse(self.overhead(model, plan.layers, plan.protection), at,
                                   nominal, capacity_mib=capacity,
                                   reads_per_inference=spec.energy.reads_per_inference,
-                                  name=plan.name))
+                                  name=plan.name, writes_per_inference=writes))
         t = spec.energy.inference_time_s
         return inference_energy(uses, t), inference_energy(uses[0], t).nominal_pj
 
@@ -643,12 +644,23 @@ def _adaptive(rule: ChipRule) -> AdaptiveChips:
     return AdaptiveChips(rule.batch, rule.min_chips, rule.max_chips, target, rule.confidence)
 
 
+def _energy_inputs(spec: ExperimentSpec) -> dict[str, Any]:
+    """The energy settings in a task's identity; ``inferences_per_write`` only when given, so
+    that the keys of stores written before it existed stay valid."""
+    e = spec.energy
+    out: dict[str, Any] = {"inference_time_s": e.inference_time_s,
+                           "reads_per_inference": e.reads_per_inference}
+    if e.inferences_per_write is not None:
+        out["inferences_per_write"] = e.inferences_per_write
+    return out
+
+
 def _energy_dict(e: InferenceEnergy) -> dict[str, Any]:
     b = e.breakdown
     return {"total_pj": e.total_pj, "nominal_pj": e.nominal_pj,
             "read_pj": math.fsum((b.read_pj, b.check_read_pj, b.padding_read_pj)),
             "reliable_read_pj": b.reliable_read_pj, "static_pj": b.static_pj,
-            "refresh_pj": b.refresh_pj, "assumed": e.assumed,
+            "refresh_pj": b.refresh_pj, "write_pj": b.write_pj, "assumed": e.assumed,
             "assumed_figures": list(e.assumed_figures), "provenance": list(e.provenance)}
 
 
@@ -961,6 +973,7 @@ class CellResult:
     energy_reliable_read_pj: float
     energy_static_pj: float
     energy_refresh_pj: float
+    energy_write_pj: float
     energy_assumed: bool
     energy_assumed_figures: tuple[str, ...]
     energy_under_test_nominal_pj: float = 0.0
@@ -1098,7 +1111,8 @@ def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveC
         stored_bits=bits["stored_bits"], reliable_bits=bits["reliable_bits"],
         energy_pj=e["total_pj"], energy_nominal_pj=e["nominal_pj"], energy_read_pj=e["read_pj"],
         energy_reliable_read_pj=e["reliable_read_pj"], energy_static_pj=e["static_pj"],
-        energy_refresh_pj=e["refresh_pj"], energy_assumed=e["assumed"],
+        energy_refresh_pj=e["refresh_pj"], energy_write_pj=e.get("write_pj", 0.0),
+        energy_assumed=e["assumed"],
         energy_assumed_figures=tuple(e["assumed_figures"]),
         energy_under_test_nominal_pj=e["under_test_nominal_pj"])
     if not chosen:
@@ -1148,7 +1162,8 @@ RESULT_COLUMNS = (
     "device_ber", "under_test_ber", "bit_errors", "residual_bit_errors", "corrected_words",
     "uncorrectable_words", "data_bits", "stored_bits", "reliable_bits", "energy_pj",
     "energy_nominal_pj", "energy_relative", "energy_read_pj", "energy_reliable_read_pj",
-    "energy_static_pj", "energy_refresh_pj", "energy_assumed", "energy_assumed_figures",
+    "energy_static_pj", "energy_refresh_pj", "energy_write_pj", "energy_assumed",
+    "energy_assumed_figures",
 )
 PARETO_COLUMNS = (
     "model", "scenario", "device", "placement", "protection", "control_knobs", "energy_pj",

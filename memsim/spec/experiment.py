@@ -303,6 +303,9 @@ class EnergySettings:
     """How often each stored weight bit is read per inference."""
     capacity_mib: float | None = None
     """Capacity of the memory under test (None: exactly the bits it stores)."""
+    inferences_per_write: float | None = None
+    """Inferences served by one programming of the weights: write energy per inference is
+    that of every stored bit divided by it (None: writes left out)."""
 
 
 @dataclass(frozen=True)
@@ -600,6 +603,8 @@ def _energy(n: Node) -> EnergySettings:
                                           lambda m: m.number_in(0.0, None), 1.0),
             capacity_mib=f.collect("capacity_mib",
                                    lambda m: m.number_in(0.0, None, low_open=True), None),
+            inferences_per_write=f.collect("inferences_per_write",
+                                           lambda m: m.number_in(1.0, None), None),
         )
 
 
