@@ -957,6 +957,26 @@ def test_extends_builtin_overrides_and_merges_by_name(write: Write) -> None:
         device.at(v_rel=0.72)
 
 
+def test_extends_merges_sources_by_id(write: Write) -> None:
+    parent = memsim.load_device("sram-14nm").spec
+    child = {
+        "extends": "sram-14nm",
+        "name": "sram-remeasured",
+        "source": [{"id": "bench", "citation": "our own bench, 2026"}],
+        "faults": [{"name": "undervolt", "fault_fraction": {
+            "mean": {"value": 0.73, "provenance": "measured", "source": "bench"}}}],
+    }
+    spec = load(write(child)).spec
+    # the parent's sources stay (its figures cite them), the new one is added
+    assert [s.id for s in spec.sources] == [s.id for s in parent.sources] + ["bench"]
+    first = parent.sources[0].id
+    renamed = {"extends": "sram-14nm", "name": "sram-recited",
+               "source": [{"id": first, "citation": "a corrected citation"}]}
+    spec = load(write(renamed, "renamed.yaml")).spec
+    assert [s.id for s in spec.sources] == [s.id for s in parent.sources]
+    assert spec.sources[0].citation == "a corrected citation"
+
+
 def test_extends_relative_path_is_relative_to_the_file(write: Write, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     write(minimal_doc(), "base/toy.yaml")

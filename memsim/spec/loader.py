@@ -75,27 +75,31 @@ def read_yaml(path: Path) -> Any:
 
 def merge(base: Any, override: Any) -> Any:
     """Deep merge for `extends:`: mappings merge by key, lists of named mappings (such as
-    `faults`) merge by `name`, anything else is replaced."""
+    `faults`) merge by `name`, lists of sources merge by `id`, anything else is replaced."""
     if isinstance(base, Mapping) and isinstance(override, Mapping):
         out = dict(base)
         for key, value in override.items():
             out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
         return out
-    if _named_list(base) and _named_list(override):
-        out_list = [copy.deepcopy(item) for item in base]
-        index = {item["name"]: i for i, item in enumerate(out_list)}
-        for item in override:
-            if item["name"] in index:
-                out_list[index[item["name"]]] = merge(out_list[index[item["name"]]], item)
-            else:
-                out_list.append(copy.deepcopy(item))
-        return out_list
+    for key in _LIST_KEYS:
+        if _keyed_list(base, key) and _keyed_list(override, key):
+            out_list = [copy.deepcopy(item) for item in base]
+            index = {item[key]: i for i, item in enumerate(out_list)}
+            for item in override:
+                if item[key] in index:
+                    out_list[index[item[key]]] = merge(out_list[index[item[key]]], item)
+                else:
+                    out_list.append(copy.deepcopy(item))
+            return out_list
     return copy.deepcopy(override)
 
 
-def _named_list(value: Any) -> bool:
+_LIST_KEYS = ("name", "id")
+
+
+def _keyed_list(value: Any, key: str) -> bool:
     return isinstance(value, list) and all(
-        isinstance(item, Mapping) and isinstance(item.get("name"), str) for item in value)
+        isinstance(item, Mapping) and isinstance(item.get(key), str) for item in value)
 
 
 def load_document(path: Path, _chain: tuple[Path, ...] = ()) -> Any:
