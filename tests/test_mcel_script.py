@@ -4,30 +4,23 @@ one row per setting and loss, Δ against CE, intervals over seeds when there are
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mcel_vs_ce.py"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mcel_vs_ce", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_a_tiny_run_prints_every_row(script: ModuleType, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert script.main(["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0", "1",
