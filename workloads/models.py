@@ -115,7 +115,7 @@ class LayerFactory:
 
     def output_scale_layer(self) -> OutputScale:
         """The output scale: fixed at `output_scale`, else learnable, starting at 1e-3 for a
-        BNN (whose logits are integer sums in the hundreds) and at 1 otherwise."""
+        BNN (whose logits are sums of ±1 products, up to the fan-in) and at 1 otherwise."""
         if self.output_scale is not None:
             return OutputScale(self.output_scale, learnable=False)
         q = self.weight_quantizer
