@@ -454,36 +454,65 @@ def _protection(args: argparse.Namespace) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
     from memsim.experiments.evaluate import Placement, evaluate_model
+    from memsim.experiments.stats import paired_difference_interval
     from workloads.training import load_checkpoint
 
-    trained = load_checkpoint(args.checkpoint, data_dir=args.data_dir)
     device = load_device(args.device)
     knobs = device.resolve_knobs(_parse_knobs(args.knob))
     placement = Placement("weights", device, knobs, None, _protection(args))
-    test = trained.dataset.test
-    result = evaluate_model(trained.model, test.images, test.labels, [placement],
-                            chips=args.chips, trials=args.trials, seed=args.seed)
     point = device.at(**knobs)
-    report = {"checkpoint": str(args.checkpoint), "model": trained.spec.name,
-              "device": device.name, "knobs": knobs, "ber": point.ber, "seed": args.seed,
-              **result.to_dict()}
-    if not args.per_trial:
-        report.pop("per_trial")
+    reports, evaluations, names = [], [], []
+    first_labels = None
+    for checkpoint in args.checkpoint:
+        trained = load_checkpoint(checkpoint, data_dir=args.data_dir)
+        test = trained.dataset.test
+        if first_labels is None:
+            first_labels = test.labels
+        elif not torch.equal(test.labels, first_labels):
+            raise MemsimError(f"{checkpoint}: its test set differs from that of "
+                              f"{args.checkpoint[0]}; a paired comparison needs the same images")
+        result = evaluate_model(trained.model, test.images, test.labels, [placement],
+                                chips=args.chips, trials=args.trials, seed=args.seed)
+        report = {"checkpoint": str(checkpoint), "model": trained.spec.name,
+                  "device": device.name, "knobs": knobs, "ber": point.ber, "seed": args.seed,
+                  **result.to_dict()}
+        if not args.per_trial:
+            report.pop("per_trial")
+        reports.append(report)
+        evaluations.append(result)
+        names.append(trained.spec.name)
+    if len(set(names)) < len(names):  # runs of one config: tell them apart by their files
+        names = [f"{n} ({c})" for n, c in zip(names, args.checkpoint, strict=True)]
+    # the same seed gives every model the same chips and reads: differences pair by chip
+    differences: list[dict[str, Any]] = []
+    for name, result in zip(names[1:], evaluations[1:], strict=True):
+        d = paired_difference_interval(result.accuracy_by_chip(),
+                                       evaluations[0].accuracy_by_chip())
+        differences.append({"model": name, "versus": names[0], "difference": d.mean,
+                            "low": d.low, "high": d.high, "chips": d.n_clusters})
     if args.json:
-        _print_json(report)
+        _print_json(reports[0] if len(reports) == 1 else
+                    {"evaluations": reports, "paired_differences": differences})
         return 0
-    a = result.accuracy
-    interval = (f"[{a.low:.4f}, {a.high:.4f}]" if a.bounded
-                else "(one chip: no interval; use --chips 2 or more)")
-    print(f"{trained.spec.name} on {device.name} at {_fmt_knobs(knobs)} (ber {point.ber:.3g})")
-    print(f"  clean accuracy      {result.clean_accuracy:.4f}   MLM {result.clean_mlm:.3f} "
-          f"(normalised {result.clean_mlm_normalised:.3f})")
-    print(f"  accuracy            {a.mean:.4f} {interval} 95 %, {a.n_clusters} chips x "
-          f"{args.trials} trials, chips as clusters")
-    print(f"  mean MLM            {result.mean_mlm:.3f}")
-    print(f"  flips per read      {result.mean_bit_errors:.1f} of {result.stored_bits} bits "
-          f"stored ({result.data_bits} weight bits, {result.n_test} test images)")
+    for name, result in zip(names, evaluations, strict=True):
+        a = result.accuracy
+        interval = (f"[{a.low:.4f}, {a.high:.4f}]" if a.bounded
+                    else "(one chip: no interval; use --chips 2 or more)")
+        print(f"{name} on {device.name} at {_fmt_knobs(knobs)} (ber {point.ber:.3g})")
+        print(f"  clean accuracy      {result.clean_accuracy:.4f}   MLM {result.clean_mlm:.3f} "
+              f"(normalised {result.clean_mlm_normalised:.3f})")
+        print(f"  accuracy            {a.mean:.4f} {interval} 95 %, {a.n_clusters} chips x "
+              f"{args.trials} trials, chips as clusters")
+        print(f"  mean MLM            {result.mean_mlm:.3f}")
+        print(f"  flips per read      {result.mean_bit_errors:.1f} of {result.stored_bits} bits "
+              f"stored ({result.data_bits} weight bits, {result.n_test} test images)")
+    for row in differences:
+        bounds = (f"[{row['low']:+.4f}, {row['high']:+.4f}] 95 %, paired over {row['chips']} "
+                  "chips" if row["chips"] > 1 else "(one chip: no interval)")
+        print(f"{row['model']} - {row['versus']}: {row['difference']:+.4f} {bounds}")
     return 0
 
 
@@ -590,8 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="accuracy of a checkpoint on simulated chips of a device")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p = sub.add_parser("eval", help="accuracy of checkpoints on simulated chips of a device; "
+                                    "several are paired on the same chips")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="+",
+                   help="one or more; the others are compared with the first")
     p.add_argument("--device", required=True, help="built-in name or YAML file")
     p.add_argument("--knob", action="append", metavar="NAME=VALUE")
     p.add_argument("--chips", type=int, default=5)

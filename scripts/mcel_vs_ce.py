@@ -109,10 +109,7 @@ def run_variant(weights: str, scale: str | float, variant: Variant,
             ev = evaluate_model(trained.model, test.images, test.labels,
                                 [Placement("weights", device, {"ber": ber})],
                                 chips=args.chips, trials=args.trials, seed=args.chip_seed)
-            chips: dict[int, list[float]] = {}
-            for t in ev.trials:
-                chips.setdefault(t.chip, []).append(t.accuracy)
-            outcome.by_chip.setdefault(ber, []).append([chips[c] for c in sorted(chips)])
+            outcome.by_chip.setdefault(ber, []).append(ev.accuracy_by_chip())
         outcome.clean.append(ev.clean_accuracy)
         outcome.mlm.append(ev.clean_mlm)
         outcome.mlm_normalised.append(ev.clean_mlm_normalised)

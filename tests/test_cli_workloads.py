@@ -86,3 +86,39 @@ def test_eval_with_a_knob_out_of_range_is_one_line(checkpoint: Path,
     code, _, err = run(capsys, "eval", str(checkpoint), "--device", "sram-14nm", "--knob",
                        "v_rel=0.2")
     assert code == 2 and "v_rel" in err and err.count("\n") == 1
+
+
+def test_eval_of_several_checkpoints_pairs_them_on_the_same_chips(
+        checkpoint: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = checkpoint.parent.parent / "tiny.yaml"
+    assert main(["train", str(config), "--out", str(tmp_path / "ce"), "--no-progress",
+                 "--set", "loss.kind=ce", "--set", "name=tiny-ce"]) == 0
+    capsys.readouterr()
+    other = tmp_path / "ce" / "checkpoint.pt"
+    args = ["--device", "symmetric-bitflip", "--knob", "ber=0.02", "--chips", "3",
+            "--trials", "2", "--per-trial"]
+    code, out, err = run(capsys, "eval", str(checkpoint), str(other), *args, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    first, second = report["evaluations"]
+    _, alone, _ = run(capsys, "eval", str(checkpoint), *args, "--json")
+    assert json.loads(alone) == first  # the first is evaluated as it would be alone
+    (diff,) = report["paired_differences"]
+    assert (diff["model"], diff["versus"], diff["chips"]) == ("tiny-ce", "tiny-cli", 3)
+
+    def chip_means(e: dict[str, object]) -> list[float]:
+        trials = e["per_trial"]
+        assert isinstance(trials, list)
+        return [sum(t["accuracy"] for t in trials if t["chip"] == c) / 2 for c in range(3)]
+
+    by_chip = [a - b for a, b in zip(chip_means(second), chip_means(first), strict=True)]
+    assert diff["difference"] == pytest.approx(sum(by_chip) / 3, abs=1e-12)
+    assert diff["low"] <= diff["difference"] <= diff["high"]
+    code, out, _ = run(capsys, "eval", str(checkpoint), str(checkpoint), *args[:-1])
+    assert code == 0 and f"tiny-cli ({checkpoint}) - tiny-cli ({checkpoint}): +0.0000" in out
+    assert main(["train", str(config), "--out", str(tmp_path / "syn"), "--no-progress",
+                 "--set", "data.name=synthetic"]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "eval", str(checkpoint), str(tmp_path / "syn" / "checkpoint.pt"),
+                       *args)
+    assert code == 2 and "its test set differs" in err and err.count("\n") == 1

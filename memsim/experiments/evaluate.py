@@ -153,6 +153,11 @@ class ModelEvaluation:
             return float("nan")
         return float(np.mean([t.flips_zero_to_one + t.flips_one_to_zero for t in self.trials]))
 
+    def accuracy_by_chip(self) -> list[list[float]]:
+        """The trials' accuracies grouped by chip, in chip order (the clusters of `accuracy`;
+        pass two models' to `paired_difference_interval` to compare them on the same chips)."""
+        return _accuracy_by_chip(self.trials)
+
     def to_dict(self) -> dict[str, Any]:
         a = self.accuracy
         return {
@@ -164,6 +169,13 @@ class ModelEvaluation:
             "data_bits": self.data_bits, "stored_bits": self.stored_bits,
             "per_trial": [t.to_dict() for t in self.trials],
         }
+
+
+def _accuracy_by_chip(trials: Sequence[TrialOutcome]) -> list[list[float]]:
+    chips: dict[int, list[float]] = {}
+    for t in trials:
+        chips.setdefault(t.chip, []).append(t.accuracy)
+    return [chips[c] for c in sorted(chips)]
 
 
 @dataclass
@@ -225,10 +237,7 @@ def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                                                      m.placement.sweep),
                                     m.placement.knobs, seed_c))
         outcomes += [run_trial(model, images, labels, reads, c, t) for t in range(trials)]
-    by_chip: dict[int, list[float]] = {}
-    for o in outcomes:
-        by_chip.setdefault(o.chip, []).append(o.accuracy)
-    interval = cluster_mean_interval([by_chip[c] for c in sorted(by_chip)], bounds=(0.0, 1.0))
+    interval = cluster_mean_interval(_accuracy_by_chip(outcomes), bounds=(0.0, 1.0))
     return ModelEvaluation(
         clean.accuracy, clean.mlm, clean.mlm_normalised, tuple(outcomes), interval,
         int(labels.shape[0]), sum(m.protected.overhead.data_bits for m in memories),
