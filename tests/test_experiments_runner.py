@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import importlib
 import io
 import math
@@ -170,6 +171,19 @@ def test_golden_aggregates_of_a_tiny_fixed_seed_run(golden_run: tuple[SweepResul
         for column in w:
             # exact up to the last bits of library floating point (exp, erf, t quantiles)
             assert _same_numbers(g[column], w[column]), (column, g, w)
+
+
+# Digest of the golden run's sorted task keys, as computed by the code of 3bd6af8: a change to
+# what identifies a task (a model's repr, an energy setting that is not given) must not make
+# existing stores re-evaluate everything.
+GOLDEN_KEYS_SHA256 = "041f77547bf1f560fdc04990c260fa9d72ff8f93c4c2d52db41da64f0bec7dda"
+
+
+def test_task_keys_of_existing_stores_stay_valid(golden_run: tuple[SweepResults, Path]) -> None:
+    _, out = golden_run
+    keys = sorted(ResultStore.in_dir(out).keys())
+    assert len(keys) == 33
+    assert hashlib.sha256("\n".join(keys).encode()).hexdigest() == GOLDEN_KEYS_SHA256
 
 
 # -- executors, kill and resume -------------------------------------------------------------

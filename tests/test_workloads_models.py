@@ -168,7 +168,7 @@ def test_fixed_output_scale_is_a_buffer_that_training_cannot_move() -> None:
     with torch.no_grad():
         logits = fixed(x)
     assert torch.equal(logits, logits.round()) and float(logits.abs().max()) >= 1
-    assert "fixed=1" in repr(fixed.scale) and "learnable" in repr(learned.scale)
+    assert repr(fixed.scale) == "OutputScale(fixed=1)" and repr(learned.scale) == "OutputScale()"
 
 
 def test_build_model_rejects_bad_weight_bits() -> None:

@@ -77,7 +77,9 @@ class OutputScale(nn.Module):
         return x * self.scale
 
     def extra_repr(self) -> str:
-        return "learnable" if self.learnable else f"fixed={float(self.scale):g}"
+        # empty when learnable: the repr is part of a model's identity in result stores
+        # (`runner.model_hash`), which must not change for models built before this option
+        return "" if self.learnable else f"fixed={float(self.scale):g}"
 
 
 @dataclass(frozen=True)
