@@ -115,7 +115,8 @@ def cluster_mean_interval(values_by_cluster: Sequence[Sequence[float]],
 
     ``bounds``: the range the quantity cannot leave (an accuracy: ``(0, 1)``). With few
     clusters a t-interval can reach past it (0.99 ± 0.02); `low` and `high` are clipped to it,
-    while `half_width` stays the t half-width that stopping rules compare.
+    while `half_width` stays the t half-width that stopping rules compare. A single cluster keeps
+    its infinite ends (no interval).
     """
     _check_confidence(confidence)
     means, n_obs = _cluster_means(values_by_cluster, "cluster_mean_interval")
@@ -126,6 +127,8 @@ def cluster_mean_interval(values_by_cluster: Sequence[Sequence[float]],
     if not lo <= interval.mean <= hi:
         raise StatsError(f"cluster_mean_interval: mean {interval.mean:g} is outside the "
                          f"bounds [{lo:g}, {hi:g}]")
+    if not interval.bounded:
+        return interval  # one cluster: no interval (±inf), which callers test for
     return replace(interval, low=max(interval.low, lo), high=min(interval.high, hi))
 
 
