@@ -464,16 +464,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     knobs = device.resolve_knobs(_parse_knobs(args.knob))
     placement = Placement("weights", device, knobs, None, _protection(args))
     point = device.at(**knobs)
-    reports, evaluations, names = [], [], []
-    first_labels = None
-    for checkpoint in args.checkpoint:
-        trained = load_checkpoint(checkpoint, data_dir=args.data_dir)
+    # every checkpoint is loaded and checked before the first (long) evaluation starts
+    models = [load_checkpoint(c, data_dir=args.data_dir) for c in args.checkpoint]
+    first = models[0].dataset.test
+    for checkpoint, trained in zip(args.checkpoint[1:], models[1:], strict=True):
         test = trained.dataset.test
-        if first_labels is None:
-            first_labels = test.labels
-        elif not torch.equal(test.labels, first_labels):
+        if not (torch.equal(test.images, first.images) and torch.equal(test.labels, first.labels)):
             raise MemsimError(f"{checkpoint}: its test set differs from that of "
                               f"{args.checkpoint[0]}; a paired comparison needs the same images")
+    reports, evaluations, names = [], [], []
+    for checkpoint, trained in zip(args.checkpoint, models, strict=True):
+        test = trained.dataset.test
         result = evaluate_model(trained.model, test.images, test.labels, [placement],
                                 chips=args.chips, trials=args.trials, seed=args.seed)
         report = {"checkpoint": str(checkpoint), "model": trained.spec.name,
@@ -492,7 +493,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         d = paired_difference_interval(result.accuracy_by_chip(),
                                        evaluations[0].accuracy_by_chip())
         differences.append({"model": name, "versus": names[0], "difference": d.mean,
-                            "low": d.low, "high": d.high, "chips": d.n_clusters})
+                            "low": d.low if d.bounded else None,  # JSON has no infinity
+                            "high": d.high if d.bounded else None, "chips": d.n_clusters})
     if args.json:
         _print_json(reports[0] if len(reports) == 1 else
                     {"evaluations": reports, "paired_differences": differences})

@@ -122,3 +122,13 @@ def test_eval_of_several_checkpoints_pairs_them_on_the_same_chips(
     code, _, err = run(capsys, "eval", str(checkpoint), str(tmp_path / "syn" / "checkpoint.pt"),
                        *args)
     assert code == 2 and "its test set differs" in err and err.count("\n") == 1
+    code, out, _ = run(capsys, "eval", str(checkpoint), str(other), *args[:4], "--chips", "1",
+                       "--json")
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    one_chip = json.loads(out, parse_constant=no_constants)
+    assert one_chip["evaluations"][0]["accuracy_low"] is None
+    assert one_chip["paired_differences"][0]["low"] is None
+    code, _, err = run(capsys, "eval", str(checkpoint), str(tmp_path / "missing.pt"), *args)
+    assert code == 2 and "missing.pt" in err and err.count("\n") == 1

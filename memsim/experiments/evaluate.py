@@ -163,7 +163,8 @@ class ModelEvaluation:
         return {
             "clean_accuracy": self.clean_accuracy, "clean_mlm": self.clean_mlm,
             "clean_mlm_normalised": self.clean_mlm_normalised,
-            "accuracy": a.mean, "accuracy_low": a.low, "accuracy_high": a.high,
+            "accuracy": a.mean, "accuracy_low": a.low if a.bounded else None,  # not ±inf:
+            "accuracy_high": a.high if a.bounded else None,  # JSON has no infinity
             "chips": a.n_clusters, "reads": len(self.trials), "n_test": self.n_test,
             "mean_mlm": self.mean_mlm, "mean_bit_errors": self.mean_bit_errors,
             "data_bits": self.data_bits, "stored_bits": self.stored_bits,
