@@ -969,12 +969,16 @@ def test_extends_merges_sources_by_id(write: Write) -> None:
     spec = load(write(child)).spec
     # the parent's sources stay (its figures cite them), the new one is added
     assert [s.id for s in spec.sources] == [s.id for s in parent.sources] + ["bench"]
-    first = parent.sources[0].id
-    renamed = {"extends": "sram-14nm", "name": "sram-recited",
-               "source": [{"id": first, "citation": "a corrected citation"}]}
-    spec = load(write(renamed, "renamed.yaml")).spec
-    assert [s.id for s in spec.sources] == [s.id for s in parent.sources]
+    base = replaced(minimal_doc(), ("source",), [
+        {"id": "src", "citation": "made up for tests", "url": "https://example.org/old"},
+        {"id": "other", "citation": "another"}])
+    write(base, "base.yaml")
+    restated = {"extends": "base.yaml", "name": "toy-recited",
+                "source": [{"id": "src", "citation": "a corrected citation"}]}
+    spec = load(write(restated, "restated.yaml")).spec
+    assert [s.id for s in spec.sources] == ["src", "other"]
     assert spec.sources[0].citation == "a corrected citation"
+    assert spec.sources[0].url is None  # replaced whole: no url left over from the parent
 
 
 def test_extends_relative_path_is_relative_to_the_file(write: Write, tmp_path: Path,

@@ -218,9 +218,7 @@ def _breakdown(m: MemoryUse, at: OperatingPoint, seconds: float) -> EnergyBreakd
                                           + rel.energy.static_power_mw_per_mib * c_rel),
         refresh_pj=seconds * _PJ_PER_MJ * (at.energy.refresh_power_mw_per_mib * c
                                            + rel.energy.refresh_power_mw_per_mib * c_rel),
-        write_pj=m.writes_per_inference * (
-            o.stored_bits * at.energy.write_energy_pj_per_bit
-            + o.reliable_bits * rel.energy.write_energy_pj_per_bit),
+        write_pj=m.writes_per_inference * o.write_energy_pj(at, rel),
     )
 
 

@@ -316,7 +316,8 @@ def _grid_points(device: Device, names: Sequence[str]) -> Iterator[dict[str, flo
 
 
 def _check_over_range(device: Device) -> None:
-    """Every curve must evaluate, probabilities in [0, 1] and energies ≥ 0, over the knob box."""
+    """Every curve must evaluate, probabilities in [0, 1] and energies ≥ 0, over the ranges of
+    the knobs it reads (`_grid_points`)."""
     spec = device.spec
     problems: dict[str, SpecProblem] = {}
 

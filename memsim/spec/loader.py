@@ -75,26 +75,30 @@ def read_yaml(path: Path) -> Any:
 
 def merge(base: Any, override: Any) -> Any:
     """Deep merge for `extends:`: mappings merge by key, lists of named mappings (such as
-    `faults`) merge by `name`, lists of sources merge by `id`, anything else is replaced."""
+    `faults`) merge by `name`, lists of sources by `id` (a restated source replaces the
+    parent's whole; sources are never removed), anything else is replaced."""
     if isinstance(base, Mapping) and isinstance(override, Mapping):
         out = dict(base)
         for key, value in override.items():
             out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
         return out
-    for key in _LIST_KEYS:
+    for key, deep in _LIST_KEYS:
         if _keyed_list(base, key) and _keyed_list(override, key):
             out_list = [copy.deepcopy(item) for item in base]
             index = {item[key]: i for i, item in enumerate(out_list)}
             for item in override:
                 if item[key] in index:
-                    out_list[index[item[key]]] = merge(out_list[index[item[key]]], item)
+                    i = index[item[key]]
+                    out_list[i] = merge(out_list[i], item) if deep else copy.deepcopy(item)
                 else:
                     out_list.append(copy.deepcopy(item))
             return out_list
     return copy.deepcopy(override)
 
 
-_LIST_KEYS = ("name", "id")
+# (key, whether a matched item merges into its parent's): a fault mechanism is refined field
+# by field; a source restated under its id is a new citation, replaced whole (no stale url)
+_LIST_KEYS = (("name", True), ("id", False))
 
 
 def _keyed_list(value: Any, key: str) -> bool:
