@@ -459,14 +459,26 @@ USER_MODULE = """\
 from torch import nn
 
 
+class LazyActivation(nn.Module):
+    def forward(self, x):
+        import usermodels_helper_for_memsim_test as helper  # imported at evaluation time
+
+        return helper.activation(x)
+
+
 def make_net(hidden=8, classes=10):
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(),
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), LazyActivation(),
                          nn.Linear(hidden, classes))
+"""
+USER_HELPER = """\
+def activation(x):
+    return x.clamp(min=0.0)
 """
 
 
 def test_training_and_user_models_in_one_sweep(tmp_path: Path) -> None:
     (tmp_path / "usermodels_for_memsim_test.py").write_text(USER_MODULE)
+    (tmp_path / "usermodels_helper_for_memsim_test.py").write_text(USER_HELPER)
     sys.path.insert(0, str(tmp_path))
     try:
         um = importlib.import_module("usermodels_for_memsim_test")
@@ -474,6 +486,7 @@ def test_training_and_user_models_in_one_sweep(tmp_path: Path) -> None:
         torch.save(um.make_net(hidden=8).state_dict(), tmp_path / "net.pt")
     finally:
         sys.path.remove(str(tmp_path))
+    sys.modules.pop("usermodels_helper_for_memsim_test", None)  # must import during the run
     config = tmp_path / "exp.yaml"
     config.write_text(textwrap.dedent("""\
         schema_version: 1

@@ -764,31 +764,36 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
     base = Path(out_dir)
     out = base / DRY_RUN_DIR if dry_run else base
     out.mkdir(parents=True, exist_ok=True)
-    models = prepare_models(spec, base, dry_run=dry_run, progress=progress, log=log)
-    planner = _Planner(spec, models, dry_run=dry_run, torch_threads=threads_per_worker)
-    planner.plan()
-    runner = make_executor(executor, workers, address, threads_per_worker) \
-        if isinstance(executor, str) else executor
-    with ResultStore.in_dir(out) as store:
-        clean = _clean_rows(store, models, threads_per_worker)
-        _write_manifest(out, spec, models, planner, clean, dry_run)
-        context = WorkContext(
-            models={m.name: m.model for m in models},
-            data={m.data_hash: (m.images, m.labels) for m in models},
-            model_data={m.name: m.data_hash for m in models},
-            devices=planner.devices)
-        reads: dict[str, list[Mapping[str, float]]] = {}
-        for cell in planner.cells:
-            for plan, knobs in zip(planner.groups[cell.group].memories, cell.memory_knobs,
-                                   strict=True):
-                reads.setdefault(plan.device, []).append(knobs)
-        with pinned_threads(threads_per_worker):
-            warm_up(planner.devices, reads, [_protection(p) for p in spec.protections])
-        import_paths = [m.torch_model.path for m in spec.models
-                        if m.torch_model is not None and m.torch_model.path is not None]
-        with runner:
-            runner.open(evaluate_chip, context, import_paths)
-            _sweep(spec, planner, store, runner, dry_run=dry_run, progress=progress, log=log)
+    # a user model's folder is importable for the whole run, in this process as in the
+    # workers (its module may import lazily), and gone afterwards
+    import_paths = [m.torch_model.path for m in spec.models
+                    if m.torch_model is not None and m.torch_model.path is not None]
+    with contextlib.ExitStack() as on_path:
+        for path in import_paths:
+            on_path.enter_context(_import_path(path))
+        models = prepare_models(spec, base, dry_run=dry_run, progress=progress, log=log)
+        planner = _Planner(spec, models, dry_run=dry_run, torch_threads=threads_per_worker)
+        planner.plan()
+        runner = make_executor(executor, workers, address, threads_per_worker) \
+            if isinstance(executor, str) else executor
+        with ResultStore.in_dir(out) as store:
+            clean = _clean_rows(store, models, threads_per_worker)
+            _write_manifest(out, spec, models, planner, clean, dry_run)
+            context = WorkContext(
+                models={m.name: m.model for m in models},
+                data={m.data_hash: (m.images, m.labels) for m in models},
+                model_data={m.name: m.data_hash for m in models},
+                devices=planner.devices)
+            reads: dict[str, list[Mapping[str, float]]] = {}
+            for cell in planner.cells:
+                for plan, knobs in zip(planner.groups[cell.group].memories, cell.memory_knobs,
+                                       strict=True):
+                    reads.setdefault(plan.device, []).append(knobs)
+            with pinned_threads(threads_per_worker):
+                warm_up(planner.devices, reads, [_protection(p) for p in spec.protections])
+            with runner:
+                runner.open(evaluate_chip, context, import_paths)
+                _sweep(spec, planner, store, runner, dry_run=dry_run, progress=progress, log=log)
     results = aggregate(out)
     paths = write_outputs(out, results, command=command,
                           elapsed_s=time.perf_counter() - started)
