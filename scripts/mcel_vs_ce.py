@@ -83,9 +83,13 @@ def train_config(weights: str, scale: str | float, variant: Variant, seed: int,
                  args: argparse.Namespace) -> dict[str, Any]:
     bits, binary_activations = WEIGHTS[weights]
     tag = "learned" if scale == "learned" else f"fixed{scale:g}"
+    loss = variant.name.replace(" ", "_").replace("=", "")
+    # every setting that changes the trained model is in the name: runs of different settings
+    # into one --out never meet each other's checkpoints
+    setting = f"{args.model}-w{args.width:g}-e{args.epochs}-lr{args.lr:g}-L{args.bound:g}"
     return {
         "schema_version": 1,
-        "name": f"{weights}-{tag}-{variant.name.replace(' ', '_').replace('=', '')}-s{seed}",
+        "name": f"{setting}-{weights}-{tag}-{loss}-s{seed}",
         "seed": seed,
         "data": {"name": "digits"},
         "model": {"name": args.model, "weight_bits": bits,
@@ -192,5 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main_with_one_line_errors() -> int:
+    try:
+        return main()
+    except memsim.MemsimError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_main_with_one_line_errors())
