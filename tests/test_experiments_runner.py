@@ -41,7 +41,7 @@ from workloads.bridge import ModelImage
 from workloads.data import load_dataset
 from workloads.training import CHECKPOINT_FORMAT, build_model_for, load_checkpoint
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- a hand-built model whose evaluation is exact -------------------------------------------

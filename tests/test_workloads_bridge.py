@@ -14,7 +14,7 @@ from workloads.layers import iter_quantized_layers
 from workloads.models import build_model
 from workloads.ptq import quantize_model
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CASES = [  # (bits, scheme, per_channel, encoding or None for the default)
     (1, "symmetric", False, None),

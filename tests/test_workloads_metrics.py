@@ -16,7 +16,7 @@ from workloads.metrics import (
     true_class_margin,
 )
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LOGITS = torch.tensor([[3.0, 1.0, 0.0],    # right (y=0), gap 2, margin 2
                        [0.0, 5.0, 4.0],    # wrong (y=2), gap 1, margin -1

@@ -14,7 +14,7 @@ from memsim.errors import MemsimError, SpecError
 from memsim.spec.training import TrainSpec, parse_training
 from workloads.training import CheckpointError, load_checkpoint, train
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def spec(method: dict[str, Any] | None = None, **top: Any) -> TrainSpec:
