@@ -28,6 +28,7 @@ from memsim.experiments.energy import BITS_PER_MIB
 from memsim.experiments.executors import make_executor
 from memsim.experiments.pareto import pareto_front
 from memsim.experiments.runner import (
+    PAIRED_CSV,
     RESULTS_CSV,
     RunnerError,
     SweepResults,
@@ -416,6 +417,52 @@ def test_placement_keeps_fixed_layers_out_of_the_device_under_test(
     with pytest.raises(RunnerError, match=r"model a has no quantised layer 'body.9'; its "
                                           r"layers: body.1, body.4, body.7"):
         _run(bad, tmp_path / "bad")
+
+
+def test_models_are_compared_chip_by_chip(tmp_path: Path, golden_checkpoint: Path) -> None:
+    state = torch.load(golden_checkpoint, weights_only=True)
+    twin = tmp_path / "twin.pt"
+    torch.save(state, twin)
+    state["model_state"]["body.7.weight"] = -state["model_state"]["body.7.weight"]
+    flipped = tmp_path / "flipped.pt"
+    torch.save(state, flipped)
+    path = _config(tmp_path, golden_checkpoint, """\
+        devices:
+          - device: symmetric-bitflip
+            sweep: {ber: [0.0, 0.05]}
+        chips: 3
+        trials: 2
+        energy: {inference_time_s: 0}
+        """)
+    text = path.read_text().replace(
+        "models:\n", f"models:\n  - {{name: b, checkpoint: {flipped}}}\n"
+                     f"  - {{name: twin, checkpoint: {twin}}}\n")
+    path.write_text(text)
+    results = _run(path, tmp_path / "out")
+    cells = {(c.model, c.control_knobs["ber"]): c for c in results.cells}
+    pairs = {(d.model, d.versus, d.control_knobs["ber"]): d for d in results.paired}
+    # config order b, twin, a: every later model against every earlier one, in both cells
+    assert set(pairs) == {(m, v, ber) for m, v in (("twin", "b"), ("a", "b"), ("a", "twin"))
+                          for ber in (0.0, 0.05)}
+    for (model, versus, ber), d in pairs.items():
+        assert d.chips == 3
+        assert d.difference == pytest.approx(
+            cells[model, ber].accuracy - cells[versus, ber].accuracy, abs=1e-12)
+        assert d.low is not None and d.high is not None and d.low <= d.difference <= d.high
+    same = pairs["a", "twin", 0.05]  # the same weights on the same chips: no difference at all
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
+    assert pairs["a", "b", 0.0].difference != 0.0  # the flipped output layer differs
+    rows = _rows((tmp_path / "out" / PAIRED_CSV).read_text())
+    assert len(rows) == 6 and rows[0]["versus"] in {"b", "twin"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Models compared on the same chips" in report
+    assert "| a | twin | nominal | +0.00 points | +0.00 points | 2 | 0 | 0 |" in report
+    for d in results.paired:
+        assert d.clean_difference == pytest.approx(
+            results.clean[d.model].accuracy - results.clean[d.versus].accuracy, abs=1e-12)
+    # without errors the chips change nothing: the difference is the clean one, exactly
+    assert pairs["a", "b", 0.0].difference == pytest.approx(
+        pairs["a", "b", 0.0].clean_difference, abs=1e-12)
 
 
 def test_pareto_outputs_hold_the_non_dominated_priced_points(

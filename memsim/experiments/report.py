@@ -20,7 +20,7 @@ import numpy as np
 from memsim.experiments.pareto import TradeoffPoint, budget_table, pareto_front
 from memsim.physics.device import Device
 
-__all__ = ["ReportRow", "write_report"]
+__all__ = ["PairedSummary", "ReportRow", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -267,10 +267,30 @@ def _provenance(device: Device) -> str:
             f"Sources: {sources}")
 
 
+@dataclass(frozen=True)
+class PairedSummary:
+    """One model against another in one scenario, over the cells both were evaluated in."""
+
+    model: str
+    versus: str
+    scenario: str
+    cells: int
+    clean_difference: float
+    """Accuracy difference (model − versus) without errors."""
+    mean_difference: float
+    """Mean over the cells of the accuracy difference on the chips."""
+    cells_above: int
+    """Cells whose 95 % interval of the difference lies above the clean difference: the
+    errors widen the model's lead (or narrow its deficit)."""
+    cells_below: int
+    """Cells whose interval lies below the clean difference."""
+
+
 def write_report(out_dir: Path, rows: Sequence[ReportRow], devices: Mapping[str, Device],
                  *, title: str = "memsim sweep", command: str = "",
                  elapsed_s: float | None = None,
-                 budgets_points: Sequence[float] = (1.0, 2.0)) -> list[Path]:
+                 budgets_points: Sequence[float] = (1.0, 2.0),
+                 paired: Sequence[PairedSummary] = ()) -> list[Path]:
     """Write the pictures and `report.md`; returns the paths written."""
     out_dir = Path(out_dir)
     written: list[Path] = []
@@ -309,6 +329,21 @@ def write_report(out_dir: Path, rows: Sequence[ReportRow], devices: Mapping[str,
                      f" {_fmt_knobs(p.knobs)} | {row.variant or '-'} | {100 * p.accuracy:.1f} % | "
                      f"{p.energy_pj:.4g} | "
                      f"{row.energy_relative:.2f} | {'yes' if p.assumed_energy else 'no'} |")
+    if paired:
+        lines += ["", "## Models compared on the same chips", "",
+                  "Each later model of the config minus each earlier one on the same test data, "
+                  "in every cell both have, paired chip by chip (per cell: `paired.csv`). Above "
+                  "/ below: cells whose 95 % interval of the difference lies above / below the "
+                  "clean difference, i.e. where the errors move the gap. The intervals cover "
+                  "chip-to-chip spread on this test set only; the clean difference itself "
+                  "carries test-set and training noise.", "",
+                  "| model | versus | scenario | clean difference | mean difference | cells | "
+                  "above | below |", "|---|---|---|---|---|---|---|---|"]
+        for pair in sorted(paired, key=lambda q: (q.model, q.versus, q.scenario)):
+            lines.append(f"| {pair.model} | {pair.versus} | {pair.scenario} | "
+                         f"{100 * pair.clean_difference:+.2f} points | "
+                         f"{100 * pair.mean_difference:+.2f} points | {pair.cells} | "
+                         f"{pair.cells_above} | {pair.cells_below} |")
     lines += ["", "## Accuracy versus the control knob", ""]
     for name in sorted(by_device):
         lines.append(f"![{name}](accuracy_vs_knob_{_safe(name)}.png)")

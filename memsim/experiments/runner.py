@@ -73,7 +73,7 @@ from memsim.experiments.energy import InferenceEnergy, MemoryUse, inference_ener
 from memsim.experiments.evaluate import MemoryRead, chip_seed, run_trial
 from memsim.experiments.executors import Executor, make_executor, pinned_threads
 from memsim.experiments.pareto import BudgetRow, TradeoffPoint, budget_table, fronts_by_group
-from memsim.experiments.report import ReportRow, write_report
+from memsim.experiments.report import PairedSummary, ReportRow, write_report
 from memsim.experiments.stats import AdaptiveChips, cluster_mean_interval
 from memsim.experiments.store import (
     STORE_FILENAME,
@@ -130,6 +130,7 @@ MANIFEST_FILENAME = "manifest.json"
 RESULTS_CSV = "results.csv"
 PARETO_CSV = "pareto.csv"
 BUDGETS_CSV = "budgets.csv"
+PAIRED_CSV = "paired.csv"
 DRY_RUN_DIR = "dry-run"
 DRY_RUN_TEST_IMAGES = 64
 _MANIFEST_FORMAT = 1
@@ -984,6 +985,8 @@ class CellResult:
     energy_under_test_nominal_pj: float = 0.0
     """The memory under test's own energy at nominal knobs (0: its device has no energy
     model, so the cell stays out of the Pareto fronts)."""
+    chip_accuracy: tuple[float, ...] = ()
+    """Mean accuracy of each chip used, chips 0, 1, ... (what `paired` pairs models by)."""
 
     @property
     def energy_relative(self) -> float:
@@ -995,6 +998,29 @@ class CellResult:
     @property
     def has_energy_model(self) -> bool:
         return self.energy_under_test_nominal_pj > 0.0
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Accuracy of `model` minus that of `versus` in one cell, paired chip by chip: chip
+    seeds do not depend on the model, so chip c of both is the same simulated chip."""
+
+    model: str
+    versus: str
+    scenario: str
+    device: str
+    placement: str
+    protection: str
+    control_knobs: Mapping[str, float]
+    environment_knobs: Mapping[str, float]
+    chips: int
+    difference: float
+    low: float | None
+    """None with a single chip (no interval). The interval covers chip-to-chip spread on
+    this test set, not test-set sampling or training noise."""
+    high: float | None
+    clean_difference: float
+    """The same difference without errors: what the errors add is `difference` less this."""
 
 
 @dataclass(frozen=True)
@@ -1024,6 +1050,9 @@ class SweepResults:
     """Device label -> {name, file, spec_hash, swept (knob names), document}."""
     outputs: tuple[Path, ...] = ()
     """The files `write_outputs` wrote (set by `run_experiment`)."""
+    paired: tuple[PairedDifference, ...] = ()
+    """Every later model against every earlier one (config order) on the same test data, in
+    every cell both have (`paired_differences`)."""
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -1080,6 +1109,7 @@ def aggregate(out_dir: str | Path) -> SweepResults:
         point_cells.append(i)
     budgets = tuple(manifest["budgets_points"])
     clean_acc = {name: c.accuracy for name, c in clean.items()}
+    data_of = {m["name"]: m["data_hash"] for m in manifest["models"]}
     return SweepResults(
         name=manifest["name"], out_dir=out, cells=cells, clean=clean, points=tuple(points),
         point_cells=tuple(point_cells), fronts=fronts_by_group(points),
@@ -1087,7 +1117,43 @@ def aggregate(out_dir: str | Path) -> SweepResults:
         budgets_conservative=tuple(budget_table(points, clean_acc, budgets, conservative=True)),
         budgets_points=budgets, complete=all(cell.complete for cell in cells),
         dry_run=bool(manifest["dry_run"]), config=manifest["config"],
-        devices=manifest["devices"])
+        devices=manifest["devices"], paired=paired_differences(cells, data_of))
+
+
+def paired_differences(cells: Sequence[CellResult], data_of: Mapping[str, str]
+                       ) -> tuple[PairedDifference, ...]:
+    """Each later model minus each earlier one (in the order of `data_of`, the config's), cell
+    by cell, over the chips both used (chips 0, 1, ...; a t-interval over the per-chip
+    differences). Models evaluated on different test data are not compared."""
+    def where(c: CellResult) -> tuple[Any, ...]:
+        return (c.scenario, c.device, c.placement, c.protection,
+                tuple(sorted(c.control_knobs.items())),
+                tuple(sorted(c.environment_knobs.items())))
+
+    by_model: dict[str, dict[tuple[Any, ...], CellResult]] = {}
+    for c in cells:
+        by_model.setdefault(c.model, {})[where(c)] = c
+    names = [n for n in data_of if n in by_model]
+    out = []
+    for j, model in enumerate(names):
+        for versus in names[:j]:
+            if data_of[model] != data_of[versus]:
+                continue
+            for key, cell in by_model[model].items():
+                other = by_model[versus].get(key)
+                if other is None:
+                    continue
+                n = min(len(cell.chip_accuracy), len(other.chip_accuracy))
+                if n == 0:
+                    continue
+                d = cluster_mean_interval([[a - b] for a, b in zip(
+                    cell.chip_accuracy[:n], other.chip_accuracy[:n], strict=True)])
+                out.append(PairedDifference(
+                    model, versus, cell.scenario, cell.device, cell.placement, cell.protection,
+                    cell.control_knobs, cell.environment_knobs, n, d.mean,
+                    d.low if d.bounded else None, d.high if d.bounded else None,
+                    cell.clean_accuracy - other.clean_accuracy))
+    return tuple(out)
 
 
 def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveChips,
@@ -1125,8 +1191,8 @@ def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveC
                           accuracy_half_width=None, mlm=None, mlm_normalised=None,
                           bit_errors=None, under_test_ber=None, residual_bit_errors=None,
                           corrected_words=None, uncorrectable_words=None)
-    interval = cluster_mean_interval([[float(a) for a in r["accuracy"]] for r in chosen],
-                                     rule.confidence, bounds=(0.0, 1.0))
+    by_chip = [[float(a) for a in r["accuracy"]] for r in chosen]
+    interval = cluster_mean_interval(by_chip, rule.confidence, bounds=(0.0, 1.0))
     dut_errors = _chip_means(chosen, "under_test_bit_errors")
     stored = bits["stored_bits"]
     return CellResult(
@@ -1138,7 +1204,8 @@ def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveC
         under_test_ber=dut_errors / stored if stored else 0.0,
         residual_bit_errors=_chip_means(chosen, "residual_bit_errors"),
         corrected_words=_chip_means(chosen, "corrected_words"),
-        uncorrectable_words=_chip_means(chosen, "uncorrectable_words"))
+        uncorrectable_words=_chip_means(chosen, "uncorrectable_words"),
+        chip_accuracy=tuple(math.fsum(v) / len(v) for v in by_chip))
 
 
 # -- outputs ----------------------------------------------------------------------------------
@@ -1174,6 +1241,11 @@ PARETO_COLUMNS = (
     "model", "scenario", "device", "placement", "protection", "control_knobs", "energy_pj",
     "energy_relative", "accuracy", "accuracy_low", "accuracy_high", "clean_accuracy",
     "energy_assumed",
+)
+PAIRED_COLUMNS = (
+    "model", "versus", "scenario", "device", "placement", "protection", "control_knobs",
+    "environment_knobs", "chips", "difference", "difference_low", "difference_high",
+    "clean_difference",
 )
 BUDGET_COLUMNS = (
     "model", "scenario", "budget_points", "judged_by", "clean_accuracy", "device",
@@ -1220,6 +1292,10 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
                 q.accuracy if q else None, q.accuracy_low if q else None,
                 q.assumed_energy if q else None])
     paths.append(_write_csv(out / BUDGETS_CSV, BUDGET_COLUMNS, budget_rows))
+    paths.append(_write_csv(out / PAIRED_CSV, PAIRED_COLUMNS, [
+        [d.model, d.versus, d.scenario, d.device, d.placement, d.protection,
+         dict(d.control_knobs), dict(d.environment_knobs), d.chips, d.difference, d.low, d.high,
+         d.clean_difference] for d in results.paired]))
     paths.extend(_report(out, results, command, elapsed_s))
     return paths
 
@@ -1260,5 +1336,16 @@ def _report(out: Path, results: SweepResults, command: str, elapsed_s: float | N
                for label, d in results.devices.items()}
     title = f"memsim sweep: {results.name}" + (" (dry run)" if results.dry_run else "")
     budgets = sorted({r.budget_points for r in results.budgets}) or [1.0, 2.0]
+    groups: dict[tuple[str, str, str], list[PairedDifference]] = {}
+    for d in results.paired:
+        groups.setdefault((d.model, d.versus, d.scenario), []).append(d)
+    # a cell counts where the errors move the difference away from the clean one: a constant
+    # clean gap is test-set noise or training, and zero-spread cells would all "exclude zero"
+    paired = [PairedSummary(
+        model, versus, scenario, len(ds), ds[0].clean_difference,
+        math.fsum(d.difference for d in ds) / len(ds),
+        sum(1 for d in ds if d.low is not None and d.low > d.clean_difference),
+        sum(1 for d in ds if d.high is not None and d.high < d.clean_difference))
+        for (model, versus, scenario), ds in groups.items()]
     return write_report(out, rows, devices, title=title, command=command, elapsed_s=elapsed_s,
-                        budgets_points=budgets)
+                        budgets_points=budgets, paired=paired)
