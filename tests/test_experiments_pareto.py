@@ -6,23 +6,29 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memsim.experiments.pareto import (
+    BUDGET_TOLERANCE,
+    PairedInterval,
     ParetoError,
     TradeoffPoint,
     budget_table,
     cheapest_within,
     fronts_by_group,
+    noise_aware_front,
+    noise_aware_fronts_by_group,
     pareto_front,
 )
 
 
 def pt(energy: float, accuracy: float, *, device: str = "sram-14nm", v: float = 1.0,
        model: str = "vgg3", scenario: str = "25C", low: float | None = None,
-       assumed: bool = False) -> TradeoffPoint:
+       high: float | None = None, assumed: bool = False) -> TradeoffPoint:
     return TradeoffPoint(model=model, scenario=scenario, device=device, knobs={"v_rel": v},
                          energy_pj=energy, accuracy=accuracy, accuracy_low=low,
-                         assumed_energy=assumed)
+                         accuracy_high=high, assumed_energy=assumed)
 
 
 # (energy, accuracy) and whether each is on the front, by hand
@@ -132,3 +138,183 @@ def test_bad_points_are_refused() -> None:
         cheapest_within([pt(1.0, 0.5)], 90.0, 1.0)
     with pytest.raises(ParetoError, match="budget_points"):
         cheapest_within([pt(1.0, 0.5)], 0.9, -1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# noise-aware front
+
+
+def test_noise_aware_front_drops_a_costlier_point_within_noise() -> None:
+    points = [pt(2.0, 0.91, low=0.89, high=0.93), pt(1.0, 0.90, low=0.88, high=0.92)]
+    assert pareto_front(points) == [1, 0]  # the naive front keeps the higher mean
+    assert noise_aware_front(points) == [1]  # but 0.89 <= 0.92: not better within noise
+
+
+def test_noise_aware_front_keeps_a_clearly_better_point() -> None:
+    points = [pt(1.0, 0.90, low=0.88, high=0.92), pt(2.0, 0.95, low=0.93, high=0.97)]
+    assert noise_aware_front(points) == [0, 1]
+    touching = [points[0], pt(2.0, 0.94, low=0.92, high=0.96)]  # 0.92 > 0.92 is false
+    assert noise_aware_front(touching) == [0]
+
+
+def test_noise_aware_front_caps_scores_above_clean_accuracy() -> None:
+    points = [pt(1.0, 0.961, low=0.961, high=0.961), pt(2.0, 0.965, low=0.962, high=0.968)]
+    assert noise_aware_front(points) == [0, 1]  # 0.962 > 0.961
+    assert noise_aware_front(points, clean_accuracy=0.961) == [0]  # 0.962 counts as 0.961
+    # a missing bound is the mean, capped too: q at 0.97 with no interval counts as 0.961
+    above = [pt(1.0, 0.97), pt(2.0, 0.99, low=0.98, high=0.995)]
+    assert noise_aware_front(above) == [0, 1]
+    assert noise_aware_front(above, clean_accuracy=0.961) == [0]
+    # below clean the cap changes nothing
+    assert noise_aware_front([pt(1.0, 0.90, low=0.89, high=0.91),
+                              pt(2.0, 0.95, low=0.93, high=0.97)], clean_accuracy=0.961) == [0, 1]
+
+
+def test_noise_aware_front_paired_comparison() -> None:
+    points = [pt(1.0, 0.90, low=0.88, high=0.92), pt(2.0, 0.91, low=0.89, high=0.93)]
+    calls: list[tuple[int, int]] = []
+
+    def paired_with(interval: tuple[float, float] | None) -> PairedInterval:
+        def paired(i: int, j: int) -> tuple[float, float] | None:
+            calls.append((i, j))
+            return interval
+        return paired
+
+    assert noise_aware_front(points, 0.95, paired_with((0.004, 0.01))) == [0, 1]
+    assert calls == [(1, 0)]  # p first, then the cheaper q
+    assert noise_aware_front(points, 0.95, paired_with((-0.001, 0.01))) == [0]
+    assert noise_aware_front(points, 0.95, paired_with((0.0, 0.01))) == [0]  # low > 0 strictly
+    assert noise_aware_front(points, 0.95, paired_with(None)) == [0]  # unpaired: overlap
+    assert noise_aware_front(points, None, paired_with((0.004, 0.01))) == [0, 1]
+    # q's mean at clean (within the tolerance) leaves nothing to gain
+    at_clean = [pt(1.0, 0.95, low=0.93, high=0.97), pt(2.0, 0.96, low=0.94, high=0.98)]
+    assert noise_aware_front(at_clean, 0.95, paired_with((0.004, 0.01))) == [0]
+    assert noise_aware_front(at_clean, 0.95 + BUDGET_TOLERANCE / 2,
+                             paired_with((0.004, 0.01))) == [0]
+    assert noise_aware_front(at_clean, 0.96, paired_with((0.004, 0.01))) == [0, 1]
+    # None falls back to the unpaired rule, which can keep a point too
+    clear = [pt(1.0, 0.90, low=0.88, high=0.92), pt(2.0, 0.95, low=0.93, high=0.97)]
+    assert noise_aware_front(clear, 0.96, paired_with(None)) == [0, 1]
+
+
+def test_noise_aware_front_drops_dominated_points() -> None:
+    points = [pt(2.0, 0.80, low=0.79, high=0.81), pt(1.0, 0.90, low=0.89, high=0.91)]
+    assert noise_aware_front(points) == [1]
+    assert noise_aware_front(points, clean_accuracy=0.95) == [1]
+
+
+def test_noise_aware_front_needs_to_beat_every_cheaper_point() -> None:
+    a = pt(1.0, 0.90, low=0.89, high=0.91)
+    b = pt(2.0, 0.80, low=0.79, high=0.81)
+    c = pt(3.0, 0.905, low=0.90, high=0.91)
+    assert noise_aware_front([c, b, a]) == [2]  # c beats b but not a
+    assert pareto_front([c, b, a]) == [2, 0]
+    d = pt(3.0, 0.95, low=0.94, high=0.96)
+    assert noise_aware_front([d, b, a]) == [2, 0]
+    # a point off the front still counts: e is off (overlaps a); f beats a but not e
+    e = pt(1.5, 0.90, low=0.85, high=0.95)
+    f = pt(4.0, 0.93, low=0.92, high=0.94)
+    assert noise_aware_front([a, e, f]) == [0]
+    g = pt(4.0, 0.97, low=0.96, high=0.98)  # beats both
+    assert noise_aware_front([a, e, g]) == [0, 2]
+
+
+def test_noise_aware_front_edge_cases() -> None:
+    assert noise_aware_front([]) == []
+    assert noise_aware_front([pt(5.0, 0.1, low=0.0, high=1.0)]) == [0]  # the first is kept
+    assert noise_aware_front([pt(5.0, 0.1, low=0.0, high=1.0)], clean_accuracy=0.0) == [0]
+    # equal energies: the more accurate is first, the other must beat it and cannot
+    same = [pt(1.0, 0.90, low=0.89, high=0.91), pt(1.0, 0.95, low=0.94, high=0.96)]
+    assert noise_aware_front(same) == [1]
+    # exact ties: the sort key decides, then the index
+    assert noise_aware_front([pt(1.0, 0.9, device="b"), pt(1.0, 0.9, device="a")]) == [1]
+    assert noise_aware_front([pt(1.0, 0.9), pt(1.0, 0.9)]) == [0]
+    # missing bounds count as the mean
+    assert noise_aware_front([pt(1.0, 0.90), pt(2.0, 0.91)]) == [0, 1]
+    assert noise_aware_front([pt(1.0, 0.90, high=0.92), pt(2.0, 0.91)]) == [0]
+    assert noise_aware_front([pt(1.0, 0.90), pt(2.0, 0.91, low=0.899)]) == [0]
+    assert noise_aware_front([pt(1.0, 0.90), pt(2.0, 0.91, high=0.99)]) == [0, 1]
+    # output by increasing energy, whatever the input order
+    points = [pt(3.0, 0.99, low=0.98, high=1.0), pt(1.0, 0.5, low=0.4, high=0.6),
+              pt(2.0, 0.8, low=0.7, high=0.9)]
+    assert noise_aware_front(points) == [1, 2, 0]
+
+
+def test_noise_aware_fronts_by_group_translate_indices_for_paired() -> None:
+    points = [
+        pt(1.0, 0.90, low=0.88, high=0.92, model="a"),  # 0
+        pt(1.0, 0.50, model="b"),                       # 1
+        pt(2.0, 0.91, low=0.89, high=0.93, model="a"),  # 2: overlaps 0; paired says better
+        pt(2.0, 0.51, low=0.40, high=0.60, model="b"),  # 3: overlaps 1
+        pt(3.0, 0.99, model="a", scenario="85C"),       # 4
+    ]
+    calls: list[tuple[int, int]] = []
+
+    def paired(i: int, j: int) -> tuple[float, float] | None:
+        calls.append((i, j))
+        return (0.004, 0.01) if (i, j) == (2, 0) else None
+
+    clean = {"a": 0.95, "b": 0.60}
+    assert noise_aware_fronts_by_group(points, clean, paired) == {
+        ("a", "25C"): [0, 2], ("a", "85C"): [4], ("b", "25C"): [1]}
+    assert sorted(calls) == [(2, 0), (3, 1)]  # original indices, within each group
+    assert noise_aware_fronts_by_group(points, clean) == {
+        ("a", "25C"): [0], ("a", "85C"): [4], ("b", "25C"): [1]}
+    # the clean cap is the group's model's: 0.99 counts as 0.95 at 25C
+    capped = [pt(1.0, 0.95, model="a"), pt(2.0, 0.99, low=0.98, high=1.0, model="a")]
+    assert noise_aware_fronts_by_group(capped, clean) == {("a", "25C"): [0]}
+    assert noise_aware_fronts_by_group(capped, {"a": 1.0}) == {("a", "25C"): [0, 1]}
+    # a custom group: by model and device
+    by_device = [pt(1.0, 0.9, device="x"), pt(2.0, 0.99, device="y"), pt(3.0, 0.995, device="x")]
+    assert noise_aware_fronts_by_group(by_device, {"vgg3": 1.0},
+                                       group_of=lambda p: (p.model, p.device)) == {
+        ("vgg3", "x"): [0, 2], ("vgg3", "y"): [1]}
+    assert noise_aware_fronts_by_group([], {}) == {}
+    with pytest.raises(ParetoError, match="no clean accuracy for model 'b'"):
+        noise_aware_fronts_by_group(points, {"a": 0.95})
+    with pytest.raises(ParetoError, match="holds models a, b"):
+        noise_aware_fronts_by_group(points, clean, group_of=lambda p: (p.scenario,))
+
+
+def test_noise_aware_front_refuses_bad_input() -> None:
+    with pytest.raises(ParetoError, match="energy_pj must be finite"):
+        pt(math.inf, 0.5)
+    bad = pt(1.0, 0.5)
+    object.__setattr__(bad, "energy_pj", math.inf)  # past the constructor's check
+    with pytest.raises(ParetoError, match="point 1: energy and accuracy must be finite"):
+        noise_aware_front([pt(1.0, 0.5), bad])
+    with pytest.raises(ParetoError, match="point 1: energy and accuracy must be finite"):
+        noise_aware_fronts_by_group([pt(1.0, 0.5), bad], {"vgg3": 0.9})
+    for clean in (1.5, -0.1, math.nan):
+        with pytest.raises(ParetoError, match="clean_accuracy must be a fraction"):
+            noise_aware_front([pt(1.0, 0.5)], clean_accuracy=clean)
+    with pytest.raises(ParetoError, match="clean_accuracy must be a fraction"):
+        noise_aware_fronts_by_group([pt(1.0, 0.5)], {"vgg3": 1.5})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5), st.sampled_from("abc")),
+                max_size=25))
+def test_noise_aware_front_without_noise_is_the_naive_front_less_duplicates(
+        rows: list[tuple[int, int, str]]) -> None:
+    """With zero-width intervals and no cap, "significantly better" is "more accurate": the
+    noise-aware front is the naive front keeping, of exact duplicates (equal energy and
+    accuracy), only the first by sort key then index."""
+    points = [pt(float(e), a / 5.0, device=d, low=a / 5.0, high=a / 5.0) for e, a, d in rows]
+
+    def first_of_its_duplicates(i: int) -> bool:
+        p = points[i]
+        return not any(q.energy_pj == p.energy_pj and q.accuracy == p.accuracy
+                       and (q.sort_key(), j) < (p.sort_key(), i) for j, q in enumerate(points))
+
+    expected = [i for i in pareto_front(points) if first_of_its_duplicates(i)]
+    assert noise_aware_front(points) == expected
+    # an exact paired difference decides the same way, however wide the unpaired intervals
+    wide = [pt(p.energy_pj, p.accuracy, device=p.device, low=0.0, high=1.0) for p in points]
+
+    def exact(i: int, j: int) -> tuple[float, float]:
+        d = wide[i].accuracy - wide[j].accuracy
+        return (d, d)
+
+    assert noise_aware_front(wide, paired=exact) == expected
+    assert noise_aware_front(wide) == expected[:1]

@@ -1,41 +1,104 @@
-"""The sweep report: pictures and report.md from aggregate rows."""
+"""The sweep report: the answer first, pictures a reader can use, nothing recomputed."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+import textwrap
 
-import memsim
-from memsim.experiments.report import ReportRow, write_report
+import pytest
+from sweeps import golden_checkpoint_file
 
+from memsim.experiments.aggregation import SweepResults
+from memsim.experiments.report import _Devices
+from memsim.experiments.runner import run_experiment
+from memsim.spec.experiment import load_experiment
 
-def rows() -> list[ReportRow]:
-    out = []
-    for model, clean in (("bnn-ce", 0.95), ("bnn-mcel", 0.96)):
-        for v, acc, energy in ((1.0, 0.95, 100.0), (0.9, 0.945, 81.0), (0.85, 0.93, 72.0),
-                               (0.8, 0.70, 64.0)):
-            out.append(ReportRow(model, "nominal", "sram-14nm", {"v_rel": v}, acc - 0.01,
-                                 acc - 0.02, acc, clean, energy, energy / 100.0, True,
-                                 memsim.load_device("sram-14nm").at(v_rel=v).ber, 4, 8))
-        for t, acc, energy in ((64.0, 0.95, 90.0), (1024.0, 0.949, 70.0)):
-            out.append(ReportRow(model, "nominal", "dram-ddr3-refresh", {"refresh_ms": t}, acc,
-                                 acc - 0.01, acc + 0.01, clean, energy, energy / 90.0, False,
-                                 1e-9, 4, 8))
-    return out
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_report_writes_pictures_and_tables(tmp_path: Path) -> None:
-    devices = {n: memsim.load_device(n) for n in ("sram-14nm", "dram-ddr3-refresh")}
-    written = write_report(tmp_path, rows(), devices, title="test sweep",
-                           command="memsim run x.yaml", elapsed_s=12.0)
-    names = {p.name for p in written}
-    assert {"pareto.png", "ber_vs_knob.png", "report.md", "accuracy_vs_knob_sram-14nm.png",
-            "accuracy_vs_knob_dram-ddr3-refresh.png"} <= names
-    for p in written:
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> SweepResults:
+    tmp = tmp_path_factory.mktemp("report")
+    a = golden_checkpoint_file(tmp / "a.pt")
+    b = golden_checkpoint_file(tmp / "b.pt", seed=5)
+    config = tmp / "exp.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        schema_version: 1
+        name: report-test
+        seed: 3
+        data: {{name: digits, test_images: 60}}
+        models:
+          - {{name: a, checkpoint: {a}}}
+          - {{name: b, checkpoint: {b}}}
+        devices:
+          - device: sram-14nm
+            sweep: {{v_rel: [1.0, 0.9, 0.8]}}
+          - device: dram-ddr3-refresh
+            sweep: {{refresh_ms: [64, 4096]}}
+          - device: fefet-slc-100
+        scenarios:
+          - name: typical
+          - name: hot
+            knobs: {{temperature_c: 85}}
+        chips: 3
+        deployment: always-on
+        reference: {{device: sram-14nm}}
+        """), encoding="utf-8")
+    return run_experiment(load_experiment(config), tmp / "out", executor="inprocess",
+                          progress=False, command="memsim run exp.yaml")
+
+
+def test_the_report_opens_with_the_answer(sweep: SweepResults) -> None:
+    text = (sweep.out_dir / "report.md").read_text()
+    lines = text.splitlines()
+    first_table = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    head = "\n".join(lines[:first_table])
+    # the deployment and the reference are stated before any number
+    assert "## The answer" in head
+    assert "**Deployment**: the **always-on** preset" in head
+    assert "programmed once per 1e+06 inferences" in head and "over 1 s per inference" in head
+    assert "**Reference**: energies are compared with sram-14nm at nominal (array scope)" in head
+    assert "judged by the low end of each point's 95 % accuracy interval" in head
+    # then one line per model, scenario and chosen point
+    table = []
+    for line in lines[first_table:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    assert table[0].startswith("| model | scenario | budget | device | knobs | storage |")
+    rows = table[2:]
+    assert {r.split(" | ")[0].strip("| ") for r in rows} == {"a", "b"}
+    assert all(re.search(r"≤ [0-9, ]+ points", r) for r in rows)
+    assert len(rows) <= 2 * 2 * 2  # models x scenarios x budgets at most
+    # the whole report stays short: no table of every cell
+    assert len(lines) < 140
+    assert "`results.csv`: every cell" in text
+
+
+def test_the_report_shows_savings_methods_and_trades(sweep: SweepResults) -> None:
+    text = (sweep.out_dir / "report.md").read_text()
+    assert "## What each device saves" in text
+    assert re.search(r"\| sram-14nm \| [0-9.]+× / [0-9.]+× \| [0-9.]+× / [0-9.]+× \|", text)
+    # a and b have the same architecture: compared as training methods
+    assert "## Training methods at equal accuracy" in text and "**b versus a**" in text
+    assert "## The answer under other deployments" in text
+    assert "| streamed |" in text and "| **always-on** (this report) |" in text
+    assert "- **dram-ddr3-refresh**, refresh_ms 64 to 4096: changes refresh" in text
+
+
+def test_every_device_gets_a_readable_accuracy_picture(sweep: SweepResults) -> None:
+    out = sweep.out_dir
+    names = {p.name for p in sweep.outputs}
+    assert {"pareto.png", "savings.png", "ber_vs_knob.png", "report.md",
+            "accuracy_vs_knob_sram-14nm.png", "accuracy_vs_knob_dram-ddr3-refresh.png",
+            "accuracy_vs_knob_fefet-slc-100.png"} <= names
+    for p in sweep.outputs:
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
-    text = (tmp_path / "report.md").read_text()
-    # bnn-ce: clean 95 %; within 1 point the cheapest is DRAM at 1024 ms (94.9 %, 70 pJ);
-    # within 2 points SRAM at 0.85 (92 %) is out, 0.9 (93.5 %) is out too: DRAM again
-    assert "| bnn-ce | nominal | ≤ 1 points | dram-ddr3-refresh | refresh_ms=1024 |" in text
-    assert "## Devices and their provenance" in text and "chandramoorthy2019" in text
-    assert "72*" in text  # assumed energies are starred
+    devices = _Devices(sweep)
+    fefet = [c for c in sweep.cells if c.device == "fefet-slc-100"]
+    # a device without a control knob is drawn against what its scenarios change
+    assert devices.x_knob("fefet-slc-100", fefet) == "temperature_c"
+    sram = [c for c in sweep.cells if c.device == "sram-14nm"]
+    assert devices.x_knob("sram-14nm", sram) == "v_rel"
+    assert "versus None" not in (out / "report.md").read_text()

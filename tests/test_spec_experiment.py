@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from memsim.errors import SpecError
+from memsim.experiments.aggregation import aggregate
 from memsim.experiments.commands import add_commands
-from memsim.experiments.runner import aggregate
+from memsim.spec.deployment import DEPLOYMENT_PRESETS
 from memsim.spec.experiment import (
     NOMINAL_SCENARIO,
     ModelSourceKind,
+    ReferenceMemory,
     UnknownConfigError,
     builtin_config_files,
     config_dir,
@@ -62,7 +64,8 @@ protections:
     interleave: 2
 chips: {batch: 2, min: 4, max: 10, target_half_width: 0.02}
 trials: 2
-energy: {inference_time_s: 1.0e-6, reads_per_inference: 2}
+deployment: {preset: custom, weights: resident, inference_rate_hz: 1.0e6,
+             inferences_per_write: 1.0e12, reads_per_inference: 2}
 pareto: {budgets_points: [0.5, 1, 2]}
 """
 
@@ -86,7 +89,8 @@ def test_a_full_config_parses(write_yaml: WriteYaml) -> None:
                                              "interleave": 2, "on_uncorrectable": "leave"}
     rule = spec.chips
     assert rule.adaptive and (rule.batch, rule.min_chips, rule.max_chips) == (2, 4, 10)
-    assert spec.energy.reads_per_inference == 2 and spec.budgets_points == (0.5, 1.0, 2.0)
+    assert spec.deployment.reads_per_inference == 2 and spec.budgets_points == (0.5, 1.0, 2.0)
+    assert spec.deployment.preset == "custom" and spec.deployment.inference_rate_hz == 1e6
 
 
 def test_operating_points_are_the_grid_in_file_order(write_yaml: WriteYaml) -> None:
@@ -105,10 +109,11 @@ def test_defaults_fill_a_minimal_config(write_yaml: WriteYaml) -> None:
         models: [{{name: m, checkpoint: {ckpt.name}}}]
         devices: [{{device: sram-14nm}}]
         chips: 3
-        energy: {{inference_time_s: 0}}
+        deployment: throughput
         """, "minimal.yaml"))
     assert spec.name == "minimal" and spec.seed == 0 and spec.trials == 1
-    assert spec.energy.inferences_per_write is None  # writes left out
+    assert spec.deployment == DEPLOYMENT_PRESETS["throughput"]
+    assert spec.reference == ReferenceMemory()  # each device against its own nominal
     assert spec.models[0].checkpoint == str(ckpt)  # relative to the config file
     assert [s.name for s in spec.scenarios] == [NOMINAL_SCENARIO]
     assert [p.name for p in spec.placements] == ["all"] and spec.placements[0].fixed == ()
@@ -137,7 +142,8 @@ def test_all_problems_are_reported_with_paths(write_yaml: WriteYaml) -> None:
           - device: sram-14mn
         scenarios: [{name: nominal}, {name: hot}]
         chips: {max: 4, min: 8, target_half_width: 0.01}
-        energy: {inferences_per_write: 0.5}
+        deployment: {preset: always-on, inferences_per_write: 0.5}
+        energy: {inference_time_s: 0}
         colour: red
         """, "bad.yaml")
     with pytest.raises(SpecError) as info:
@@ -155,8 +161,8 @@ def test_all_problems_are_reported_with_paths(write_yaml: WriteYaml) -> None:
         "devices[1].scenarios[0]: unknown scenario 'hott' (did you mean 'hot'?)",
         "devices[2].device: unknown device 'sram-14mn' (did you mean 'sram-14nm'?)",
         "chips.min: expected at most max (4), got 8",
-        "energy.inference_time_s: required field is missing",
-        "energy.inferences_per_write: expected a number in [1, inf], got 0.5",
+        "energy: the energy section is now `deployment:`",
+        "deployment.inferences_per_write: expected a number in [1, inf], got 0.5",
         "colour: unknown field",
     ]
     for text in expected:
@@ -176,7 +182,7 @@ def test_scenario_knobs_are_checked_against_the_devices_that_use_them(
           - {{name: cold}}
           - {{name: hot, knobs: {knobs}}}
         chips: 2
-        energy: {{inference_time_s: 0}}
+        deployment: throughput
         """
     write_yaml("x", "m.pt")
 
@@ -216,7 +222,7 @@ def test_duplicate_names_and_model_sources(write_yaml: WriteYaml) -> None:
                   - {device: sram-14nm, layers: [first]}
                   - {device: sram-14nm, name: other, layers: [first, first]}
             chips: 2
-            energy: {inference_time_s: 0}
+            deployment: throughput
             """, "dup.yaml"))
     lines = {p.path: p.message for p in info.value.problems}
     assert lines["models[1].ptq"].startswith("post-training quantisation applies to a "
@@ -232,7 +238,7 @@ def test_duplicate_names_and_model_sources(write_yaml: WriteYaml) -> None:
             models: [{name: m, checkpoint: m.pt}, {name: m, checkpoint: m.pt}]
             devices: [{device: sram-14nm}, {device: sram-14nm}]
             chips: 2
-            energy: {inference_time_s: 0}
+            deployment: throughput
             """, "dup2.yaml"))
     assert sorted(str(p).split(": ", 1)[1] for p in info.value.problems) == [
         "devices[1]: device label 'sram-14nm' appears twice",
@@ -254,7 +260,7 @@ def test_a_training_config_file_and_relative_device_files(write_yaml: WriteYaml,
         models: [{name: m, train: train.yaml}]
         devices: [{device: devs/my-sram.yaml, sweep: {v_rel: 0.8}}]
         chips: 2
-        energy: {inference_time_s: 0}
+        deployment: throughput
         """, "exp.yaml"))
     assert spec.models[0].train is not None and spec.models[0].train.name == "from-file"
     entry = spec.devices[0]

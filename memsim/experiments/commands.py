@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from memsim.experiments.executors import EXECUTOR_NAMES
 
 if TYPE_CHECKING:
-    from memsim.experiments.runner import SweepResults
+    from memsim.experiments.aggregation import SweepResults
 
 __all__ = ["DEMO_CONFIG", "add_commands", "cmd_demo", "cmd_pareto", "cmd_run"]
 
@@ -62,9 +62,18 @@ def add_commands(subparsers: Any) -> None:
     _executor_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = subparsers.add_parser("pareto",
-                              help="recompute results.csv, pareto.csv and the report of a sweep")
+    p = subparsers.add_parser(
+        "pareto", help="re-aggregate a sweep (CSVs, fronts, report), optionally under another "
+                       "deployment or reference, without evaluating anything",
+        epilog="example: memsim pareto memsim-demo --set deployment=streamed "
+               "--out memsim-demo/streamed")
     p.add_argument("dir", metavar="DIR", help="the --out directory of memsim run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="reprice: override the deployment, reference or pareto section (value "
+                        "read as YAML), e.g. --set deployment.inference_rate_hz=10")
+    p.add_argument("--out", metavar="DIR2",
+                   help="write the CSVs and the report here instead of into DIR (the store "
+                        "stays in DIR)")
     p.set_defaults(func=cmd_pareto)
 
     p = subparsers.add_parser(
@@ -120,10 +129,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from memsim.experiments.runner import aggregate, write_outputs
+    from memsim.experiments.aggregation import aggregate
+    from memsim.experiments.outputs import write_outputs
 
-    results = aggregate(args.dir)
-    _summary(results, write_outputs(results.out_dir, results))
+    started = time.perf_counter()
+    results = aggregate(args.dir, args.set)
+    out = Path(args.out) if args.out else results.out_dir
+    _summary(results, write_outputs(out, results, command=_command_line()))
+    print(f"done in {time.perf_counter() - started:.1f} s (nothing evaluated)")
     return 0
 
 

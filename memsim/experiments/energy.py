@@ -29,7 +29,10 @@ at nominal and the environment knobs at the scenario's values.
 Provenance: every energy figure that contributes (a nonzero bit count or capacity times time)
 adds the provenance tags of its curve's parameters (`OperatingPoint.energy.provenance`).
 `InferenceEnergy.assumed` is true when any such tag is `assumed` or `unspecified` (a number
-given without provenance is no better than an assumption); `assumed_figures` names them.
+given without provenance is no better than an assumption); `assumed_figures` names them. A
+static power that the device file does not give counts as `unspecified` whenever static power
+is charged: every powered array leaks, so its 0 is an omission (or a power-gated array), not
+a figure.
 
 Public API:
     MemoryUse(overhead, at, nominal, reliable_at=None, capacity_mib=None,
@@ -266,6 +269,12 @@ def inference_energy(memories: MemoryUse | Sequence[MemoryUse],
             figure_tags = set(op.energy.provenance.get(quantity, ()))
             tags |= figure_tags
             name = f"{label}: {quantity}"
+            if not figure_tags and quantity == "static_power_mw_per_mib":
+                # every powered array leaks: a static power the file does not give is 0 by
+                # omission (a power-gated array), not a figure
+                tags.add("unspecified")
+                name += " (not given: 0)"
+                figure_tags = {"unspecified"}
             if figure_tags & _WEAK_TAGS and name not in weak:
                 weak.append(name)
     order = {t: i for i, t in enumerate(_TAG_ORDER)}

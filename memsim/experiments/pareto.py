@@ -17,18 +17,35 @@ Public API:
     fronts_by_group(points) -> dict[(model, scenario), list[int]]
     cheapest_within(points, clean_accuracy, budget_points, conservative=False) -> index | None
     budget_table(points, clean_accuracy_by_model, budgets_points=(1.0, 2.0)) -> list[BudgetRow]
+    noise_aware_front(points, clean_accuracy=None, paired=None) -> list[int]
+    noise_aware_fronts_by_group(points, clean_accuracy_by_model, paired=None, group_of=None)
+        -> dict[group, list[int]]
+    PairedInterval   Callable[[i, j], (low, high) | None]: an interval of accuracy[i] − accuracy[j].
     ParetoError (a MemsimError).
 
 Dominance: p dominates q when p.energy_pj <= q.energy_pj and p.accuracy >= q.accuracy with at
 least one strict. The front is every point no other point dominates, so exact duplicates
 (equal energy and accuracy) are all on it, and of points with equal energy only those with
 the highest accuracy are. `pareto_front` sorts once: O(n log n).
+
+Noise-aware front: the points are ordered by increasing energy, then decreasing accuracy, then
+`TradeoffPoint.sort_key`, then index. A point is on the front only if it is significantly
+better than EVERY point before it in that order (on the front or not); the first point always
+is. So a point leaves the front when some cheaper point is not worse within noise.
+- Cap at clean accuracy (when given): bit errors cannot make a model better, so a score above
+  clean is the luck of the test set. A missing bound counts as the point's mean accuracy; then
+  hi_q' = min(hi_q, clean) and lo_p' = min(lo_p, clean).
+- Unpaired (default): p is significantly better than q iff lo_p' > hi_q'.
+- Paired: when `paired(i_p, i_q)` gives (low, high), an interval of accuracy[p] − accuracy[q]
+  over the chips both share, p is significantly better than q iff low > 0 and q's mean is
+  below clean (less `BUDGET_TOLERANCE`; a q at clean leaves nothing to gain). When it gives
+  None, the unpaired rule decides. `noise_aware_front` compares all pairs: O(n²).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Protocol
@@ -38,17 +55,24 @@ from memsim.errors import MemsimError
 __all__ = [
     "BUDGET_TOLERANCE",
     "BudgetRow",
+    "PairedInterval",
     "ParetoError",
     "TradeoffPoint",
     "budget_table",
     "cheapest_within",
     "fronts_by_group",
+    "noise_aware_front",
+    "noise_aware_fronts_by_group",
     "pareto_front",
 ]
 
 # Accuracy comparisons against clean − budget allow this much rounding (with 10 000 test
 # images, 5016/10000 − 1/100 is 0.49160000000000004 > 4916/10000 in binary floating point).
 BUDGET_TOLERANCE = 1e-12
+
+# paired(i, j): a confidence interval (low, high) of accuracy[i] − accuracy[j] over the chips
+# both points share, or None when there is none.
+PairedInterval = Callable[[int, int], tuple[float, float] | None]
 
 
 class ParetoError(MemsimError):
@@ -210,3 +234,71 @@ def budget_table(points: Sequence[TradeoffPoint], clean_accuracy_by_model: Mappi
             rows.append(BudgetRow(model, scenario, float(budget), clean,
                                   None if i is None else members[i]))
     return rows
+
+
+def noise_aware_front(points: Sequence[TradeoffPoint], clean_accuracy: float | None = None,
+                      paired: PairedInterval | None = None) -> list[int]:
+    """Indices of the noise-aware front, by increasing energy (ties: higher accuracy, then
+    `TradeoffPoint.sort_key`, then index).
+
+    A point is kept only if it is significantly better than every point before it in that
+    order; the first point always is. Bounds above `clean_accuracy` count as clean and a
+    missing bound as the mean. Unpaired: lo_p > hi_q. Paired, when `paired(i_p, i_q)` gives
+    (low, high) for accuracy[p] − accuracy[q]: low > 0 and q's mean below clean; None falls
+    back to unpaired. See the module docstring. O(n²).
+    """
+    if clean_accuracy is not None and not 0.0 <= clean_accuracy <= 1.0:
+        raise ParetoError(f"clean_accuracy must be a fraction in [0, 1], got {clean_accuracy!r}")
+    _check(points)
+    cap = math.inf if clean_accuracy is None else clean_accuracy
+    low = [min(p.accuracy if p.accuracy_low is None else p.accuracy_low, cap) for p in points]
+    high = [min(p.accuracy if p.accuracy_high is None else p.accuracy_high, cap) for p in points]
+
+    def better(i: int, j: int) -> bool:
+        if paired is not None:
+            diff = paired(i, j)
+            if diff is not None:
+                return diff[0] > 0.0 and (
+                    clean_accuracy is None
+                    or points[j].accuracy < clean_accuracy - BUDGET_TOLERANCE)
+        return low[i] > high[j]
+
+    order = sorted(range(len(points)), key=lambda i: (points[i].energy_pj, -points[i].accuracy,
+                                                      points[i].sort_key(), i))
+    return [i for k, i in enumerate(order) if all(better(i, j) for j in order[:k])]
+
+
+def noise_aware_fronts_by_group(
+        points: Sequence[TradeoffPoint], clean_accuracy_by_model: Mapping[str, float],
+        paired: PairedInterval | None = None,
+        group_of: Callable[[TradeoffPoint], tuple[str, ...]] | None = None,
+) -> dict[tuple[str, ...], list[int]]:
+    """The noise-aware front of each group (`group_of(p)`, default (model, scenario)), as
+    indices into `points`; groups sorted. Each group is capped at its model's clean accuracy
+    (a group must hold one model); `paired` is called with indices into `points`."""
+    _check(points)
+    key = group_of if group_of is not None else (lambda p: (p.model, p.scenario))
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, p in enumerate(points):
+        groups.setdefault(key(p), []).append(i)
+    out: dict[tuple[str, ...], list[int]] = {}
+    for g in sorted(groups):
+        members = groups[g]
+        models = sorted({points[i].model for i in members})
+        if len(models) > 1:
+            raise ParetoError(f"group {g!r} holds models {', '.join(models)}: "
+                              "no single clean accuracy")
+        if models[0] not in clean_accuracy_by_model:
+            raise ParetoError(f"no clean accuracy for model {models[0]!r}")
+        local = None if paired is None else _translated(paired, members)
+        front = noise_aware_front([points[i] for i in members],
+                                  clean_accuracy_by_model[models[0]], local)
+        out[g] = [members[j] for j in front]
+    return out
+
+
+def _translated(paired: PairedInterval, members: Sequence[int]) -> PairedInterval:
+    """`paired` on indices into a group's members instead of into all points."""
+    def local(i: int, j: int) -> tuple[float, float] | None:
+        return paired(members[i], members[j])
+    return local

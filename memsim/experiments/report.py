@@ -1,8 +1,10 @@
-"""Pictures and the Markdown report of a sweep.
+"""The report of a sweep: `report.md` with the answer first, and its pictures.
 
-Input: the aggregate rows of a sweep (one per model × scenario × device × operating point,
-see `ReportRow`) and the devices' provenance. Output, in the sweep's directory:
-`accuracy_vs_knob_<device>.png`, `pareto.png`, `ber_vs_knob.png` and `report.md`.
+Everything here reads `SweepResults` (the aggregation's fronts, budgets and savings); nothing
+is recomputed. Output, in the sweep's directory: `report.md`, `pareto.png` (every device, the
+noise-aware front labelled with its knob values), `savings.png` (one panel per device: energy
+relative to its nominal against accuracy), `accuracy_vs_knob_<device>.png` and
+`ber_vs_knob.png`.
 """
 
 from __future__ import annotations
@@ -11,50 +13,30 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memsim.experiments.pareto import TradeoffPoint, budget_table, pareto_front
+from memsim.experiments.aggregation import BudgetChoice, CellResult, SweepResults
 from memsim.physics.device import Device
+from memsim.spec.deployment import DEPLOYMENT_PRESETS, WeightResidence
+from memsim.spec.device import KnobSpec, parse_device
+from memsim.spec.experiment import UNDER_TEST
 
-__all__ = ["PairedSummary", "ReportRow", "write_report"]
+__all__ = ["PairedSummary", "fmt_knobs", "write_report"]
 
-
-@dataclass(frozen=True)
-class ReportRow:
-    """One aggregate: a model at one operating point of one device in one scenario."""
-
-    model: str
-    scenario: str
-    device: str
-    knobs: Mapping[str, float]
-    """The control knobs of the operating point."""
-    accuracy: float
-    accuracy_low: float
-    accuracy_high: float
-    clean_accuracy: float
-    energy_pj: float
-    """Energy per inference of the weight reads (and static/refresh shares)."""
-    energy_relative: float
-    """Energy relative to the same placement at nominal knobs."""
-    assumed_energy: bool
-    ber: float
-    chips: int
-    reads: int
-    mlm: float = math.nan
-    variant: str = ""
-    """Where and how the weights are stored (placement, protection), when a sweep has several."""
-    environment: Mapping[str, float] = field(default_factory=dict)
-    """The device's environment knobs in this scenario (scenarios that leave a device's knobs
-    alike are drawn once in its accuracy plot)."""
-    extra: Mapping[str, object] = field(default_factory=dict)
+_BER_FLOOR = 1e-15
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def fmt_knobs(knobs: Mapping[str, float]) -> str:
+    """`v_rel=0.86, temperature_c=85`, or `nominal` when there are none."""
+    return ", ".join(f"{k}={v:g}" for k, v in knobs.items()) or "nominal"
 
 
 def _plt() -> Any:
@@ -66,107 +48,201 @@ def _plt() -> Any:
     return plt
 
 
-def _knob_axis(rows: Sequence[ReportRow]) -> str | None:
-    """The control knob that varies across these rows (the first, if several do)."""
-    names = sorted({k for r in rows for k in r.knobs})
-    for name in names:
-        if len({r.knobs.get(name) for r in rows}) > 1:
-            return name
-    return names[0] if names else None
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{100 * x:.{digits}f}"
 
 
-def _interval(rows: Sequence[ReportRow]) -> tuple[Any, Any, Any]:
-    y = np.array([100 * r.accuracy for r in rows])
-    lo = np.array([100 * r.accuracy_low for r in rows])
-    hi = np.array([100 * r.accuracy_high for r in rows])
+def _interval(cells: Sequence[CellResult]) -> tuple[Any, Any, Any]:
+    y = np.array([100 * (c.accuracy or 0.0) for c in cells])
+    lo = np.array([100 * c.accuracy_low if c.accuracy_low is not None else math.nan
+                   for c in cells])
+    hi = np.array([100 * c.accuracy_high if c.accuracy_high is not None else math.nan
+                   for c in cells])
     lo = np.where(np.isfinite(lo), lo, y)
     hi = np.where(np.isfinite(hi), hi, y)
     return y, np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)
 
 
-def _grid(plt: Any, n: int, width: float, height: float) -> tuple[Any, Any]:
-    cols = min(n, 2)
+_BELOW = 12.0
+"""Accuracy axes end this many points below the lowest clean accuracy; lower points are drawn
+on the axis as downward triangles and counted in the panel."""
+
+
+def _floor_axis(ax: Any, cells: Sequence[CellResult], color: str = "black") -> float:
+    """Set the accuracy axis [floor, 100.5] and mark the points below it."""
+    clean = min((c.clean_accuracy for c in cells), default=1.0)
+    floor = max(0.0, 100 * clean - _BELOW)
+    ax.set_ylim(floor, 100.5)
+    return floor
+
+
+def _mark_below(ax: Any, x: Sequence[float], y: Any, floor: float, color: Any) -> int:
+    below = [xv for xv, yv in zip(x, y, strict=True) if yv < floor]
+    if below:
+        ax.scatter(below, [floor] * len(below), marker="v", color=color, s=30, zorder=5,
+                   clip_on=False)
+    return len(below)
+
+
+def _note_below(ax: Any, n: int, floor: float) -> None:
+    if n:
+        ax.text(0.01, 0.02, f"▼ {n} point(s) below {floor:.0f} %, drawn on the axis",
+                transform=ax.transAxes, fontsize=7, va="bottom")
+
+
+def _legend_space(fig: Any, entries: int, columns: int) -> float:
+    """Fraction of the figure's height a bottom legend of `entries` in `columns` needs."""
+    rows = math.ceil(entries / columns)
+    return min(0.4, (0.2 * rows + 0.15) / float(fig.get_figheight()))
+
+
+def _grid(plt: Any, n: int, width: float, height: float, cols: int = 2,
+          **kwargs: Any) -> tuple[Any, Any]:
+    cols = max(1, min(n, cols))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             **kwargs)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     return fig, axes
 
 
-def _distinct_scenarios(rows: Sequence[ReportRow]) -> list[str]:
-    """Scenarios that give this device different environment knobs (the first of each)."""
-    seen: dict[tuple[tuple[str, float], ...], str] = {}
-    for scenario in sorted({r.scenario for r in rows}):
-        env = next(tuple(sorted(r.environment.items())) for r in rows if r.scenario == scenario)
-        seen.setdefault(env, scenario)
-    return sorted(seen.values())
+class _Devices:
+    """The sweep's devices (from the manifest's documents), by label."""
+
+    def __init__(self, results: SweepResults) -> None:
+        self.info = results.devices
+        self.devices = {label: Device(parse_device(d["document"], d["file"]))
+                        for label, d in results.devices.items()}
+
+    def knob(self, label: str, name: str) -> KnobSpec:
+        return self.devices[label].spec.knob(name)
+
+    def swept(self, label: str) -> list[str]:
+        return list(self.info[label]["swept"])
+
+    def x_knob(self, label: str, cells: Sequence[CellResult]) -> str | None:
+        """The knob to plot accuracy against: the first swept control knob, else an
+        environment knob that differs between scenarios, else None."""
+        swept = self.swept(label)
+        if swept:
+            return swept[0]
+        for name in sorted({k for c in cells for k in c.environment_knobs}):
+            if len({c.environment_knobs.get(name) for c in cells}) > 1:
+                return name
+        return None
+
+    def swept_knobs(self, cell: CellResult) -> dict[str, float]:
+        return {k: cell.control_knobs[k] for k in self.swept(cell.device)
+                if k in cell.control_knobs}
 
 
-def accuracy_vs_knob(rows: Sequence[ReportRow], device: Device, path: Path) -> Path:
-    """One panel per storage variant; a line per model (colour) and scenario (line style)."""
+def _variant(results: SweepResults, cell: CellResult) -> str:
+    """The storage variant's label: the placement and protection where the sweep has several
+    of them."""
+    parts: list[str] = []
+    if len({c.placement for c in results.cells}) > 1:
+        parts.append(cell.placement)
+    if len({c.protection for c in results.cells}) > 1:
+        parts.append(cell.protection)
+    return ", ".join(parts)
+
+
+def _first_variant(results: SweepResults) -> tuple[str, str]:
+    c = results.cells[0]
+    return c.placement, c.protection
+
+
+# -- pictures ----------------------------------------------------------------------------------
+
+
+def accuracy_vs_knob(results: SweepResults, devices: _Devices, label: str, path: Path) -> Path:
+    """One panel per storage variant; a line per model (colour) and scenario (line style),
+    against the swept knob (or, for a device without one, the environment knob the scenarios
+    change)."""
     plt = _plt()
-    knob = _knob_axis(rows)
-    scenarios = _distinct_scenarios(rows)
-    rows = [r for r in rows if r.scenario in scenarios]
-    variants = sorted({r.variant for r in rows})
-    models = sorted({r.model for r in rows})
+    cells = [c for c in results.cells if c.device == label and c.accuracy is not None]
+    knob = devices.x_knob(label, cells)
+    by_env: dict[tuple[tuple[str, float], ...], str] = {}
+    for scenario in dict.fromkeys(c.scenario for c in cells):
+        env = next(tuple(sorted(c.environment_knobs.items())) for c in cells
+                   if c.scenario == scenario)
+        by_env.setdefault(env, scenario)
+    scenarios = list(by_env.values())
+    along_env = knob is not None and knob not in devices.swept(label)
+    if not along_env:
+        cells = [c for c in cells if c.scenario in scenarios]
+    variants = list(dict.fromkeys(_variant(results, c) for c in cells))
+    models = list(dict.fromkeys(c.model for c in cells))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
-    fig, axes = _grid(plt, len(variants), 6.5, 4.2)
-    unit = next((k.unit for k in device.spec.knobs if k.name == knob), "")
-    log_x = knob is not None and any(k.name == knob and k.scale.value == "log"
-                                     for k in device.spec.knobs)
+    fig, axes = _grid(plt, len(variants), 6.0, 3.8, sharey=True)
+    spec = devices.knob(label, knob) if knob else None
+
+    def x_of(c: CellResult) -> float:
+        if knob is None:
+            return 0.0
+        return {**c.control_knobs, **c.environment_knobs}[knob]
+
     for ax, variant in zip(axes.flat, variants, strict=False):
-        for model in models:
-            for scenario in scenarios:
-                group = sorted((r for r in rows if (r.variant, r.model, r.scenario)
-                                == (variant, model, scenario)),
-                               key=lambda r: r.knobs.get(knob, 0.0) if knob else 0.0)
+        floor = _floor_axis(ax, cells)
+        n_below = 0
+        for mi, model in enumerate(models):
+            lines: list[str | None] = [None] if along_env else list(scenarios)
+            for si, line in enumerate(lines):
+                group = sorted((c for c in cells if _variant(results, c) == variant
+                                and c.model == model
+                                and (line is None or c.scenario == line)), key=x_of)
                 if not group:
                     continue
-                x = [r.knobs.get(knob, 0.0) if knob else 0.0 for r in group]
                 y, below, above = _interval(group)
-                color = colors[models.index(model) % len(colors)]
-                style = styles[scenarios.index(scenario) % len(styles)]
-                label = model if len(scenarios) == 1 else f"{model} ({scenario})"
-                ax.errorbar(x, y, yerr=[below, above], color=color, linestyle=style,
-                            marker="o", markersize=3, capsize=2, label=label)
+                color = colors[mi % len(colors)]
+                style = styles[si % len(styles)]
+                name = model if line is None or len(scenarios) == 1 \
+                    else f"{model} ({line})"
+                xs = [x_of(c) for c in group]
+                ax.errorbar(xs, y, yerr=[below, above], color=color,
+                            linestyle=style, marker="o", markersize=3, capsize=2, label=name)
+                n_below += _mark_below(ax, xs, y, floor, color)
                 ax.axhline(100 * group[0].clean_accuracy, color=color, linewidth=0.6,
-                           alpha=0.5, linestyle=style)
-        ax.set_xlabel(f"{knob} ({unit})" if knob else "operating point")
-        if log_x:
-            ax.set_xscale("log")
+                           alpha=0.5, linestyle=":")
+        if spec is not None:
+            ax.set_xlabel(f"{spec.name} ({spec.unit}), {spec.role.value} knob; nominal "
+                          f"{spec.nominal.value:g}")
+            if spec.scale.value == "log" and spec.low > 0:
+                ax.set_xscale("log")
+        else:
+            ax.set_xlabel("the device's only operating point (no knob varies)")
+            ax.set_xticks([0.0], ["nominal"])
+        _note_below(ax, n_below, floor)
         ax.set_ylabel("accuracy (%), 95 % interval")
         ax.set_title(variant or "accuracy", fontsize=10)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.suptitle(f"{device.name}: accuracy versus {knob} (thin lines: clean accuracy)")
+    against = f"versus {knob}" if knob else "at its only operating point"
+    fig.suptitle(f"{label}: accuracy {against} (dotted: clean accuracy)", fontsize=11)
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(len(labels), 1)),
                fontsize=8, frameon=False)
-    n_legend_rows = math.ceil(len(labels) / 4)
-    fig.tight_layout(rect=(0, 0.03 * n_legend_rows + 0.02, 1, 0.95))
+    fig.tight_layout(rect=(0, _legend_space(fig, len(labels), 4), 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def _points(rows: Sequence[ReportRow]) -> list[TradeoffPoint]:
-    return [TradeoffPoint(model=r.model, scenario=r.scenario, device=r.device,
-                          knobs=dict(r.knobs), energy_pj=r.energy_pj, accuracy=r.accuracy,
-                          accuracy_low=r.accuracy_low if math.isfinite(r.accuracy_low) else None,
-                          accuracy_high=(r.accuracy_high if math.isfinite(r.accuracy_high)
-                                         else None),
-                          assumed_energy=r.assumed_energy) for r in rows]
+def _short_knobs(knobs: Mapping[str, float]) -> str:
+    return ",".join(f"{v:g}" for v in knobs.values()) or "nom."
 
 
-def pareto_plot(rows: Sequence[ReportRow], path: Path) -> Path:
-    """One panel per model and scenario: every priced point (colour: device, marker: storage
-    variant) with its interval, the front over all of them as a step line."""
+def pareto_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
+    """One panel per model and scenario: every priced cell (colour: device, marker: storage
+    variant) with its interval, and each energy scope's noise-aware front as a step line whose
+    points are labelled with the device and its knob values."""
     plt = _plt()
-    groups: dict[tuple[str, str], list[ReportRow]] = defaultdict(list)
-    for r in rows:
-        if r.energy_pj > 0:
-            groups[(r.model, r.scenario)].append(r)
+    cells = results.cells
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, c in enumerate(cells):
+        if c.has_energy_model and c.accuracy is not None and c.chips:
+            groups[(c.model, c.scenario)].append(i)
     if not groups:
         fig, ax = plt.subplots(figsize=(6.5, 2))
         ax.axis("off")
@@ -175,78 +251,188 @@ def pareto_plot(rows: Sequence[ReportRow], path: Path) -> Path:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return path
-    fig, axes = _grid(plt, len(groups), 6.5, 4.0)
-    devices = sorted({r.device for r in rows if r.energy_pj > 0})
-    variants = sorted({r.variant for r in rows})
+    fig, axes = _grid(plt, len(groups), 6.6, 4.4, sharex=True, sharey=True)
+    labels = sorted({cells[i].device for g in groups.values() for i in g})
+    variants = list(dict.fromkeys(_variant(results, cells[i]) for g in groups.values()
+                                  for i in g))
     cmap = plt.get_cmap("tab10")
     markers = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
-    for ax, ((model, scenario), group) in zip(axes.flat, sorted(groups.items()), strict=False):
-        front = set(pareto_front(_points(group)))
-        for d_index, device in enumerate(devices):
+    scope_styles: dict[str, Any] = {"array": "-", "cell": "--", "mixed": ":"}
+    for ax, ((model, scenario), members) in zip(axes.flat, groups.items(), strict=False):
+        floor = _floor_axis(ax, [cells[i] for g in groups.values() for i in g])
+        n_below = 0
+        for d_index, label in enumerate(labels):
             for v_index, variant in enumerate(variants):
-                mine = [r for r in group if (r.device, r.variant) == (device, variant)]
+                mine = [cells[i] for i in members if cells[i].device == label
+                        and _variant(results, cells[i]) == variant]
                 if not mine:
                     continue
-                x = np.array([r.energy_pj for r in mine])
+                x = np.array([c.energy_pj for c in mine])
                 y, below, above = _interval(mine)
                 color = cmap(d_index % 10)
-                ax.errorbar(x, y, yerr=[below, above], fmt="none", ecolor=color, alpha=0.4,
+                ax.errorbar(x, y, yerr=[below, above], fmt="none", ecolor=color, alpha=0.35,
                             capsize=1.5)
-                face = ["none" if r.assumed_energy else color for r in mine]
+                face = ["none" if c.energy_assumed else color for c in mine]
                 ax.scatter(x, y, marker=markers[v_index % len(markers)], facecolors=face,
-                           edgecolors=color, s=26, zorder=3)
-        ordered = sorted(front, key=lambda i: group[i].energy_pj)
-        ax.step([group[i].energy_pj for i in ordered],
-                [100 * group[i].accuracy for i in ordered], where="post", color="black",
-                linewidth=1.2, zorder=4)
-        ax.axhline(100 * group[0].clean_accuracy, color="grey", linestyle=":", linewidth=0.8)
+                           edgecolors=color, s=22, zorder=3)
+                n_below += _mark_below(ax, list(x), y, floor, color)
+        for (m, s, scope), front in results.fronts.items():
+            if (m, s) != (model, scenario):
+                continue
+            xs = [cells[i].energy_pj for i in front]
+            ys = [100 * (cells[i].accuracy or 0.0) for i in front]
+            ax.step(xs, ys, where="post", color="black", linewidth=1.1, zorder=4,
+                    linestyle=scope_styles.get(scope, "-"))
+            for i, xv, yv in zip(front, xs, ys, strict=True):
+                c = cells[i]
+                ax.annotate(f"{c.device} {_short_knobs(devices.swept_knobs(c))}",
+                            (xv, yv), xytext=(3, -9), textcoords="offset points", fontsize=6,
+                            zorder=5)
+        ax.axhline(100 * cells[members[0]].clean_accuracy, color="grey", linestyle=":",
+                   linewidth=0.8)
+        _note_below(ax, n_below, floor)
         ax.set_xscale("log")
-        ax.set_xlabel("energy per inference, weight memories (pJ)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{model} — {scenario}", fontsize=10)
+        ax.set_title(f"{model}, {scenario}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
+    for ax in axes[-1]:
+        ax.set_xlabel("energy per inference, weight memories (pJ)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], linestyle="none", marker="o", color=cmap(i % 10), label=d)
-               for i, d in enumerate(devices)]
+               for i, d in enumerate(labels)]
     if len(variants) > 1:
         handles += [Line2D([], [], linestyle="none", marker=markers[i % len(markers)],
                            color="black", mfc="none", label=v) for i, v in enumerate(variants)]
-    handles += [Line2D([], [], color="black", label="Pareto front"),
-                Line2D([], [], color="grey", linestyle=":", label="clean accuracy")]
+    scopes = sorted({scope for (_, _, scope) in results.fronts})
+    handles += [Line2D([], [], color="black", linestyle=scope_styles.get(s, "-"),
+                       label=f"front, {s}-scope energies") for s in scopes]
+    handles.append(Line2D([], [], color="grey", linestyle=":", label="clean accuracy"))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle("Energy/accuracy trade-off per model and scenario (colour: device; marker: "
-                 "storage variant; hollow: energy rests on assumed figures)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.025 * math.ceil(len(handles) / 4) + 0.01, 1, 0.97))
+    fig.suptitle(f"Energy and accuracy, {results.deployment.preset} deployment (front: "
+                 "noise-aware, labelled device and knob values; hollow: assumed energy)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, _legend_space(fig, len(handles), 4), 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def ber_vs_knob(devices: Mapping[str, Device],
-                swept: Mapping[str, tuple[str, Sequence[float]]], path: Path) -> Path:
-    """Chip-average BER against each device's swept knob, dots at the values used; `swept`
-    maps a device to (knob, values)."""
+def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
+    """One panel per device: energy relative to the device at nominal knobs against accuracy,
+    a line per model (colour) and scenario (line style), in the sweep's first storage variant;
+    the points labelled with the swept knob's values."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, (knob, values) in sorted(swept.items()):
-        device = devices[name]
-        k = next(k for k in device.spec.knobs if k.name == knob)
+    placement, protection = _first_variant(results)
+    cells = [c for c in results.cells if c.has_energy_model and c.accuracy is not None
+             and c.chips and (c.placement, c.protection) == (placement, protection)]
+    labels = [d for d in results.devices if any(c.device == d for c in cells)]
+    if not labels:
+        fig, ax = plt.subplots(figsize=(6.5, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no device of this sweep has an energy model", ha="center",
+                va="center")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+    models = list(dict.fromkeys(c.model for c in cells))
+    scenarios = list(dict.fromkeys(c.scenario for c in cells))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    fig, axes = _grid(plt, len(labels), 4.2, 3.3, cols=4, sharey=True, sharex=True)
+    trades = {t.device: t for t in results.knob_trades}
+    for ax, label in zip(axes.flat, labels, strict=False):
+        mine = [c for c in cells if c.device == label]
+        floor = _floor_axis(ax, cells)
+        n_below = 0
+        for mi, model in enumerate(models):
+            for si, scenario in enumerate(scenarios):
+                group = sorted((c for c in mine if (c.model, c.scenario) == (model, scenario)),
+                               key=lambda c: c.relative_to_nominal)
+                if not group:
+                    continue
+                y, below, above = _interval(group)
+                x = [c.relative_to_nominal for c in group]
+                ax.errorbar(x, y, yerr=[below, above], color=colors[mi % len(colors)],
+                            linestyle=styles[si % len(styles)], marker="o", markersize=3,
+                            capsize=1.5, linewidth=1.0,
+                            label=model if len(scenarios) == 1 else f"{model} ({scenario})")
+                n_below += _mark_below(ax, x, y, floor, colors[mi % len(colors)])
+                if mi == 0 and si == 0:
+                    for c, xv, yv in zip(group, x, y, strict=True):
+                        ax.annotate(_short_knobs(devices.swept_knobs(c)), (xv, yv),
+                                    xytext=(2, 4), textcoords="offset points", fontsize=6)
+        swept = devices.swept(label)
+        ax.set_title(f"{label}" + (f" ({', '.join(swept)})" if swept else " (no knob)"),
+                     fontsize=9)
+        _note_below(ax, n_below, floor)
+        trade = trades.get(label)
+        if trade is not None and trade.trades_nothing:
+            ax.text(0.03, 0.12, "this knob saves < 1 % here", transform=ax.transAxes,
+                    fontsize=7, color="dimgrey")
+        ax.set_xlim(0.0, 1.08)
+        ax.set_xlabel("energy ÷ energy at nominal knobs", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)", fontsize=8)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(4, max(len(names), 1)),
+               fontsize=8, frameon=False)
+    variant = f"{placement}, {protection}"
+    fig.suptitle(f"What each device's knob saves, {results.deployment.preset} deployment "
+                 f"(storage: {variant}; labels: knob values)", fontsize=10)
+    fig.tight_layout(rect=(0, _legend_space(fig, len(names), 4), 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ber_vs_knob(results: SweepResults, devices: _Devices, path: Path) -> Path:
+    """Chip-average BER against each device's swept knob, dots at the values used. BERs
+    below 1e-15 are drawn at 1e-15, and the legend says which device has such points."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    any_log = False
+    for label in devices.info:
+        swept = devices.swept(label)
+        if not swept:
+            continue
+        knob = swept[0]
+        device = devices.devices[label]
+        k = device.spec.knob(knob)
         grid = (np.geomspace(k.low, k.high, 60) if k.scale.value == "log" and k.low > 0
                 else np.linspace(k.low, k.high, 60))
-        ber = [device.at(**{knob: float(v)}).ber for v in grid]
-        span = k.high - k.low
-        rel = (grid - k.low) / span if span > 0 else np.zeros_like(grid)
-        ax.plot(rel, np.clip(ber, 1e-12, None),
-                label=f"{name} ({knob}: {k.low:g}..{k.high:g} {k.unit})")
-        used = sorted(values)
-        ax.scatter([(v - k.low) / span if span > 0 else 0.0 for v in used],
-                   np.clip([device.at(**{knob: float(v)}).ber for v in used], 1e-12, None),
-                   s=12)
+        used = sorted({c.control_knobs[knob] for c in results.cells
+                       if c.device == label and knob in c.control_knobs})
+        ber = np.array([device.at(**{knob: float(v)}).ber for v in grid])
+        ber_used = np.array([device.at(**{knob: float(v)}).ber for v in used])
+        span = (math.log(k.high / k.low) if k.scale.value == "log" and k.low > 0
+                else k.high - k.low)
+
+        def position(v: float, k: KnobSpec = k, span: float = span) -> float:
+            if span <= 0:
+                return 0.0
+            if k.scale.value == "log" and k.low > 0:
+                return math.log(v / k.low) / span
+            return (v - k.low) / span
+
+        any_log = any_log or (k.scale.value == "log" and k.low > 0)
+        floored = bool((ber_used < _BER_FLOOR).any())
+        name = (f"{label} ({knob}: {k.low:g}..{k.high:g} {k.unit}"
+                + (", log" if k.scale.value == "log" else "") + ")"
+                + (" *" if floored else ""))
+        line, = ax.plot([position(v) for v in grid], np.maximum(ber, _BER_FLOOR), label=name)
+        ax.scatter([position(v) for v in used], np.maximum(ber_used, _BER_FLOOR), s=14,
+                   color=line.get_color(), zorder=3)
     ax.set_yscale("log")
-    ax.set_xlabel("swept knob, position in its range (0 = low end, 1 = high end)")
-    ax.set_ylabel("bit error rate on random data (other knobs nominal)")
-    ax.set_title("Chip-average BER of the swept devices (dots: the operating points used)")
+    ax.set_ylim(_BER_FLOOR / 3, 1.0)
+    ax.set_xlabel("swept knob, position in its range (0 = low end, 1 = high end"
+                  + ("; log knobs by their logarithm" if any_log else "") + ")")
+    ax.set_ylabel("bit error rate on random data")
+    ax.set_title(f"Chip-average BER of the swept devices (dots: the operating points used; "
+                 f"*: some below {_BER_FLOOR:g}, drawn at it)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
@@ -256,15 +442,7 @@ def ber_vs_knob(devices: Mapping[str, Device],
     return path
 
 
-def _fmt_knobs(knobs: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in knobs.items()) or "nominal"
-
-
-def _provenance(device: Device) -> str:
-    spec = device.spec
-    sources = "; ".join(f"{s.id}: {s.citation}" for s in spec.sources)
-    return (f"- **{device.name}** ({spec.technology}): {spec.description.strip()} "
-            f"Sources: {sources}")
+# -- report.md ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -276,93 +454,342 @@ class PairedSummary:
     scenario: str
     cells: int
     clean_difference: float
-    """Accuracy difference (model − versus) without errors."""
     mean_difference: float
-    """Mean over the cells of the accuracy difference on the chips."""
     cells_above: int
-    """Cells whose 95 % interval of the difference lies above the clean difference: the
-    errors widen the model's lead (or narrow its deficit)."""
+    """Cells whose 95 % interval of the difference lies above the clean difference."""
     cells_below: int
-    """Cells whose interval lies below the clean difference."""
 
 
-def write_report(out_dir: Path, rows: Sequence[ReportRow], devices: Mapping[str, Device],
-                 *, title: str = "memsim sweep", command: str = "",
-                 elapsed_s: float | None = None,
-                 budgets_points: Sequence[float] = (1.0, 2.0),
-                 paired: Sequence[PairedSummary] = ()) -> list[Path]:
+def paired_summaries(results: SweepResults) -> list[PairedSummary]:
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    for d in results.paired:
+        groups.setdefault((d.model, d.versus, d.scenario), []).append(d)
+    # a cell counts where the errors move the difference away from the clean one: a constant
+    # clean gap is test-set noise or training, and zero-spread cells would all "exclude zero"
+    return [PairedSummary(
+        model, versus, scenario, len(ds), ds[0].clean_difference,
+        math.fsum(d.difference for d in ds) / len(ds),
+        sum(1 for d in ds if d.low is not None and d.low > d.clean_difference),
+        sum(1 for d in ds if d.high is not None and d.high < d.clean_difference))
+        for (model, versus, scenario), ds in groups.items()]
+
+
+def _energy(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _rel(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.2f}×" if x >= 0.01 else f"{x:.1e}×"
+
+
+def _saving(b: BudgetChoice, cells: Sequence[CellResult]) -> str:
+    """`34 % (27–41 %)`: the saving against the reference at the chosen point, and between
+    the conservative and the optimistic choice."""
+    if b.cell is None:
+        return "–"
+    rel = cells[b.cell].relative_energy
+    if rel is None or not math.isfinite(rel):
+        return "–"
+    opt = cells[b.optimistic].relative_energy if b.optimistic is not None else None
+    def pct(r: float) -> str:
+        saved = 100 * (1 - r)
+        return f"{saved:.0f}" if saved < 99.5 or r == 0 else f"{saved:.3g}"
+
+    text = f"{pct(rel)} %"
+    if opt is not None and math.isfinite(opt) and pct(opt) != pct(rel):
+        lo, hi = sorted((rel, opt), reverse=True)
+        text += f" ({pct(lo)} to {pct(hi)} %)"
+    return text
+
+
+def _while(b: BudgetChoice, results: SweepResults) -> str:
+    if b.cheapest_while is None:
+        return "–"
+    low, high = b.cheapest_while
+    now = results.deployment.amortised_inferences_per_write
+    if low <= 1 and math.isinf(high):
+        return "any N"
+    parts = []
+    if low > 1:
+        parts.append(f"N ≥ {low:.3g}")
+    if math.isfinite(high):
+        parts.append(f"N ≤ {high:.3g}")
+    flag = "" if low <= now <= high else " (not now)"
+    return " and ".join(parts) + flag
+
+
+def _headline(results: SweepResults, devices: _Devices, scope: str) -> list[str]:
+    """One line per model, scenario and chosen point (budgets that choose the same point
+    share a line)."""
+    cells = results.cells
+    resident = results.deployment.weights is not WeightResidence.STREAMED
+    lines = ["| model | scenario | budget | device | knobs | storage | accuracy, 95 % interval "
+             "| energy (pJ) | vs reference | saving |" + (" cheapest while |" if resident else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if resident else "")]
+    merged: dict[tuple[str, str, int | None], list[BudgetChoice]] = {}
+    for b in results.budgets:
+        if b.scope == scope:
+            merged.setdefault((b.model, b.scenario, b.cell), []).append(b)
+    # scenarios whose line reads the same (a device without the scenario's knob) share it
+    rows: dict[tuple[str, str], list[str]] = {}
+    for (model, scenario, index), choices in merged.items():
+        b = choices[0]
+        budget = "≤ " + ", ".join(f"{c.budget_points:g}" for c in choices) + " points"
+        if index is None:
+            rest = f"{budget} | no point qualifies | | | | | | |" + (" |" if resident else "")
+        else:
+            c = cells[index]
+            rest = (f"{budget} | {c.device} | {fmt_knobs(devices.swept_knobs(c))} | "
+                    f"{_variant(results, c) or '-'} | {_pct(c.accuracy)} % "
+                    f"[{_pct(c.accuracy_low)}, {_pct(c.accuracy_high)}] | "
+                    f"{_energy(c.energy_pj)}{'*' if c.energy_assumed else ''} | "
+                    f"{_rel(c.relative_energy)} | {_saving(b, cells)} |"
+                    + (f" {_while(b, results)} |" if resident else ""))
+        rows.setdefault((model, rest), []).append(scenario)
+    for (model, rest), scenarios in rows.items():
+        lines.append(f"| {model} | {', '.join(scenarios)} | {rest}")
+    return lines
+
+
+def _savings_tables(results: SweepResults) -> list[str]:
+    saving = _saving_lookup(results)
+    models = list(dict.fromkeys(s.model for s in results.device_savings))
+    budgets = results.budgets_points
+    tables: dict[tuple[str, ...], list[str]] = {}
+    for scenario in dict.fromkeys(s.scenario for s in results.device_savings):
+        table = []
+        for label in results.devices:
+            if not any((m, scenario, label, b) in saving for m in models for b in budgets):
+                continue
+            row = [" / ".join(_rel(saving.get((model, scenario, label, b))) for b in budgets)
+                   for model in models]
+            table.append(f"| {label} | " + " | ".join(row) + " |")
+        tables.setdefault(tuple(table), []).append(scenario)
+    out: list[str] = []
+    for table, scenarios in tables.items():
+        out += [f"**{', '.join(scenarios)}**, within {' / '.join(f'{b:g}' for b in budgets)} "
+                "points:", "", "| device | " + " | ".join(models) + " |",
+                "|---|" + "---|" * len(models), *table, ""]
+    return out
+
+
+def _saving_lookup(results: SweepResults) -> dict[tuple[str, str, str, float], float | None]:
+    return {(s.model, s.scenario, s.device, s.budget_points): s.relative(results.cells)
+            for s in results.device_savings}
+
+
+def _method_pairs(results: SweepResults) -> list[str]:
+    """Models of the same architecture (differing in training): where the more tolerant one
+    lets a device's knob go further at the same budget."""
+    saving = _saving_lookup(results)
+    names = list(results.architectures)
+    scenarios = list(dict.fromkeys(s.scenario for s in results.device_savings))
+    out: list[str] = []
+    for j, model in enumerate(names):
+        for versus in names[:j]:
+            if results.architectures[model] != results.architectures[versus]:
+                continue
+            found = []
+            compared = 0
+            for scenario in scenarios:
+                for b in results.budgets_points:
+                    for label in results.devices:
+                        a = saving.get((model, scenario, label, b))
+                        v = saving.get((versus, scenario, label, b))
+                        if a is None or v is None:
+                            continue
+                        compared += 1
+                        if abs(a - v) >= 0.005:
+                            found.append(f"{label}, {scenario}, ≤ {b:g} points: {a:.2f}× "
+                                         f"versus {v:.2f}× ({model} "
+                                         f"{'further' if a < v else 'less far'})")
+            if not found:
+                out.append(f"- **{model} versus {versus}**: the same energy on every device "
+                           f"in every scenario and budget ({compared} comparisons): the sweep's "
+                           "operating points do not separate them.")
+                continue
+            out.append(f"- **{model} versus {versus}**: differ in {len(found)} of {compared} "
+                       "comparisons (device, scenario, budget):")
+            out += [f"  - {line}" for line in found]
+    return out
+
+
+def _trade_lines(results: SweepResults) -> list[str]:
+    d = results.deployment
+    out = []
+    for t in results.knob_trades:
+        what = ", ".join(t.varies) if t.varies else "no energy term"
+        line = (f"- **{t.device}**, {t.knob} {t.low:g} to {t.high:g}: changes {what}; "
+                f"at best {t.energy_ratio:.2f}× the energy at nominal.")
+        missed = [v for v in t.varies if v not in t.charged]
+        if t.trades_nothing and missed:
+            why = {"write": f"this deployment programs the weights once per "
+                            f"{d.amortised_inferences_per_write:g} inferences",
+                   "refresh": f"refresh power is charged over only "
+                              f"{d.seconds_per_inference:g} s per inference",
+                   "static": f"static power is charged over only "
+                             f"{d.seconds_per_inference:g} s per inference",
+                   "read": "the weights are not read"}
+            line += (" **The knob trades nothing here**: "
+                     + "; ".join(why[v] for v in missed if v in why) + ".")
+        out.append(line)
+    return out
+
+
+def _figure_name(device: str, figure: str) -> str:
+    """`sram-14nm: static_power_mw_per_mib` for the memory under test's figures, the memory's
+    own name for the others'."""
+    memory, _, quantity = figure.partition(": ")
+    return f"{device}: {quantity}" if memory == UNDER_TEST else figure
+
+
+def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
+    """The first budget's answer (array scope, or the first scope) under every preset, from
+    the same results repriced."""
+    from memsim.experiments.aggregation import aggregate
+
+    if not results.budgets or (results.overrides and any(
+            o.split("=", 1)[0].strip().startswith("deployment") for o in results.overrides)):
+        return []
+    scope = "array" if any(b.scope == "array" for b in results.budgets) \
+        else results.budgets[0].scope
+    budget = results.budgets_points[0]
+    scenario = results.budgets[0].scenario
+    models = list(dict.fromkeys(b.model for b in results.budgets))
+    current = results.deployment.preset
+    priced = [(current, results)]
+    for preset in DEPLOYMENT_PRESETS:
+        if preset != current:
+            priced.append((preset, aggregate(results.out_dir, [*results.overrides,
+                                                               f"deployment={preset}"])))
+    out = ["## The answer under other deployments", "",
+           f"The same results repriced under each preset ({scenario}, {scope}-scope energies, "
+           f"≤ {budget:g} points; saving against {results.reference}): which knob is worth "
+           "turning depends on how the weights are used.", "",
+           "| deployment | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for preset, r in priced:
+        row = []
+        for model in models:
+            b = next((b for b in r.budgets if (b.model, b.scenario, b.scope, b.budget_points)
+                      == (model, scenario, scope, budget)), None)
+            if b is None or b.cell is None:
+                row.append("–")
+                continue
+            c = r.cells[b.cell]
+            row.append(f"{c.device} {fmt_knobs(devices.swept_knobs(c))}: "
+                       f"{_saving(b, r.cells)}")
+        name = f"**{preset}** (this report)" if preset == current else preset
+        out.append(f"| {name} | " + " | ".join(row) + " |")
+    return [*out, ""]
+
+
+def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
+                 elapsed_s: float | None = None) -> list[Path]:
     """Write the pictures and `report.md`; returns the paths written."""
     out_dir = Path(out_dir)
-    written: list[Path] = []
-    by_device: dict[str, list[ReportRow]] = defaultdict(list)
-    for r in rows:
-        by_device[r.device].append(r)
-    for name, group in sorted(by_device.items()):
-        written.append(accuracy_vs_knob(group, devices[name],
-                                        out_dir / f"accuracy_vs_knob_{_safe(name)}.png"))
-    written.append(pareto_plot(rows, out_dir / "pareto.png"))
-    swept: dict[str, tuple[str, list[float]]] = {}
-    for name, group in by_device.items():
-        knob = _knob_axis(group)
-        if knob is not None:
-            swept[name] = (knob, sorted({r.knobs[knob] for r in group if knob in r.knobs}))
-    written.append(ber_vs_knob(devices, swept, out_dir / "ber_vs_knob.png"))
+    devices = _Devices(results)
+    written: list[Path] = [pareto_plot(results, devices, out_dir / "pareto.png"),
+                           savings_plot(results, devices, out_dir / "savings.png")]
+    labels = [label for label in results.devices
+              if any(c.device == label and c.accuracy is not None for c in results.cells)]
+    for label in labels:
+        written.append(accuracy_vs_knob(results, devices, label,
+                                        out_dir / f"accuracy_vs_knob_{_safe(label)}.png"))
+    written.append(ber_vs_knob(results, devices, out_dir / "ber_vs_knob.png"))
+    d = results.deployment
+    title = f"memsim sweep: {results.name}" + (" (dry run)" if results.dry_run else "")
     lines = [f"# {title}", ""]
     if command:
-        lines += [f"Made with `{command}`" + (f" in {elapsed_s:.0f} s." if elapsed_s else "."),
-                  ""]
-    lines += ["![energy/accuracy Pareto fronts](pareto.png)", "",
-              "## Cheapest operating points within an accuracy budget", "",
-              "| model | scenario | budget | device | knobs | storage | accuracy | energy (pJ) | "
-              "vs nominal | energy assumed |", "|---|---|---|---|---|---|---|---|---|---|"]
-    priced = [r for r in rows if r.energy_pj > 0]
-    points = _points(priced)
-    clean = {r.model: r.clean_accuracy for r in rows}
-    for b in budget_table(points, clean, tuple(budgets_points)):
-        p = b.point
-        if p is None:
-            lines.append(f"| {b.model} | {b.scenario} | ≤ {b.budget_points:g} points | none "
-                         "| | | | | | |")
-            continue
-        row = priced[next(i for i, q in enumerate(points) if q is p)]
-        lines.append(f"| {p.model} | {p.scenario} | ≤ {b.budget_points:g} points | {p.device} |"
-                     f" {_fmt_knobs(p.knobs)} | {row.variant or '-'} | {100 * p.accuracy:.1f} % | "
-                     f"{p.energy_pj:.4g} | "
-                     f"{row.energy_relative:.2f} | {'yes' if p.assumed_energy else 'no'} |")
-    if paired:
-        lines += ["", "## Models compared on the same chips", "",
-                  "Each later model of the config minus each earlier one on the same test data, "
-                  "in every cell both have, paired chip by chip (per cell: `paired.csv`). Above "
-                  "/ below: cells whose 95 % interval of the difference lies above / below the "
-                  "clean difference, i.e. where the errors move the gap. The intervals cover "
-                  "chip-to-chip spread on this test set only; the clean difference itself "
-                  "carries test-set and training noise.", "",
+        lines += [f"Made with `{command}`" + (
+            f": models, sweep and aggregation took {elapsed_s:.0f} s (this report and its "
+            "pictures came after)." if elapsed_s else "."), ""]
+    preset = "custom deployment" if d.preset == "custom" else f"the **{d.preset}** preset"
+    lines += [
+        "## The answer", "",
+        f"**Deployment**: {preset}" + (f" ({d.description})" if d.description else "")
+        + f": {d.summary()}."
+        + (f" Repriced with `{' '.join('--set ' + o for o in results.overrides)}`."
+           if results.overrides else ""),
+        "",
+        f"**Reference**: energies are compared with {results.reference}"
+        + (f" ({results.reference_scope} scope)" if results.reference_scope else "")
+        + ", holding the same bits in the same placement and protection. **Budgets** are "
+        "judged by the low end of each point's 95 % accuracy interval (chips as clusters) "
+        "against the model's clean accuracy; the saving's range runs to the cheapest point "
+        "whose high end qualifies.", ""]
+    scopes = list(dict.fromkeys(b.scope for b in results.budgets))
+    mixed = sorted({c.device for c in results.cells if c.energy_scope == "mixed"})
+    for scope in scopes:
+        members = sorted({results.cells[i].device for (m, s, sc), f in results.fronts.items()
+                          if sc == scope for i in f} | {
+            c.device for c in results.cells if c.energy_scope == scope and c.has_energy_model})
+        if len(scopes) > 1:
+            lines += [f"**{scope.capitalize()}-scope energies** ({', '.join(members)}): "
+                      + ("the cell alone, no periphery; not comparable with array-scope "
+                         "figures, so on fronts and budgets of their own."
+                         if scope == "cell" else "arrays with their periphery."), ""]
+        lines += [*_headline(results, devices, scope), ""]
+    if mixed:
+        lines += [f"Left out of fronts and budgets: placements that put {', '.join(mixed)} "
+                  "(cell-scope energy) next to array-scope memories, whose sum means neither; "
+                  "they are in `results.csv`.", ""]
+    if any(b.cheapest_while is not None for b in results.budgets):
+        lines += ["*Cheapest while*: the inferences per programming N over which the point "
+                  "stays the cheapest qualifying one (now N = "
+                  f"{d.amortised_inferences_per_write:g}); outside it the ranking flips.", ""]
+    weak = sorted({_figure_name(results.cells[b.cell].device, f) for b in results.budgets
+                   if b.cell is not None for f in results.cells[b.cell].energy_assumed_figures})
+    lines += ["`*`: the energy rests on a figure tagged assumed or not given"
+              + (f" ({'; '.join(weak)})" if weak else "") + ".", "",
+              "![energy/accuracy, every device](pareto.png)", "",
+              "## What each device saves", "",
+              "Within each accuracy budget, the cheapest operating point of each device "
+              "against the same device at nominal knobs (lower is a larger saving; – : no "
+              "point qualifies).", ""]
+    lines += _savings_tables(results)
+    lines += ["![savings per device](savings.png)", ""]
+    pairs = _method_pairs(results)
+    if pairs:
+        lines += ["## Training methods at equal accuracy", "",
+                  "Models of the same architecture that differ only in training, on the same "
+                  "chips: per device, the energy each needs within the budget (as above).", ""]
+        lines += [*pairs, ""]
+    lines += _other_deployments(results, devices)
+    lines += ["## What the knobs trade under this deployment", ""]
+    lines += _trade_lines(results) or ["No device's knob was swept."]
+    lines += ["", "Another deployment reprices the same results without evaluating a chip: "
+              "`memsim pareto DIR --set deployment=streamed` (presets: always-on, throughput, "
+              "streamed, reprogrammed-hourly).", ""]
+    summaries = paired_summaries(results)
+    if summaries:
+        lines += ["## Models compared on the same chips", "",
+                  "Each later model minus each earlier one, in every cell both have, paired "
+                  "chip by chip (per cell: `paired.csv`). Above / below: cells whose 95 % "
+                  "interval of the difference lies above / below the clean difference, i.e. "
+                  "where the errors move the gap.", "",
                   "| model | versus | scenario | clean difference | mean difference | cells | "
                   "above | below |", "|---|---|---|---|---|---|---|---|"]
-        for pair in sorted(paired, key=lambda q: (q.model, q.versus, q.scenario)):
+        for pair in sorted(summaries, key=lambda q: (q.model, q.versus, q.scenario)):
             lines.append(f"| {pair.model} | {pair.versus} | {pair.scenario} | "
                          f"{100 * pair.clean_difference:+.2f} points | "
                          f"{100 * pair.mean_difference:+.2f} points | {pair.cells} | "
                          f"{pair.cells_above} | {pair.cells_below} |")
-    lines += ["", "## Accuracy versus the control knob", ""]
-    for name in sorted(by_device):
-        lines.append(f"![{name}](accuracy_vs_knob_{_safe(name)}.png)")
-    lines += ["", "![BER versus knob](ber_vs_knob.png)", "", "## All operating points", "",
-              "| model | scenario | device | knobs | storage | BER | accuracy (95 % interval) | "
-              "clean | chips × reads | energy (pJ) | vs nominal |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r.model, r.scenario, r.device, r.variant,
-                                         sorted(r.knobs.items()))):
-        interval = (f"[{100 * r.accuracy_low:.1f}, {100 * r.accuracy_high:.1f}]"
-                    if math.isfinite(r.accuracy_low) else "")
-        lines.append(f"| {r.model} | {r.scenario} | {r.device} | {_fmt_knobs(r.knobs)} | "
-                     f"{r.variant or '-'} | {r.ber:.3g} | {100 * r.accuracy:.1f} % {interval} | "
-                     f"{100 * r.clean_accuracy:.1f} % | {r.chips} × {r.reads} | "
-                     f"{r.energy_pj:.4g}{'*' if r.assumed_energy else ''} | "
-                     f"{r.energy_relative:.2f} |")
-    lines += ["", "`*`: the energy rests on at least one figure tagged `assumed`.", "",
+        lines.append("")
+    lines += ["## Accuracy of each device", ""]
+    lines += [f"![{label}](accuracy_vs_knob_{_safe(label)}.png)" for label in labels]
+    lines += ["", "![BER versus knob](ber_vs_knob.png)", "", "## Files", "",
+              f"- `results.csv`: every cell ({len(results.cells)} rows), one `knob.<name>` "
+              "column per knob, every energy term, `on_front`;",
+              "- `pareto.csv`: the noise-aware fronts; `budgets.csv`: the answer above, with "
+              "`relative_energy`; `paired.csv`: models compared cell by cell.", "",
               "## Devices and their provenance", ""]
-    lines += [_provenance(devices[n]) for n in sorted(by_device)]
+    for label in labels:
+        spec = devices.devices[label].spec
+        sources = "; ".join(f"{s.id}: {s.citation}" for s in spec.sources)
+        lines.append(f"- **{label}** ({spec.technology}, {spec.energy.scope.value}-scope "
+                     f"energy): {spec.description.strip()} Sources: {sources}")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append(path)

@@ -5,7 +5,8 @@ An experiment names the models (a training config, a checkpoint, or a user's own
 quantised after training), the test data, the devices with the control-knob values to sweep,
 the environment scenarios, where the layers live (placements), the protections of the memory
 under test, the number of chips and trials (fixed, or adaptive to a target interval), the
-energy accounting and the seed. `configs/README.md` documents every field with an example.
+deployment that energy is counted for (`memsim.spec.deployment`), the reference memory that
+savings are stated against, and the seed. `configs/README.md` documents every field with an example.
 
 Relative paths (checkpoints, weight files, device files, data directories, training configs)
 are relative to the config file. Device knobs are checked against the device files here:
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from memsim.errors import MemsimError, SpecError, SpecProblem, UnknownDeviceError
+from memsim.spec.deployment import DEPLOYMENT_PRESETS, Deployment, parse_deployment
 from memsim.spec.device import DeviceSpec, KnobRole, parse_device
 from memsim.spec.fields import Node, entries, nearest_hint, printable
 from memsim.spec.loader import load_document, read_yaml, resolve_device_path
@@ -44,6 +46,7 @@ from memsim.spec.training import (
 )
 
 __all__ = [
+    "DEFAULT_BUDGETS_POINTS",
     "ECC_SCHEMES",
     "SCHEMA_VERSION",
     "UNCORRECTABLE_POLICIES",
@@ -52,7 +55,6 @@ __all__ = [
     "DataSelection",
     "DeviceEntry",
     "DeviceRef",
-    "EnergySettings",
     "ExperimentSpec",
     "FixedMemory",
     "ModelEntry",
@@ -60,13 +62,16 @@ __all__ = [
     "PlacementSpec",
     "ProtectionSpec",
     "PtqSpec",
+    "ReferenceMemory",
     "Scenario",
     "TorchModelSpec",
     "UnknownConfigError",
+    "apply_config_overrides",
     "builtin_config_files",
     "config_dir",
     "load_experiment",
     "parse_experiment",
+    "parse_reference",
     "resolve_config_path",
 ]
 
@@ -82,7 +87,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _BUILDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 _NO_SWEEP: tuple[tuple[str, tuple[float, ...]], ...] = ()
 _NO_NAMES: tuple[str, ...] = ()
-_DEFAULT_BUDGETS: tuple[float, ...] = (1.0, 2.0)
+DEFAULT_BUDGETS_POINTS: tuple[float, ...] = (1.0, 2.0)
+"""Accuracy budgets in percentage points below clean accuracy, when a config names none."""
+_PLACEHOLDER_DEPLOYMENT = DEPLOYMENT_PRESETS["always-on"]
 
 
 def _no_knobs() -> dict[str, float]:
@@ -294,18 +301,19 @@ class ChipRule:
 
 
 @dataclass(frozen=True)
-class EnergySettings:
-    """Energy accounting (`memsim.experiments.energy`)."""
+class ReferenceMemory:
+    """What a sweep's energies are compared with (`relative_energy`): a device at knob values
+    (unnamed knobs at nominal) holding the same bits under the same placement and protection;
+    `device` None: each device under test at its own nominal control knobs."""
 
-    inference_time_s: float
-    """Time the weights are held per inference: static and refresh energy (0: left out)."""
-    reads_per_inference: float = 1.0
-    """How often each stored weight bit is read per inference."""
-    capacity_mib: float | None = None
-    """Capacity of the memory under test (None: exactly the bits it stores)."""
-    inferences_per_write: float | None = None
-    """Inferences served by one programming of the weights: write energy per inference is
-    that of every stored bit divided by it (None: writes left out)."""
+    device: DeviceRef | None = None
+    knobs: Mapping[str, float] = field(default_factory=dict)
+
+    def label(self) -> str:
+        if self.device is None:
+            return "each device at its nominal control knobs"
+        knobs = ", ".join(f"{k}={v:g}" for k, v in self.knobs.items())
+        return f"{self.device.name} at " + (knobs if knobs else "nominal")
 
 
 @dataclass(frozen=True)
@@ -315,7 +323,7 @@ class ExperimentSpec:
     name: str
     models: tuple[ModelEntry, ...]
     devices: tuple[DeviceEntry, ...]
-    energy: EnergySettings
+    deployment: Deployment
     chips: ChipRule
     description: str = ""
     seed: int = 0
@@ -324,7 +332,8 @@ class ExperimentSpec:
     placements: tuple[PlacementSpec, ...] = (PlacementSpec("all"),)
     protections: tuple[ProtectionSpec, ...] = (ProtectionSpec("none"),)
     trials: int = 1
-    budgets_points: tuple[float, ...] = (1.0, 2.0)
+    budgets_points: tuple[float, ...] = DEFAULT_BUDGETS_POINTS
+    reference: ReferenceMemory = ReferenceMemory()
     source: str = "<config>"
     document: Mapping[str, Any] = field(default_factory=dict)
     """The config as read (after overrides), for the record."""
@@ -594,18 +603,16 @@ def _chips(n: Node) -> ChipRule:
     return ChipRule(batch, min_chips, max_chips, target, confidence)
 
 
-def _energy(n: Node) -> EnergySettings:
+def parse_reference(n: Node) -> ReferenceMemory:
+    """Read a `reference:` section: `device` and optional `knobs` (control or design)."""
     with n.fields() as f:
-        return EnergySettings(
-            inference_time_s=f.collect_required(
-                "inference_time_s", lambda m: m.number_in(0.0, None), 0.0),
-            reads_per_inference=f.collect("reads_per_inference",
-                                          lambda m: m.number_in(0.0, None), 1.0),
-            capacity_mib=f.collect("capacity_mib",
-                                   lambda m: m.number_in(0.0, None, low_open=True), None),
-            inferences_per_write=f.collect("inferences_per_write",
-                                           lambda m: m.number_in(1.0, None), None),
-        )
+        ref = f.required("device", _device_ref)
+        knobs = f.collect("knobs", lambda m: _held(m, ref.spec), _no_knobs())
+    return ReferenceMemory(ref, knobs)
+
+
+def _deployment(n: Node) -> Deployment:
+    return parse_deployment(n)
 
 
 def _data(n: Node) -> DataSelection:
@@ -621,7 +628,7 @@ def _budgets(n: Node) -> tuple[float, ...]:
     with n.fields() as f:
         budgets = f.collect("budgets_points",
                             lambda m: tuple(c.number_in(0.0, 100.0) for c in m.sequence(1)),
-                            _DEFAULT_BUDGETS)
+                            DEFAULT_BUDGETS_POINTS)
     return budgets
 
 
@@ -775,8 +782,15 @@ def parse_experiment(document: Any, file: str = "<config>") -> ExperimentSpec:
                                 (ProtectionSpec("none"),))
         chips = f.collect_required("chips", _chips, ChipRule(1, 1, 1))
         trials = f.collect("trials", lambda n: n.integer(1, 1 << 16), 1)
-        energy = f.collect_required("energy", _energy, EnergySettings(0.0))
-        budgets = f.collect("pareto", _budgets, _DEFAULT_BUDGETS)
+        if f.has("energy"):
+            f.node_of("energy")
+            f.problems.append(root.child("energy", None).problem(
+                "the energy section is now `deployment:` (a preset such as always-on, "
+                "throughput, streamed; see configs/README.md): inference_time_s became "
+                "inference_rate_hz = 1 / inference_time_s"))
+        deployment = f.collect_required("deployment", _deployment, _PLACEHOLDER_DEPLOYMENT)
+        reference = f.collect("reference", parse_reference, ReferenceMemory())
+        budgets = f.collect("pareto", _budgets, DEFAULT_BUDGETS_POINTS)
         checks: list[tuple[str, Sequence[Any], Callable[[Any], str], str]] = [
             ("models", models, lambda x: x.name, "model"),
             ("scenarios", scenarios, lambda x: x.name, "scenario"),
@@ -792,18 +806,29 @@ def parse_experiment(document: Any, file: str = "<config>") -> ExperimentSpec:
         if devices:  # cross-checks only on devices that parsed: no spurious problems
             f.problems.extend(_check_scenarios(root, scenarios, devices, placements))
     return ExperimentSpec(
-        name=name, models=models, devices=devices, energy=energy, chips=chips,
+        name=name, models=models, devices=devices, deployment=deployment, chips=chips,
         description=description, seed=seed, data=data, scenarios=scenarios,
         placements=placements, protections=protections, trials=trials,
-        budgets_points=budgets, source=file,
+        budgets_points=budgets, reference=reference, source=file,
         document=dict(document) if isinstance(document, Mapping) else {})
+
+
+def apply_config_overrides(document: Any, overrides: Sequence[str], file: str) -> Any:
+    """`apply_overrides` one at a time, a deployment named by its preset alone becoming
+    `{preset: NAME}` in between, so that `deployment=streamed` and then
+    `deployment.inference_rate_hz=100` compose."""
+    for item in overrides:
+        if isinstance(document, Mapping) and isinstance(document.get("deployment"), str):
+            document = {**document, "deployment": {"preset": document["deployment"]}}
+        document = apply_overrides(document, [item], file)
+    return document
 
 
 def load_experiment(name_or_path: str | Path, overrides: Sequence[str] = ()) -> ExperimentSpec:
     """Read, override (`key.path=value`, values as YAML) and validate an experiment config:
     a built-in name (`quickstart`) or a file."""
     path = resolve_config_path(name_or_path)
-    document = apply_overrides(read_yaml(path), overrides, str(path))
+    document = apply_config_overrides(read_yaml(path), overrides, str(path))
     if document is None:
         raise SpecError.single(str(path), "", "empty file: expected an experiment config")
     return parse_experiment(document, str(path))

@@ -1,0 +1,708 @@
+"""Aggregation: from a sweep's manifest and store to per-cell results, energies under a
+deployment, noise-aware Pareto fronts, budgets and paired comparisons.
+
+Accuracy comes from the store (one row per chip, keyed by what changes accuracy); energy is
+computed here from the manifest's bit counts and knobs under the deployment in force, so
+`aggregate(out, overrides=["deployment=streamed"])` re-prices a sweep without evaluating a
+chip.
+
+Rules the report states:
+- Per cell, the accuracy interval is a t-interval over chips (chips as clusters).
+- Energies of different `energy.scope` (a cell alone, or an array with its periphery) are
+  never on one front: fronts and budgets are per (model, scenario, scope).
+- The front is noise-aware (`pareto.noise_aware_front`): a point leaves it when a cheaper
+  point is not worse within noise; points on the same chips (one device, placement and
+  protection along its knobs) are compared by the paired interval of their difference.
+  Accuracies above the model's clean accuracy count as clean. A front point less than
+  `ENERGY_TIE` (0.1 %) cheaper than the next one leaves it too.
+- Budgets are judged by the LOW end of the accuracy interval against the model's clean
+  accuracy: a point qualifies for "≤ b points" when accuracy_low ≥ clean − b/100. The saving's
+  interval runs from that point to the cheapest point whose HIGH end qualifies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from memsim.experiments.energy import InferenceEnergy, MemoryUse, inference_energy
+from memsim.experiments.manifest import read_manifest
+from memsim.experiments.models import RunnerError
+from memsim.experiments.pareto import (
+    BUDGET_TOLERANCE,
+    TradeoffPoint,
+    noise_aware_front,
+)
+from memsim.experiments.plan import adaptive_rule
+from memsim.experiments.stats import AdaptiveChips, cluster_mean_interval
+from memsim.experiments.store import STORE_FILENAME, ResultStore
+from memsim.memory.protection import ProtectionOverhead
+from memsim.physics.device import Device, OperatingPoint
+from memsim.spec.deployment import Deployment, WeightResidence, parse_deployment
+from memsim.spec.device import parse_device
+from memsim.spec.experiment import (
+    DEFAULT_BUDGETS_POINTS,
+    ChipRule,
+    ReferenceMemory,
+    apply_config_overrides,
+    parse_reference,
+)
+from memsim.spec.fields import Node
+
+__all__ = [
+    "REPRICING_SECTIONS",
+    "BudgetChoice",
+    "CellResult",
+    "CleanResult",
+    "DeviceSaving",
+    "KnobTrade",
+    "PairedDifference",
+    "SweepResults",
+    "aggregate",
+    "paired_differences",
+]
+
+REPRICING_SECTIONS = ("deployment", "reference", "pareto")
+"""Config sections `aggregate` may override: they change prices and budgets, not accuracy."""
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """A model's fault-free figures on the test images."""
+
+    model: str
+    accuracy: float
+    mlm: float
+    mlm_normalised: float
+    n_test: int
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One cell's aggregate: accuracy interval over chips (chips as clusters), means over chips
+    of the per-chip means of the other figures, and the energy per inference under the
+    deployment."""
+
+    model: str
+    scenario: str
+    device: str
+    placement: str
+    protection: str
+    control_knobs: Mapping[str, float]
+    environment_knobs: Mapping[str, float]
+    chips: int
+    trials: int
+    complete: bool
+    clean_accuracy: float
+    accuracy: float | None
+    accuracy_low: float | None
+    accuracy_high: float | None
+    accuracy_half_width: float | None
+    mlm: float | None
+    mlm_normalised: float | None
+    bit_errors: float | None
+    under_test_ber: float | None
+    residual_bit_errors: float | None
+    corrected_words: float | None
+    uncorrectable_words: float | None
+    device_ber: float
+    data_bits: int
+    stored_bits: int
+    reliable_bits: int
+    energy_scope: str
+    """`array` or `cell` (the devices' `energy.scope`), `mixed` when the placement's memories
+    differ."""
+    energy_pj: float
+    energy_read_pj: float
+    energy_reliable_read_pj: float
+    energy_static_pj: float
+    energy_refresh_pj: float
+    energy_write_pj: float
+    energy_nominal_pj: float
+    """The same placement with the device under test at nominal control knobs."""
+    reference_energy_pj: float | None
+    """The reference memory's energy for the same bits (None: not comparable, another
+    scope)."""
+    energy_assumed: bool
+    energy_assumed_figures: tuple[str, ...]
+    energy_under_test_nominal_pj: float = 0.0
+    """The memory under test's own energy at nominal knobs (0: its device has no energy
+    model, so the cell stays out of the Pareto fronts)."""
+    write_pj_per_programming: float = 0.0
+    """Energy of one programming of every stored bit (what `inferences_per_write` divides)."""
+    chip_accuracy: tuple[float, ...] = ()
+    """Mean accuracy of each chip used, chips 0, 1, ... (what `paired` pairs models by)."""
+    on_front: bool = False
+
+    @property
+    def relative_to_nominal(self) -> float:
+        """Energy over the same placement's at nominal control knobs (1 when both are 0)."""
+        return _ratio(self.energy_pj, self.energy_nominal_pj)
+
+    @property
+    def relative_energy(self) -> float | None:
+        """Energy over the reference memory's (None when not comparable)."""
+        if self.reference_energy_pj is None:
+            return None
+        return _ratio(self.energy_pj, self.reference_energy_pj)
+
+    @property
+    def has_energy_model(self) -> bool:
+        return self.energy_under_test_nominal_pj > 0.0
+
+    @property
+    def knobs(self) -> dict[str, float]:
+        return {**self.control_knobs, **self.environment_knobs}
+
+    def same_chips(self, other: CellResult) -> bool:
+        """Whether chip c of both is the same simulated chip holding the same bits."""
+        return (self.model, self.scenario, self.device, self.placement, self.protection) == \
+            (other.model, other.scenario, other.device, other.placement, other.protection)
+
+
+def _ratio(a: float, b: float) -> float:
+    if b == 0.0:
+        return 1.0 if a == 0.0 else math.inf
+    return a / b
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Accuracy of `model` minus that of `versus` in one cell, paired chip by chip: chip
+    seeds do not depend on the model, so chip c of both is the same simulated chip."""
+
+    model: str
+    versus: str
+    scenario: str
+    device: str
+    placement: str
+    protection: str
+    control_knobs: Mapping[str, float]
+    environment_knobs: Mapping[str, float]
+    chips: int
+    difference: float
+    low: float | None
+    """None with a single chip (no interval). The interval covers chip-to-chip spread on
+    this test set, not test-set sampling or training noise."""
+    high: float | None
+    clean_difference: float
+    """The same difference without errors: what the errors add is `difference` less this."""
+
+
+@dataclass(frozen=True)
+class BudgetChoice:
+    """The cheapest cell of a (model, scenario, scope) within `budget_points` of clean accuracy
+    judged by its interval's low end (`cell`), and judged by its high end (`optimistic`): the
+    true cheapest qualifying point lies between them in energy."""
+
+    model: str
+    scenario: str
+    scope: str
+    budget_points: float
+    clean_accuracy: float
+    cell: int | None
+    """Index into `SweepResults.cells`, None when no cell qualifies."""
+    optimistic: int | None
+    cheapest_while: tuple[float, float] | None = None
+    """Resident weights: the range of inferences per write over which `cell` stays the
+    cheapest qualifying point (the ranking flips outside it); None otherwise."""
+
+
+@dataclass(frozen=True)
+class DeviceSaving:
+    """What one device saves for one model in one scenario within one budget: its cheapest
+    qualifying cell against its cheapest qualifying cell at nominal control knobs."""
+
+    model: str
+    scenario: str
+    device: str
+    budget_points: float
+    cell: int | None
+    nominal_cell: int | None
+
+    def relative(self, cells: Sequence[CellResult]) -> float | None:
+        if self.cell is None or self.nominal_cell is None:
+            return None
+        return _ratio(cells[self.cell].energy_pj, cells[self.nominal_cell].energy_pj)
+
+
+@dataclass(frozen=True)
+class KnobTrade:
+    """What sweeping a device's control knob changes in energy under the deployment."""
+
+    device: str
+    knob: str
+    low: float
+    high: float
+    energy_ratio: float
+    """Energy per inference at the swept value of lowest energy over that at nominal (the
+    first model, scenario and storage variant)."""
+    varies: tuple[str, ...]
+    """Energy terms that change along the knob (read, write, static, refresh)."""
+    charged: tuple[str, ...]
+    """Of those, the terms this deployment charges noticeably (≥ 1 % of the total at
+    nominal)."""
+
+    @property
+    def trades_nothing(self) -> bool:
+        """Less than 1 % of energy between the knob's cheapest value and nominal."""
+        return self.energy_ratio > 0.99
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    """What a sweep produced: per-cell aggregates, fronts, budgets, paired comparisons."""
+
+    name: str
+    out_dir: Path
+    cells: tuple[CellResult, ...]
+    clean: Mapping[str, CleanResult]
+    fronts: Mapping[tuple[str, str, str], tuple[int, ...]]
+    """(model, scenario, scope) -> indices into `cells` on its noise-aware front, by
+    increasing energy."""
+    budgets: tuple[BudgetChoice, ...]
+    device_savings: tuple[DeviceSaving, ...]
+    budgets_points: tuple[float, ...]
+    complete: bool
+    dry_run: bool
+    config: Mapping[str, Any]
+    deployment: Deployment
+    reference: str
+    """The reference memory, in words."""
+    reference_scope: str | None
+    """Its energy scope (None: each device against itself)."""
+    knob_trades: tuple[KnobTrade, ...] = ()
+    devices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Device label -> {name, file, spec_hash, swept (knob names), document, scope}."""
+    architectures: Mapping[str, str] = field(default_factory=dict)
+    """Model -> hash of its structure (models alike in it differ only in training)."""
+    outputs: tuple[Path, ...] = ()
+    """The files `write_outputs` wrote (set by `run_experiment`)."""
+    paired: tuple[PairedDifference, ...] = ()
+    """Every later model against every earlier one (config order) on the same test data, in
+    every cell both have (`paired_differences`)."""
+    overrides: tuple[str, ...] = ()
+    """The repricing overrides in force (`memsim pareto DIR --set ...`)."""
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _chip_means(rows: Sequence[Mapping[str, Any]], name: str) -> float:
+    """Mean over chips of each chip's mean over its trials."""
+    return _mean([_mean([float(v) for v in r[name]]) for r in rows])
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+# -- energy ------------------------------------------------------------------------------------
+
+
+class _Pricer:
+    """Energies of cells under one deployment and reference, operating points cached."""
+
+    def __init__(self, manifest: Mapping[str, Any], deployment: Deployment,
+                 reference: ReferenceMemory) -> None:
+        self.deployment = deployment
+        self.reference = reference
+        self.devices = {key: Device(parse_device(d["document"], d["file"]))
+                        for key, d in manifest["memory_devices"].items()}
+        self._points: dict[tuple[str, tuple[tuple[str, float], ...]], OperatingPoint] = {}
+        self.reference_device: Device | None = None
+        if reference.device is not None:
+            self.reference_device = self.devices.get(reference.device.spec_hash) \
+                or Device(reference.device.spec)
+
+    def at(self, key: str, knobs: Mapping[str, float]) -> OperatingPoint:
+        k = (key, tuple(sorted(knobs.items())))
+        if k not in self._points:
+            self._points[k] = self.devices[key].at(**knobs)
+        return self._points[k]
+
+    def scope(self, cell: Mapping[str, Any]) -> str:
+        scopes = {self.devices[m["device_hash"]].spec.energy.scope.value
+                  for m in cell["memories"]}
+        return scopes.pop() if len(scopes) == 1 else "mixed"
+
+    def _uses(self, cell: Mapping[str, Any], under_test: OperatingPoint,
+              nominal: OperatingPoint) -> list[MemoryUse]:
+        d = self.deployment
+        uses = []
+        for i, m in enumerate(cell["memories"]):
+            at = under_test if i == 0 else self.at(m["device_hash"], m["knobs"])
+            uses.append(MemoryUse(
+                ProtectionOverhead(**m["overhead"]), at, nominal if i == 0 else at,
+                capacity_mib=d.capacity_mib if i == 0 else m["capacity_mib"],
+                reads_per_inference=d.reads_per_inference, name=m["name"],
+                writes_per_inference=d.writes_per_inference))
+        return uses
+
+    def price(self, cell: Mapping[str, Any]) -> tuple[InferenceEnergy, float, float | None]:
+        """(energy of the cell, the device under test's own energy at nominal, the reference
+        memory's energy for the same bits or None)."""
+        dut = cell["memories"][0]
+        at = self.at(dut["device_hash"], dut["knobs"])
+        nominal = self.at(dut["device_hash"], cell["nominal_knobs"])
+        uses = self._uses(cell, at, nominal)
+        t = self.deployment.seconds_per_inference
+        energy = inference_energy(uses, t)
+        dut_nominal = inference_energy(uses[0], t).nominal_pj
+        ref: float | None = energy.nominal_pj
+        if self.reference_device is not None:
+            device = self.reference_device
+            if device.spec.energy.scope.value != self.scope(cell):
+                ref = None
+            else:
+                env = {k: v for k, v in cell["environment_knobs"].items()
+                       if k in device.spec.knob_names}
+                point = device.at(**{**self.reference.knobs, **env})
+                ref_uses = self._uses(cell, point, point)
+                ref = inference_energy(ref_uses, t).total_pj
+        return energy, dut_nominal, ref
+
+
+# -- cells -------------------------------------------------------------------------------------
+
+
+def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveChips,
+                    trials: int, clean_accuracy: float, pricer: _Pricer) -> CellResult:
+    rows: dict[int, Mapping[str, Any]] = {}
+    for c, key in enumerate(cell["keys"]):
+        row = store.get(key)
+        if row is not None:
+            rows[c] = row.outputs
+    finished = {c: [float(a) for a in r["accuracy"]] for c, r in rows.items()}
+    complete = rule.done(finished)
+    if complete:
+        used = rule.chips_used(finished)
+    else:  # a partial sweep: the finished chips from chip 0 on
+        used = []
+        while len(used) in rows:
+            used.append(len(used))
+    chosen = [rows[c] for c in used]
+    energy, dut_nominal, reference = pricer.price(cell)
+    b = energy.breakdown
+    overhead = ProtectionOverhead(**cell["memories"][0]["overhead"])
+    w = pricer.deployment.writes_per_inference
+    common: dict[str, Any] = dict(
+        model=cell["model"], scenario=cell["scenario"], device=cell["device"],
+        placement=cell["placement"], protection=cell["protection"],
+        control_knobs=cell["control_knobs"], environment_knobs=cell["environment_knobs"],
+        chips=len(chosen), trials=trials, complete=complete, clean_accuracy=clean_accuracy,
+        device_ber=cell["device_ber"], data_bits=overhead.data_bits,
+        stored_bits=overhead.stored_bits, reliable_bits=overhead.reliable_bits,
+        energy_scope=pricer.scope(cell), energy_pj=energy.total_pj,
+        energy_read_pj=math.fsum((b.read_pj, b.check_read_pj, b.padding_read_pj)),
+        energy_reliable_read_pj=b.reliable_read_pj, energy_static_pj=b.static_pj,
+        energy_refresh_pj=b.refresh_pj, energy_write_pj=b.write_pj,
+        energy_nominal_pj=energy.nominal_pj, reference_energy_pj=reference,
+        energy_assumed=energy.assumed, energy_assumed_figures=energy.assumed_figures,
+        energy_under_test_nominal_pj=dut_nominal,
+        write_pj_per_programming=b.write_pj / w if w > 0 else 0.0)
+    if not chosen:
+        return CellResult(**common, accuracy=None, accuracy_low=None, accuracy_high=None,
+                          accuracy_half_width=None, mlm=None, mlm_normalised=None,
+                          bit_errors=None, under_test_ber=None, residual_bit_errors=None,
+                          corrected_words=None, uncorrectable_words=None)
+    by_chip = [[float(a) for a in r["accuracy"]] for r in chosen]
+    interval = cluster_mean_interval(by_chip, rule.confidence, bounds=(0.0, 1.0))
+    dut_errors = _chip_means(chosen, "under_test_bit_errors")
+    stored = overhead.stored_bits
+    return CellResult(
+        **common, accuracy=interval.mean, accuracy_low=_finite(interval.low),
+        accuracy_high=_finite(interval.high), accuracy_half_width=_finite(interval.half_width),
+        mlm=_chip_means(chosen, "mlm"), mlm_normalised=_chip_means(chosen, "mlm_normalised"),
+        bit_errors=math.fsum((_chip_means(chosen, "flips_zero_to_one"),
+                              _chip_means(chosen, "flips_one_to_zero"))),
+        under_test_ber=dut_errors / stored if stored else 0.0,
+        residual_bit_errors=_chip_means(chosen, "residual_bit_errors"),
+        corrected_words=_chip_means(chosen, "corrected_words"),
+        uncorrectable_words=_chip_means(chosen, "uncorrectable_words"),
+        chip_accuracy=tuple(math.fsum(v) / len(v) for v in by_chip))
+
+
+# -- fronts and budgets ------------------------------------------------------------------------
+
+
+def _priced(cell: CellResult) -> bool:
+    return cell.chips > 0 and cell.has_energy_model and cell.accuracy is not None
+
+
+def _point(cell: CellResult) -> TradeoffPoint:
+    assert cell.accuracy is not None
+    return TradeoffPoint(cell.model, cell.scenario, cell.device, dict(cell.control_knobs),
+                         cell.energy_pj, cell.accuracy, cell.accuracy_low, cell.accuracy_high,
+                         cell.protection, cell.placement, cell.energy_assumed)
+
+
+def _paired_interval(a: CellResult, b: CellResult) -> tuple[float, float] | None:
+    """Interval of accuracy(a) − accuracy(b) over the chips both used, when they share chips
+    and there are at least two."""
+    if not a.same_chips(b):
+        return None
+    n = min(len(a.chip_accuracy), len(b.chip_accuracy))
+    if n < 2:
+        return None
+    d = cluster_mean_interval([[x - y] for x, y in zip(a.chip_accuracy[:n],
+                                                       b.chip_accuracy[:n], strict=True)])
+    return (d.low, d.high) if d.bounded else None
+
+
+def _groups(cells: Sequence[CellResult]) -> dict[tuple[str, str, str], list[int]]:
+    """Priced cells by (model, scenario, scope); placements that mix scopes are in none (their
+    energy adds a cell's figure to an array's)."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, c in enumerate(cells):
+        if _priced(c) and c.energy_scope != "mixed":
+            groups.setdefault((c.model, c.scenario, c.energy_scope), []).append(i)
+    return dict(sorted(groups.items()))
+
+
+def _fronts(cells: Sequence[CellResult]) -> dict[tuple[str, str, str], tuple[int, ...]]:
+    out = {}
+    for key, members in _groups(cells).items():
+        group = [cells[i] for i in members]
+
+        def paired(p: int, q: int, group: list[CellResult] = group
+                   ) -> tuple[float, float] | None:
+            return _paired_interval(group[p], group[q])
+
+        front = noise_aware_front([_point(c) for c in group], group[0].clean_accuracy, paired)
+        # a front point within ENERGY_TIE of the next (more accurate) one saves nothing real
+        kept = [j for j, nxt in zip(front, [*front[1:], None], strict=True)
+                if nxt is None or group[nxt].energy_pj > group[j].energy_pj * (1.0 + ENERGY_TIE)]
+        out[key] = tuple(members[j] for j in kept)
+    return out
+
+
+ENERGY_TIE = 1e-3
+"""Energies within this fraction of the cheapest qualifying one count as equal: a budget then
+takes the one with the fewest bit errors (lowest device BER), not a point that accepts more
+errors for a saving below any accuracy effect."""
+
+
+def _cheapest(cells: Sequence[CellResult], members: Sequence[int], floor: float,
+              judged: str) -> int | None:
+    qualifying = [i for i in members
+                  if getattr(cells[i], judged) is not None and getattr(cells[i], judged) >= floor]
+    if not qualifying:
+        return None
+    lowest = min(cells[i].energy_pj for i in qualifying)
+    tied = [i for i in qualifying if cells[i].energy_pj <= lowest * (1.0 + ENERGY_TIE)]
+    return min(tied, key=lambda i: (cells[i].device_ber, cells[i].energy_pj, i))
+
+
+def _floor(clean: float, budget_points: float) -> float:
+    return clean - budget_points / 100.0 - BUDGET_TOLERANCE
+
+
+def _cheapest_while(cells: Sequence[CellResult], members: Sequence[int], chosen: int,
+                    floor: float, deployment: Deployment) -> tuple[float, float] | None:
+    """The inferences-per-write range over which `chosen` stays the cheapest qualifying cell
+    (energy = rest + write_per_programming / N)."""
+    if deployment.weights is WeightResidence.STREAMED:
+        return None
+    n_now = deployment.amortised_inferences_per_write
+    p = cells[chosen]
+    rest_p = p.energy_pj - p.write_pj_per_programming / n_now
+    low, high = 0.0, math.inf
+    for i in members:
+        q = cells[i]
+        if i == chosen or q.accuracy_low is None or q.accuracy_low < floor:
+            continue
+        rest_q = q.energy_pj - q.write_pj_per_programming / n_now
+        dw = q.write_pj_per_programming - p.write_pj_per_programming
+        dr = rest_p - rest_q
+        # p cheaper iff dr < dw / N
+        if dw > 0 and dr > 0:
+            high = min(high, dw / dr)        # above this N, q's lower rest wins
+        elif dw < 0 and dr < 0:
+            low = max(low, dw / dr)          # below this N, q's cheaper writes win
+    return (max(low, 1.0), high)
+
+
+def _budgets(cells: Sequence[CellResult], clean: Mapping[str, float],
+             budgets_points: Sequence[float], deployment: Deployment
+             ) -> tuple[BudgetChoice, ...]:
+    out = []
+    for (model, scenario, scope), members in _groups(cells).items():
+        for b in budgets_points:
+            floor = _floor(clean[model], b)
+            chosen = _cheapest(cells, members, floor, "accuracy_low")
+            optimistic = _cheapest(cells, members, floor, "accuracy_high")
+            span = None if chosen is None else _cheapest_while(cells, members, chosen, floor,
+                                                                 deployment)
+            out.append(BudgetChoice(model, scenario, scope, float(b), clean[model], chosen,
+                                    optimistic, span))
+    return tuple(out)
+
+
+def _device_savings(cells: Sequence[CellResult], clean: Mapping[str, float],
+                    budgets_points: Sequence[float]) -> tuple[DeviceSaving, ...]:
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, c in enumerate(cells):
+        if _priced(c) and c.energy_scope != "mixed":
+            groups.setdefault((c.model, c.scenario, c.device), []).append(i)
+    out = []
+    for (model, scenario, device), members in sorted(groups.items()):
+        nominal = [i for i in members if cells[i].energy_pj == cells[i].energy_nominal_pj]
+        for b in budgets_points:
+            floor = _floor(clean[model], b)
+            out.append(DeviceSaving(model, scenario, device, float(b),
+                                    _cheapest(cells, members, floor, "accuracy_low"),
+                                    _cheapest(cells, nominal, floor, "accuracy_low")))
+    return tuple(out)
+
+
+_TERMS = (("read", "read_energy_pj_per_bit"), ("write", "write_energy_pj_per_bit"),
+          ("static", "static_power_mw_per_mib"), ("refresh", "refresh_power_mw_per_mib"))
+
+
+def _knob_trades(cells: Sequence[CellResult], devices: Mapping[str, Mapping[str, Any]],
+                 pricer: _Pricer) -> tuple[KnobTrade, ...]:
+    if not cells:
+        return ()
+    first = cells[0]
+    out = []
+    for label, info in devices.items():
+        mine = [c for c in cells if c.device == label and c.model == first.model
+                and c.scenario == first.scenario and c.placement == first.placement
+                and c.protection == first.protection and c.has_energy_model]
+        if not mine:  # a device whose first storage variant mixes scopes
+            mine = [c for c in cells if c.device == label and c.model == first.model
+                    and c.scenario == first.scenario and c.has_energy_model]
+        if not mine:
+            continue
+        device = pricer.devices[info["spec_hash"]]
+        nominal = next((c for c in mine if c.energy_pj == c.energy_nominal_pj), None)
+        for knob in info["swept"]:
+            values = sorted({c.control_knobs[knob] for c in mine if knob in c.control_knobs})
+            if len(values) < 2:
+                continue
+            ends = [device.at(**{knob: v}).energy for v in (values[0], values[-1])]
+            varies = tuple(name for name, q in _TERMS
+                           if getattr(ends[0], q) != getattr(ends[1], q))
+            cheapest = min(mine, key=lambda c: c.energy_pj)
+            at = nominal or max(mine, key=lambda c: c.energy_pj)
+            terms = {"read": at.energy_read_pj + at.energy_reliable_read_pj,
+                     "write": at.energy_write_pj, "static": at.energy_static_pj,
+                     "refresh": at.energy_refresh_pj}
+            charged = tuple(t for t in varies if terms[t] >= 0.01 * max(at.energy_pj, 1e-300))
+            out.append(KnobTrade(label, knob, values[0], values[-1],
+                                 _ratio(cheapest.energy_pj, at.energy_pj), varies, charged))
+    return tuple(out)
+
+
+def paired_differences(cells: Sequence[CellResult], data_of: Mapping[str, str]
+                       ) -> tuple[PairedDifference, ...]:
+    """Each later model minus each earlier one (in the order of `data_of`, the config's), cell
+    by cell, over the chips both used (chips 0, 1, ...; a t-interval over the per-chip
+    differences). Models evaluated on different test data are not compared."""
+    def where(c: CellResult) -> tuple[Any, ...]:
+        return (c.scenario, c.device, c.placement, c.protection,
+                tuple(sorted(c.control_knobs.items())),
+                tuple(sorted(c.environment_knobs.items())))
+
+    by_model: dict[str, dict[tuple[Any, ...], CellResult]] = {}
+    for c in cells:
+        by_model.setdefault(c.model, {})[where(c)] = c
+    names = [n for n in data_of if n in by_model]
+    out = []
+    for j, model in enumerate(names):
+        for versus in names[:j]:
+            if data_of[model] != data_of[versus]:
+                continue
+            for key, cell in by_model[model].items():
+                other = by_model[versus].get(key)
+                if other is None:
+                    continue
+                n = min(len(cell.chip_accuracy), len(other.chip_accuracy))
+                if n == 0:
+                    continue
+                d = cluster_mean_interval([[a - b] for a, b in zip(
+                    cell.chip_accuracy[:n], other.chip_accuracy[:n], strict=True)])
+                out.append(PairedDifference(
+                    model, versus, cell.scenario, cell.device, cell.placement, cell.protection,
+                    cell.control_knobs, cell.environment_knobs, n, d.mean,
+                    d.low if d.bounded else None, d.high if d.bounded else None,
+                    cell.clean_accuracy - other.clean_accuracy))
+    return tuple(out)
+
+
+# -- the entry point ---------------------------------------------------------------------------
+
+
+def _repricing(manifest: Mapping[str, Any], overrides: Sequence[str]
+               ) -> tuple[Deployment, ReferenceMemory, tuple[float, ...]]:
+    source = str(manifest["source"])
+    for o in overrides:
+        section = o.split("=", 1)[0].split(".", 1)[0].strip()
+        if section not in REPRICING_SECTIONS:
+            raise RunnerError(
+                f"--set {o}: only {', '.join(REPRICING_SECTIONS)} can change after a sweep "
+                "(they reprice it); anything else changes what is evaluated: use memsim run")
+    document = apply_config_overrides(dict(manifest["config"]), overrides, source)
+    root = Node(document, source)
+    deployment = parse_deployment(root.child("deployment", document.get("deployment")))
+    reference = ReferenceMemory()
+    if document.get("reference") is not None:
+        reference = parse_reference(root.child("reference", document["reference"]))
+    budgets = DEFAULT_BUDGETS_POINTS
+    pareto = document.get("pareto")
+    if isinstance(pareto, Mapping) and pareto.get("budgets_points") is not None:
+        budgets = tuple(Node(v, source, f"pareto.budgets_points[{i}]").number_in(0.0, 100.0)
+                        for i, v in enumerate(pareto["budgets_points"]))
+    return deployment, reference, tuple(budgets)
+
+
+def aggregate(out_dir: str | Path, overrides: Sequence[str] = ()) -> SweepResults:
+    """Aggregates, energies, fronts and budgets of a sweep from its manifest and store;
+    `overrides` (`deployment.inference_rate_hz=10`, `reference.device=sram-14nm`, ...)
+    reprice it without evaluating anything."""
+    out = Path(out_dir)
+    manifest = read_manifest(out)
+    deployment, reference, budgets = _repricing(manifest, overrides)
+    pricer = _Pricer(manifest, deployment, reference)
+    c = manifest["chips"]
+    rule = adaptive_rule(ChipRule(c["batch"], c["min"], c["max"], c["target_half_width"],
+                                  c["confidence"]))
+    with ResultStore(out / STORE_FILENAME) as store:
+        clean: dict[str, CleanResult] = {}
+        for m in manifest["models"]:
+            row = store.get(m["clean_key"])
+            if row is None:
+                raise RunnerError(f"{out}: the clean evaluation of model {m['name']} is missing "
+                                  "from the store")
+            o = row.outputs
+            clean[m["name"]] = CleanResult(m["name"], o["accuracy"], o["mlm"],
+                                           o["mlm_normalised"], o["n_test"])
+        cells = [_aggregate_cell(store, cell, rule, manifest["trials"],
+                                 clean[cell["model"]].accuracy, pricer)
+                 for cell in manifest["cells"]]
+    fronts = _fronts(cells)
+    on_front = {i for members in fronts.values() for i in members}
+    cells = [replace(cell, on_front=True) if i in on_front else cell
+             for i, cell in enumerate(cells)]
+    clean_acc = {name: r.accuracy for name, r in clean.items()}
+    data_of = {m["name"]: m["data_hash"] for m in manifest["models"]}
+    devices = {label: {**d, "document": manifest["memory_devices"][d["spec_hash"]]["document"],
+                       "scope": pricer.devices[d["spec_hash"]].spec.energy.scope.value}
+               for label, d in manifest["devices"].items()}
+    ref_device = pricer.reference_device
+    return SweepResults(
+        name=manifest["name"], out_dir=out, cells=tuple(cells), clean=clean, fronts=fronts,
+        budgets=_budgets(cells, clean_acc, budgets, deployment),
+        device_savings=_device_savings(cells, clean_acc, budgets), budgets_points=budgets,
+        complete=all(cell.complete for cell in cells), dry_run=bool(manifest["dry_run"]),
+        config=manifest["config"], deployment=deployment, reference=reference.label(),
+        reference_scope=None if ref_device is None else ref_device.spec.energy.scope.value,
+        knob_trades=_knob_trades(cells, devices, pricer), devices=devices,
+        architectures={m["name"]: m.get("architecture", m["model_hash"])
+                       for m in manifest["models"]},
+        paired=paired_differences(cells, data_of), overrides=tuple(overrides))

@@ -1,0 +1,237 @@
+"""Deployments: parsing, hand-checked energies under every preset, repricing a sweep without
+evaluating a chip, the write-knob trade appearing and disappearing, energy scopes kept apart."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+from pathlib import Path
+
+import pytest
+from sweeps import golden_checkpoint_file, sweep_config
+
+import memsim
+from memsim.errors import SpecError
+from memsim.experiments.aggregation import SweepResults, aggregate
+from memsim.experiments.commands import add_commands
+from memsim.experiments.energy import BITS_PER_MIB
+from memsim.experiments.models import RunnerError
+from memsim.experiments.runner import run_experiment
+from memsim.experiments.store import STORE_FILENAME, ResultStore
+from memsim.spec.deployment import DEPLOYMENT_PRESETS, Deployment, WeightResidence
+from memsim.spec.experiment import load_experiment, parse_experiment
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _doc(deployment: object) -> dict[str, object]:
+    return {"schema_version": 1, "models": [{"name": "m", "checkpoint": __file__}],
+            "devices": [{"device": "sram-14nm"}], "chips": 1, "deployment": deployment}
+
+
+def test_presets_and_their_writes_per_inference() -> None:
+    always_on = parse_experiment(_doc("always-on")).deployment
+    assert always_on == DEPLOYMENT_PRESETS["always-on"]
+    assert always_on.weights is WeightResidence.RESIDENT
+    assert always_on.seconds_per_inference == 1.0
+    assert always_on.writes_per_inference == pytest.approx(1e-6)
+    streamed = parse_experiment(_doc({"preset": "streamed"})).deployment
+    assert streamed.writes_per_inference == 1.0
+    hourly = parse_experiment(_doc("reprogrammed-hourly")).deployment
+    assert hourly.writes_per_inference == pytest.approx(1.0 / 3600.0)
+    tuned = parse_experiment(_doc({"preset": "always-on", "inference_rate_hz": 10,
+                                   "inferences_per_write": 100})).deployment
+    assert (tuned.preset, tuned.seconds_per_inference, tuned.writes_per_inference) == \
+        ("always-on", 0.1, 0.01)
+    custom = parse_experiment(_doc({"preset": "custom", "weights": "streamed",
+                                    "inference_rate_hz": 50, "capacity_mib": 2})).deployment
+    assert custom == Deployment("custom", WeightResidence.STREAMED, 50.0, capacity_mib=2.0)
+    # the summary names everything that is charged
+    text = DEPLOYMENT_PRESETS["always-on"].summary()
+    assert "programmed once per 1e+06 inferences" in text and "over 1 s" in text
+
+
+@pytest.mark.parametrize(("deployment", "message"), [
+    ("allways-on", "deployment.preset: expected one of always-on, throughput, streamed, "
+                   "reprogrammed-hourly, custom, got 'allways-on' (did you mean 'always-on'?)"),
+    ({"preset": "custom", "weights": "resident", "inference_rate_hz": 1},
+     "deployment.inferences_per_write: resident weights need it"),
+    ({"preset": "custom", "inference_rate_hz": 1, "inferences_per_write": 10},
+     "deployment.weights: required field is missing"),
+    ({"preset": "streamed", "inferences_per_write": 10},
+     "deployment.inferences_per_write: only resident weights have it"),
+    ({"preset": "always-on", "weights": "reprogrammed"},
+     "deployment.reprogram_interval_s: reprogrammed weights need it"),
+    ({"preset": "always-on", "inference_rate_hz": 0},
+     "deployment.inference_rate_hz: expected a number in (0, inf], got 0"),
+    ({"preset": "always-on", "wheights": "streamed"},
+     "deployment.wheights: unknown field (did you mean 'weights'?)"),
+])
+def test_bad_deployments_are_one_line_each(deployment: object, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_experiment(_doc(deployment))
+    lines = [str(p) for p in info.value.problems]
+    assert any(line.startswith(f"<config>: {message}") for line in lines), lines
+
+
+def test_a_config_must_name_its_deployment() -> None:
+    doc = _doc("always-on")
+    del doc["deployment"]
+    with pytest.raises(SpecError, match="deployment: required field is missing"):
+        parse_experiment(doc)
+    doc["energy"] = {"inference_time_s": 1e-6}
+    with pytest.raises(SpecError, match="the energy section is now `deployment:`"):
+        parse_experiment(doc)
+
+
+# -- a sweep priced under every preset ------------------------------------------------------
+
+BODY = """\
+devices:
+  - device: sram-14nm
+    sweep: {v_rel: [1.0, 0.8]}
+  - device: dram-ddr3-refresh
+    sweep: {refresh_ms: [64, 4096]}
+  - device: stt-mram-22nm
+    sweep: {write_pulse_ns: [10, 4]}
+  - device: pcm-mlc
+    sweep: {pv_iterations: [3.0, 2.0]}
+chips: 2
+deployment: always-on
+reference: {device: sram-14nm}
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, SweepResults]:
+    tmp = tmp_path_factory.mktemp("deployment")
+    checkpoint = golden_checkpoint_file(tmp / "golden.pt")
+    config = sweep_config(tmp, checkpoint, BODY)
+    results = run_experiment(load_experiment(config), tmp / "out", executor="inprocess",
+                             progress=False)
+    return config, tmp / "out", results
+
+
+def _by_hand(device: str, knobs: dict[str, float], bits: int, d: Deployment) -> float:
+    """E = r·bits·E_read + (P_static + P_refresh)·(bits / 2^23 MiB)·(1/rate)·1e9
+    + (writes per inference)·bits·E_write, with the catalogue's figures at the knobs."""
+    at = memsim.load_device(device).at(**knobs)
+    e = at.energy
+    mib = bits / BITS_PER_MIB
+    return (d.reads_per_inference * bits * e.read_energy_pj_per_bit
+            + (e.static_power_mw_per_mib + e.refresh_power_mw_per_mib) * mib
+            * (1.0 / d.inference_rate_hz) * 1e9
+            + d.writes_per_inference * bits * e.write_energy_pj_per_bit)
+
+
+@pytest.mark.parametrize("preset", sorted(DEPLOYMENT_PRESETS))
+def test_energies_by_hand_under_every_preset(sweep: tuple[Path, Path, SweepResults],
+                                             preset: str) -> None:
+    _, out, _ = sweep
+    results = aggregate(out, [f"deployment={preset}"])
+    d = DEPLOYMENT_PRESETS[preset]
+    assert results.deployment == d
+    names = {"sram-14nm": "sram-14nm", "dram-ddr3-refresh": "dram-ddr3-refresh",
+             "stt-mram-22nm": "stt-mram-22nm", "pcm-mlc": "pcm-mlc"}
+    checked = set()
+    for c in results.cells:
+        bits = c.stored_bits
+        want = _by_hand(names[c.device], dict(c.knobs), bits, d)
+        assert c.energy_pj == pytest.approx(want, rel=1e-12), (preset, c.device, c.knobs)
+        if c.device == "dram-ddr3-refresh":
+            at = memsim.load_device("dram-ddr3-refresh").at(**c.knobs)
+            refresh = at.energy.refresh_power_mw_per_mib * bits / BITS_PER_MIB \
+                / d.inference_rate_hz * 1e9
+            assert c.energy_refresh_pj == pytest.approx(refresh, rel=1e-12)
+            assert refresh > 0
+        write = d.writes_per_inference * bits * \
+            memsim.load_device(names[c.device]).at(**c.knobs).write_energy_pj_per_bit
+        assert c.energy_write_pj == pytest.approx(write, rel=1e-12)
+        # the reference: SRAM at nominal holding the same bits (array scope only)
+        if c.energy_scope == "array":
+            assert c.reference_energy_pj == pytest.approx(
+                _by_hand("sram-14nm", {"v_rel": 1.0}, bits, d), rel=1e-12)
+        else:
+            assert c.reference_energy_pj is None and c.relative_energy is None
+        checked.add(c.device)
+    assert checked == set(names)
+
+
+def _ratio(results: SweepResults, device: str, knob: str, low: float, high: float) -> float:
+    by = {c.control_knobs[knob]: c.energy_pj for c in results.cells if c.device == device}
+    return by[low] / by[high]
+
+
+def test_the_write_knob_trades_only_when_the_weights_are_written(
+        sweep: tuple[Path, Path, SweepResults]) -> None:
+    _, out, resident = sweep
+    streamed = aggregate(out, ["deployment=streamed"])
+    # resident, programmed once per million inferences: a shorter pulse saves nothing visible
+    assert _ratio(resident, "stt-mram-22nm", "write_pulse_ns", 4, 10) == pytest.approx(1, abs=1e-4)
+    # streamed: every inference writes every bit, and the 4 ns pulse costs 0.4x the 10 ns one
+    assert _ratio(streamed, "stt-mram-22nm", "write_pulse_ns", 4, 10) < 0.6
+    trade = {(t.device, t.knob): t for t in resident.knob_trades}
+    stt = trade[("stt-mram-22nm", "write_pulse_ns")]
+    assert stt.varies == ("write",) and stt.charged == ()
+    assert {t.knob: t.charged for t in streamed.knob_trades}["write_pulse_ns"] == ("write",)
+    # the report says so, for the same results
+    text = (out / "report.md").read_text()
+    assert "**stt-mram-22nm**, write_pulse_ns 4 to 10: changes write; at best 1.00× the " \
+        "energy at nominal. **The knob trades nothing here**: this deployment programs the " \
+        "weights once per 1e+06 inferences." in text
+    # relaxed refresh is visible at one inference a second, invisible at 10 000
+    # (refresh is 6 % of the DDR3 background power at 64 ms, so 4 s refresh saves about 5 %)
+    assert _ratio(resident, "dram-ddr3-refresh", "refresh_ms", 4096, 64) < 0.97
+    throughput = aggregate(out, ["deployment=throughput"])
+    assert _ratio(throughput, "dram-ddr3-refresh", "refresh_ms", 4096, 64) > 0.999
+
+
+def test_repricing_evaluates_nothing(sweep: tuple[Path, Path, SweepResults],
+                                     tmp_path: Path) -> None:
+    config, out, _ = sweep
+    with ResultStore(out / STORE_FILENAME) as s:
+        rows = len(s)
+    # memsim run with another deployment finds every row stored
+    lines: list[str] = []
+    spec = load_experiment(config, ["deployment=streamed"])
+    results = run_experiment(spec, tmp_path / "copy", executor="inprocess", progress=False)
+    assert results.deployment.preset == "streamed"  # (a fresh dir evaluates, of course)
+    import shutil
+
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    run_experiment(spec, again, executor="inprocess", progress=False, log=lines.append)
+    assert any(line.startswith("0 evaluations") for line in lines), lines
+    # memsim pareto DIR --set ... --out DIR2: new files, the store untouched
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(["pareto", str(out), "--set", "deployment=streamed",
+                              "--set", "deployment.inference_rate_hz=100",
+                              "--out", str(tmp_path / "streamed")])
+    assert args.func(args) == 0
+    with ResultStore(out / STORE_FILENAME) as s:
+        assert len(s) == rows
+    budgets = list(csv.DictReader(io.StringIO((tmp_path / "streamed" / "budgets.csv")
+                                              .read_text())))
+    assert "relative_energy" in budgets[0]
+    report = (tmp_path / "streamed" / "report.md").read_text()
+    assert "the **streamed** preset" in report and "100 inferences/s" in report
+    assert "--set deployment=streamed --set deployment.inference_rate_hz=100" in report
+    # only repricing sections may change after a sweep
+    with pytest.raises(RunnerError, match="--set chips=4: only deployment, reference, pareto"):
+        aggregate(out, ["chips=4"])
+
+
+def test_scopes_never_share_a_front(sweep: tuple[Path, Path, SweepResults]) -> None:
+    _, out, results = sweep
+    scopes = {scope for (_, _, scope) in results.fronts}
+    assert scopes == {"array", "cell"}
+    for (_, _, scope), front in results.fronts.items():
+        assert {results.cells[i].energy_scope for i in front} == {scope}
+        assert all((results.cells[i].device == "pcm-mlc") == (scope == "cell") for i in front)
+    assert {b.scope for b in results.budgets} == {"array", "cell"}
+    text = (out / "report.md").read_text()
+    assert "**Cell-scope energies** (pcm-mlc): the cell alone, no periphery" in text
+    assert math.isfinite(results.cells[0].energy_pj)
