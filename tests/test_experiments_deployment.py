@@ -14,7 +14,15 @@ from sweeps import golden_checkpoint_file, sweep_config
 
 import memsim
 from memsim.errors import SpecError
-from memsim.experiments.aggregation import SweepResults, aggregate
+from memsim.experiments.aggregation import (
+    ENERGY_TIE,
+    CellResult,
+    SweepResults,
+    _cheapest,
+    _cheapest_while,
+    _floor,
+    aggregate,
+)
 from memsim.experiments.commands import add_commands
 from memsim.experiments.energy import BITS_PER_MIB
 from memsim.experiments.models import RunnerError
@@ -235,3 +243,92 @@ def test_scopes_never_share_a_front(sweep: tuple[Path, Path, SweepResults]) -> N
     text = (out / "report.md").read_text()
     assert "**Cell-scope energies** (pcm-mlc): the cell alone, no periphery" in text
     assert math.isfinite(results.cells[0].energy_pj)
+
+
+# -- the budget rule on cells built by hand ---------------------------------------------------
+
+
+def _cell(energy: float, low: float, *, write: float = 0.0, ber: float = 0.0,
+          accuracy: float | None = None, high: float | None = None) -> CellResult:
+    acc = accuracy if accuracy is not None else low + 0.005
+    return CellResult(
+        model="m", scenario="s", device="d", placement="all", protection="none",
+        control_knobs={"k": energy}, environment_knobs={}, chips=4, trials=1, complete=True,
+        clean_accuracy=0.95, accuracy=acc, accuracy_low=low,
+        accuracy_high=high if high is not None else acc + 0.005,
+        accuracy_half_width=0.005, mlm=None, mlm_normalised=None, bit_errors=None,
+        under_test_ber=None, residual_bit_errors=None, corrected_words=None,
+        uncorrectable_words=None, device_ber=ber, data_bits=8, stored_bits=8,
+        reliable_bits=0, energy_scope="array", energy_pj=energy, energy_read_pj=energy,
+        energy_reliable_read_pj=0.0, energy_static_pj=0.0, energy_refresh_pj=0.0,
+        energy_write_pj=write, energy_nominal_pj=energy, reference_energy_pj=energy,
+        energy_assumed=False, energy_assumed_figures=(), energy_under_test_nominal_pj=1.0,
+        write_pj_per_programming=write * 1000.0)
+
+
+def test_the_cheapest_qualifying_point_is_judged_by_its_low_end() -> None:
+    cells = [_cell(10.0, 0.94), _cell(5.0, 0.93, accuracy=0.945, high=0.96), _cell(8.0, 0.941)]
+    # within 1 point of 0.95: low ends >= 0.94 qualify (5.0's mean would, its low end not)
+    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 1.0), "accuracy_low") == 2
+    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 1.0), "accuracy_high") == 1
+    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 0.5), "accuracy_low") is None
+
+
+def test_energies_within_the_tie_go_to_the_fewest_errors() -> None:
+    cells = [_cell(100.0, 0.945, ber=1e-3), _cell(100.0 * (1 + ENERGY_TIE / 2), 0.945, ber=1e-9),
+             _cell(100.0 * (1 + 2 * ENERGY_TIE), 0.945, ber=0.0)]
+    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 1.0), "accuracy_low") == 1
+
+
+def test_the_range_of_inferences_per_write_over_which_a_choice_stays_cheapest() -> None:
+    d = DEPLOYMENT_PRESETS["always-on"]  # N = 1e6 now
+    n = d.amortised_inferences_per_write
+    # p: rest 10, one programming 1000 pJ; q: rest 12, programming 100 pJ (cheaper writes);
+    # r: rest 9.99, programming 1e7 pJ (cheaper rest, dearer writes)
+    p = _cell(10.0 + 1000.0 / n, 0.945)
+    q = _cell(12.0 + 100.0 / n, 0.945)
+    r = _cell(9.99 + 1e7 / n, 0.945)
+    for c, w in ((p, 1000.0), (q, 100.0), (r, 1e7)):
+        object.__setattr__(c, "write_pj_per_programming", w)
+    cells = [p, q, r]
+    low, high = _cheapest_while(cells, [0, 1, 2], 0, _floor(0.95, 1.0), d)
+    # q wins when 12 + 100/N < 10 + 1000/N, i.e. N < 450; r wins when N > 1e7 - 1000 / 0.01
+    assert low == pytest.approx(450.0)
+    assert high == pytest.approx((1e7 - 1000.0) / 0.01)
+    streamed = DEPLOYMENT_PRESETS["streamed"]
+    assert _cheapest_while(cells, [0, 1, 2], 0, _floor(0.95, 1.0), streamed) is None
+
+
+def test_placements_mixing_scopes_are_left_out_and_said_so(tmp_path: Path) -> None:
+    checkpoint = golden_checkpoint_file(tmp_path / "golden.pt")
+    config = sweep_config(tmp_path, checkpoint, """\
+        devices:
+          - device: pcm-mlc
+            sweep: {pv_iterations: [3.0, 2.2]}
+        placements:
+          - name: all
+          - name: edges-in-sram
+            fixed:
+              - {name: sram, device: sram-14nm, layers: [first, last]}
+        chips: 2
+        deployment: throughput
+        """)
+    results = run_experiment(load_experiment(config), tmp_path / "out", executor="inprocess",
+                             progress=False)
+    scopes = {c.placement: c.energy_scope for c in results.cells}
+    assert scopes == {"all": "cell", "edges-in-sram": "mixed"}
+    on_fronts = {results.cells[i].placement for f in results.fronts.values() for i in f}
+    assert on_fronts == {"all"}
+    assert {results.cells[b.cell].placement for b in results.budgets if b.cell is not None} \
+        == {"all"}
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Left out of fronts and budgets: placements that put pcm-mlc (cell-scope energy) " \
+        "next to array-scope memories" in text
+
+
+def test_a_sweep_from_before_deployments_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / STORE_FILENAME).write_bytes(b"")
+    (tmp_path / "manifest.json").write_text('{"format": 1, "cells": []}')
+    with pytest.raises(RunnerError, match=r"written by an older memsim \(manifest format 1\); "
+                                          r"rerun `memsim run CONFIG --out"):
+        aggregate(tmp_path)

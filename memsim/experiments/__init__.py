@@ -1,12 +1,17 @@
-"""Experiments: resumable results, intervals with chips as clusters, energy, Pareto fronts.
+"""Experiments: sweeps of models over memories, resumable results, energy, Pareto fronts.
 
-Torch-free building blocks of accuracy-versus-energy sweeps:
+Torch-free building blocks, exported here:
 
 - `store`: `ResultStore`, one SQLite row per finished evaluation keyed by `key_of(inputs)`.
 - `stats`: `cluster_mean_interval`, `paired_difference_interval`, `AdaptiveChips`,
   `resolvable_difference`.
 - `energy`: `inference_energy` over the `MemoryUse`s of a placement.
-- `pareto`: `pareto_front`, `fronts_by_group`, `cheapest_within`, `budget_table`.
+- `pareto`: `noise_aware_front`, `pareto_front`, `cheapest_within`, `budget_table`.
+
+A sweep (`runner.run_experiment`) runs in one module per job: `models` (train or load),
+`plan` (cells and store keys), `worker` (one chip task), `manifest`, `aggregation` (accuracy
+intervals, energy under the deployment, fronts, budgets), `outputs` and `report` (CSVs,
+pictures, `report.md`).
 """
 
 from memsim.experiments.energy import (
@@ -23,6 +28,7 @@ from memsim.experiments.pareto import (
     budget_table,
     cheapest_within,
     fronts_by_group,
+    noise_aware_front,
     pareto_front,
 )
 from memsim.experiments.stats import (
@@ -55,6 +61,7 @@ __all__ = [
     "fronts_by_group",
     "inference_energy",
     "key_of",
+    "noise_aware_front",
     "paired_difference_interval",
     "pareto_front",
     "resolvable_difference",

@@ -53,6 +53,7 @@ from memsim.spec.experiment import (
 from memsim.spec.fields import Node
 
 __all__ = [
+    "ENERGY_TIE",
     "REPRICING_SECTIONS",
     "BudgetChoice",
     "CellResult",

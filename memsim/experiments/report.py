@@ -789,7 +789,7 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
         spec = devices.devices[label].spec
         sources = "; ".join(f"{s.id}: {s.citation}" for s in spec.sources)
         lines.append(f"- **{label}** ({spec.technology}, {spec.energy.scope.value}-scope "
-                     f"energy): {spec.description.strip()} Sources: {sources}")
+                     f"energy; `memsim devices show {spec.name}`): {sources}")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append(path)

@@ -104,9 +104,10 @@ class Deployment:
             writes = f"programmed once per {_fmt(self.amortised_inferences_per_write)} inferences"
         capacity = ("the bits stored" if self.capacity_mib is None
                     else f"{_fmt(self.capacity_mib)} MiB")
+        plural = "" if self.inference_rate_hz == 1 else "s"
         return (f"weights {self.weights.value}, {writes}, {reads} per inference; "
-                f"{rate} inferences/s, so static and refresh power are charged over {period} s "
-                f"per inference; capacity: {capacity}")
+                f"{rate} inference{plural}/s, so static and refresh power are charged over "
+                f"{period} s per inference; capacity: {capacity}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"preset": self.preset, "weights": self.weights.value,
