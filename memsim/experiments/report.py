@@ -568,10 +568,10 @@ def _savings_tables(results: SweepResults) -> list[str]:
             table.append(f"| {label} | " + " | ".join(row) + " |")
         tables.setdefault(tuple(table), []).append(scenario)
     out: list[str] = []
-    for table, scenarios in tables.items():
+    for rows, scenarios in tables.items():
         out += [f"**{', '.join(scenarios)}**, within {' / '.join(f'{b:g}' for b in budgets)} "
                 "points:", "", "| device | " + " | ".join(models) + " |",
-                "|---|" + "---|" * len(models), *table, ""]
+                "|---|" + "---|" * len(models), *rows, ""]
     return out
 
 
