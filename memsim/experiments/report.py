@@ -3,8 +3,8 @@
 Everything here reads `SweepResults` (the aggregation's fronts, budgets and savings); nothing
 is recomputed. Output, in the sweep's directory: `report.md`, `pareto.png` (every device, the
 noise-aware front labelled with its knob values), `savings.png` (one panel per device: energy
-relative to its nominal against accuracy), `accuracy_vs_knob_<device>.png` and
-`ber_vs_knob.png`.
+relative to its nominal against accuracy), `accuracy_vs_knob_<device>.png`,
+`ber_vs_knob.png`, and `devices.md` (each device's description and citations).
 """
 
 from __future__ import annotations
@@ -784,13 +784,19 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
               "column per knob, every energy term, `on_front`;",
               "- `pareto.csv`: the noise-aware fronts; `budgets.csv`: the answer above, with "
               "`relative_energy`; `paired.csv`: models compared cell by cell.", "",
-              "## Devices and their provenance", ""]
+              "## Devices", "",
+              "Each device's description and full citations: `devices.md`.", ""]
+    provenance = [f"# Devices of {title}", ""]
     for label in labels:
         spec = devices.devices[label].spec
-        sources = "; ".join(f"{s.id}: {s.citation}" for s in spec.sources)
         lines.append(f"- **{label}** ({spec.technology}, {spec.energy.scope.value}-scope "
-                     f"energy; `memsim devices show {spec.name}`): {sources}")
+                     f"energy): sources {', '.join(s.id for s in spec.sources)}")
+        provenance += [f"## {label}", "", spec.description.strip(), "",
+                       f"Energy scope: {spec.energy.scope.value}. Sources:", "",
+                       *(f"- {s.id}: {s.citation}" for s in spec.sources), ""]
+    devices_path = out_dir / "devices.md"
+    devices_path.write_text("\n".join(provenance), encoding="utf-8")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    written.append(path)
+    written += [devices_path, path]
     return written
