@@ -7,13 +7,14 @@ import argparse
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 import pytest
 from sweeps import golden_checkpoint_file, sweep_config
 
 import memsim
-from memsim.errors import SpecError
+from memsim.errors import MemsimError, SpecError
 from memsim.experiments.aggregation import (
     ENERGY_TIE,
     CellResult,
@@ -30,6 +31,7 @@ from memsim.experiments.runner import run_experiment
 from memsim.experiments.store import STORE_FILENAME, ResultStore
 from memsim.spec.deployment import DEPLOYMENT_PRESETS, Deployment, WeightResidence
 from memsim.spec.experiment import load_experiment, parse_experiment
+from memsim.spec.loader import resolve_device_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -322,8 +324,8 @@ def test_placements_mixing_scopes_are_left_out_and_said_so(tmp_path: Path) -> No
     assert {results.cells[b.cell].placement for b in results.budgets if b.cell is not None} \
         == {"all"}
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "Left out of fronts and budgets: placements that put pcm-mlc (cell-scope energy) " \
-        "next to array-scope memories" in text
+    assert "Left out of fronts and budgets: placements whose memories mix energy scopes " \
+        "(with pcm-mlc under test)" in text
 
 
 def test_a_sweep_from_before_deployments_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -332,3 +334,69 @@ def test_a_sweep_from_before_deployments_is_refused_in_one_line(tmp_path: Path) 
     with pytest.raises(RunnerError, match=r"written by an older memsim \(manifest format 1\); "
                                           r"rerun `memsim run CONFIG --out"):
         aggregate(tmp_path)
+
+
+def test_the_range_follows_the_tie_rule_and_allows_fewer_than_one_inference() -> None:
+    d = DEPLOYMENT_PRESETS["always-on"]
+    n = d.amortised_inferences_per_write
+    # p and q read alike; q's programming is cheaper but it has more bit errors: within the
+    # 0.1 % tie p is chosen (fewer errors), below N = 899.9 / 0.01 q is cheaper beyond the tie
+    p = _cell(10.0 + 1000.0 / n, 0.945, ber=1e-9)
+    q = _cell(10.0 + 100.0 / n, 0.945, ber=1e-3)
+    object.__setattr__(p, "write_pj_per_programming", 1000.0)
+    object.__setattr__(q, "write_pj_per_programming", 100.0)
+    cells = [p, q]
+    assert _cheapest(cells, [0, 1], _floor(0.95, 1.0), "accuracy_low") == 0
+    low, high = _cheapest_while(cells, [0, 1], 0, _floor(0.95, 1.0), d)
+    assert low == pytest.approx(89990.0, rel=1e-6) and high == math.inf
+    # reprogrammed weights can serve less than one inference per programming
+    rare = parse_experiment(_doc({"preset": "reprogrammed-hourly",
+                                  "inference_rate_hz": 1e-4})).deployment
+    assert rare.amortised_inferences_per_write == pytest.approx(0.36)
+    a = _cell(10.0 + 1000.0 / 0.36, 0.945)
+    object.__setattr__(a, "write_pj_per_programming", 1000.0)
+    low, high = _cheapest_while([a], [0], 0, _floor(0.95, 1.0), rare)
+    assert (low, high) == (0.0, math.inf)
+
+
+def test_the_reference_is_priced_as_swept(tmp_path: Path) -> None:
+    """A reference device file changed or removed after the sweep changes nothing."""
+    reference = tmp_path / "my-sram.yaml"
+    reference.write_text(Path(resolve_device_path("sram-14nm")).read_text()
+                         .replace("name: sram-14nm", "name: my-sram", 1))
+    checkpoint = golden_checkpoint_file(tmp_path / "golden.pt")
+    config = sweep_config(tmp_path, checkpoint, f"""\
+        devices:
+          - device: dram-ddr3-refresh
+            sweep: {{refresh_ms: [64, 1024]}}
+        chips: 2
+        deployment: always-on
+        reference: {{device: {reference}}}
+        """)
+    results = run_experiment(load_experiment(config), tmp_path / "out", executor="inprocess",
+                             progress=False)
+    before = [c.reference_energy_pj for c in results.cells]
+    assert all(e is not None and e > 0 for e in before)
+    reference.write_text(reference.read_text().replace("28.0", "56.0"))
+    assert [c.reference_energy_pj for c in aggregate(tmp_path / "out").cells] == before
+    reference.unlink()
+    assert [c.reference_energy_pj for c in aggregate(tmp_path / "out").cells] == before
+    # naming another reference reads that one
+    other = aggregate(tmp_path / "out", ["reference.device=dram-ddr3-refresh"])
+    # (the first cell is DRAM at nominal: its own reference)
+    assert other.cells[0].relative_energy == pytest.approx(1.0)
+
+
+def test_overridden_presets_say_so_and_bad_values_are_one_line(
+        sweep: tuple[Path, Path, SweepResults]) -> None:
+    _, out, _ = sweep
+    tuned = aggregate(out, ["deployment.inference_rate_hz=0.001"])
+    assert tuned.deployment.label == "always-on with inference_rate_hz changed"
+    assert tuned.deployment.description == ""
+    for bad, message in (
+            ("pareto.budgets_points=0.5", "pareto.budgets_points: expected a list"),
+            ("pareto.budgets_points=[]", "expected a list of at least 1 item"),
+            ("deployment.inference_rate_hz=1e-320", "expected a rate whose inverse is finite"),
+            ("deployment.capacity_mib=0.0001", "deployment (or a fixed memory's capacity_mib)")):
+        with pytest.raises(MemsimError, match=re.escape(message)):
+            aggregate(out, [bad])

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from memsim.experiments.energy import InferenceEnergy, MemoryUse, inference_energy
+import numpy as np
+
+from memsim.experiments.energy import EnergyError, InferenceEnergy, MemoryUse, inference_energy
 from memsim.experiments.manifest import read_manifest
 from memsim.experiments.models import RunnerError
 from memsim.experiments.pareto import (
@@ -46,8 +48,10 @@ from memsim.spec.device import parse_device
 from memsim.spec.experiment import (
     DEFAULT_BUDGETS_POINTS,
     ChipRule,
+    DeviceRef,
     ReferenceMemory,
     apply_config_overrides,
+    parse_budgets,
     parse_reference,
 )
 from memsim.spec.fields import Node
@@ -214,20 +218,18 @@ class BudgetChoice:
 
 @dataclass(frozen=True)
 class DeviceSaving:
-    """What one device saves for one model in one scenario within one budget: its cheapest
-    qualifying cell against its cheapest qualifying cell at nominal control knobs."""
+    """What one device's knobs save for one model in one scenario within one budget, in the
+    sweep's first storage variant: its cheapest qualifying cell."""
 
     model: str
     scenario: str
     device: str
     budget_points: float
     cell: int | None
-    nominal_cell: int | None
 
     def relative(self, cells: Sequence[CellResult]) -> float | None:
-        if self.cell is None or self.nominal_cell is None:
-            return None
-        return _ratio(cells[self.cell].energy_pj, cells[self.nominal_cell].energy_pj)
+        """The cell's energy over the same storage at nominal control knobs."""
+        return None if self.cell is None else cells[self.cell].relative_to_nominal
 
 
 @dataclass(frozen=True)
@@ -239,13 +241,12 @@ class KnobTrade:
     low: float
     high: float
     energy_ratio: float
-    """Energy per inference at the swept value of lowest energy over that at nominal (the
-    first model, scenario and storage variant)."""
+    """The lowest energy along the knob over the energy at nominal control knobs (first
+    model, scenario and storage variant)."""
     varies: tuple[str, ...]
     """Energy terms that change along the knob (read, write, static, refresh)."""
     charged: tuple[str, ...]
-    """Of those, the terms this deployment charges noticeably (≥ 1 % of the total at
-    nominal)."""
+    """Of those, the terms whose change along the knob is at least 1 % of the energy."""
 
     @property
     def trades_nothing(self) -> bool:
@@ -315,6 +316,10 @@ class _Pricer:
         self.devices = {key: Device(parse_device(d["document"], d["file"]))
                         for key, d in manifest["memory_devices"].items()}
         self._points: dict[tuple[str, tuple[tuple[str, float], ...]], OperatingPoint] = {}
+        self.scenarios: dict[str, dict[str, float]] = {
+            str(sc["name"]): dict(sc.get("knobs") or {})
+            for sc in (manifest["config"].get("scenarios") or [])
+            if isinstance(sc, Mapping) and "name" in sc}
         self.reference_device: Device | None = None
         if reference.device is not None:
             self.reference_device = self.devices.get(reference.device.spec_hash) \
@@ -350,7 +355,10 @@ class _Pricer:
         dut = cell["memories"][0]
         at = self.at(dut["device_hash"], dut["knobs"])
         nominal = self.at(dut["device_hash"], cell["nominal_knobs"])
-        uses = self._uses(cell, at, nominal)
+        try:
+            uses = self._uses(cell, at, nominal)
+        except EnergyError as e:
+            raise RunnerError(f"deployment (or a fixed memory's capacity_mib): {e}") from None
         t = self.deployment.seconds_per_inference
         energy = inference_energy(uses, t)
         dut_nominal = inference_energy(uses[0], t).nominal_pj
@@ -360,8 +368,9 @@ class _Pricer:
             if device.spec.energy.scope.value != self.scope(cell):
                 ref = None
             else:
-                env = {k: v for k, v in cell["environment_knobs"].items()
-                       if k in device.spec.knob_names}
+                # the scenario's environment, for the knobs the reference device has
+                scenario = self.scenarios.get(cell["scenario"], {})
+                env = {k: v for k, v in scenario.items() if k in device.spec.knob_names}
                 point = device.at(**{**self.reference.knobs, **env})
                 ref_uses = self._uses(cell, point, point)
                 ref = inference_energy(ref_uses, t).total_pj
@@ -503,29 +512,65 @@ def _floor(clean: float, budget_points: float) -> float:
     return clean - budget_points / 100.0 - BUDGET_TOLERANCE
 
 
+def _choice_by_n(cells: Sequence[CellResult], qualifying: Sequence[int], n: np.ndarray,
+                 n_now: float) -> np.ndarray:
+    """For each inferences-per-write value in `n`, the index (into `qualifying`) that the
+    budget rule (`_cheapest`: the lowest energy, ties within ENERGY_TIE to the lowest BER)
+    chooses when each cell's energy is rest + (one programming) / N."""
+    write = np.array([cells[i].write_pj_per_programming for i in qualifying])
+    rest = np.array([cells[i].energy_pj for i in qualifying]) - write / n_now
+    ber = np.array([cells[i].device_ber for i in qualifying])
+    energy = rest[None, :] + write[None, :] / n[:, None]
+    lowest = energy.min(axis=1, keepdims=True)
+    tied = energy <= lowest * (1.0 + ENERGY_TIE)
+    # among the tied: lowest BER, then lowest energy, then first
+    key_ber = np.where(tied, ber[None, :], np.inf)
+    best_ber = key_ber.min(axis=1, keepdims=True)
+    key_energy = np.where(tied & (key_ber == best_ber), energy, np.inf)
+    return np.asarray(np.argmin(key_energy, axis=1))
+
+
+_N_DECADES = (-6.0, 15.0)
+"""The inferences-per-write range searched for ranking flips, as powers of ten."""
+
+
 def _cheapest_while(cells: Sequence[CellResult], members: Sequence[int], chosen: int,
                     floor: float, deployment: Deployment) -> tuple[float, float] | None:
-    """The inferences-per-write range over which `chosen` stays the cheapest qualifying cell
-    (energy = rest + write_per_programming / N)."""
+    """The range of inferences per programming N over which the budget rule keeps choosing
+    `chosen` (0 and inf: no flip within 1e-6 .. 1e15); None for streamed weights."""
     if deployment.weights is WeightResidence.STREAMED:
         return None
+    qualifying = [i for i in members if (cells[i].accuracy_low or -1.0) >= floor]
+    if chosen not in qualifying:
+        return None
+    target = qualifying.index(chosen)
     n_now = deployment.amortised_inferences_per_write
-    p = cells[chosen]
-    rest_p = p.energy_pj - p.write_pj_per_programming / n_now
-    low, high = 0.0, math.inf
-    for i in members:
-        q = cells[i]
-        if i == chosen or q.accuracy_low is None or q.accuracy_low < floor:
-            continue
-        rest_q = q.energy_pj - q.write_pj_per_programming / n_now
-        dw = q.write_pj_per_programming - p.write_pj_per_programming
-        dr = rest_p - rest_q
-        # p cheaper iff dr < dw / N
-        if dw > 0 and dr > 0:
-            high = min(high, dw / dr)        # above this N, q's lower rest wins
-        elif dw < 0 and dr < 0:
-            low = max(low, dw / dr)          # below this N, q's cheaper writes win
-    return (max(low, 1.0), high)
+    grid = np.unique(np.concatenate([np.logspace(*_N_DECADES, 211), [n_now]]))
+    picks = _choice_by_n(cells, qualifying, grid, n_now)
+    at = int(np.searchsorted(grid, n_now))
+    if picks[at] != target:
+        return None
+    lo, hi = at, at
+    while lo > 0 and picks[lo - 1] == target:
+        lo -= 1
+    while hi < len(grid) - 1 and picks[hi + 1] == target:
+        hi += 1
+
+    def edge(inside: float, outside: float) -> float:
+        """Bisect (in log N) between a grid value where `chosen` is picked and one where it
+        is not."""
+        a, b = math.log(inside), math.log(outside)
+        for _ in range(40):
+            mid = 0.5 * (a + b)
+            if _choice_by_n(cells, qualifying, np.array([math.exp(mid)]), n_now)[0] == target:
+                a = mid
+            else:
+                b = mid
+        return math.exp(0.5 * (a + b))
+
+    low = 0.0 if lo == 0 else edge(grid[lo], grid[lo - 1])
+    high = math.inf if hi == len(grid) - 1 else edge(grid[hi], grid[hi + 1])
+    return (low, high)
 
 
 def _budgets(cells: Sequence[CellResult], clean: Mapping[str, float],
@@ -546,18 +591,22 @@ def _budgets(cells: Sequence[CellResult], clean: Mapping[str, float],
 
 def _device_savings(cells: Sequence[CellResult], clean: Mapping[str, float],
                     budgets_points: Sequence[float]) -> tuple[DeviceSaving, ...]:
+    """Per model, scenario and device, in the sweep's first storage variant (its first
+    placement and protection, so that a knob's saving is not mixed with a protection's): the
+    cheapest point within each budget."""
+    if not cells:
+        return ()
+    variant = (cells[0].placement, cells[0].protection)
     groups: dict[tuple[str, str, str], list[int]] = {}
     for i, c in enumerate(cells):
-        if _priced(c) and c.energy_scope != "mixed":
+        if _priced(c) and c.energy_scope != "mixed" and (c.placement, c.protection) == variant:
             groups.setdefault((c.model, c.scenario, c.device), []).append(i)
     out = []
     for (model, scenario, device), members in sorted(groups.items()):
-        nominal = [i for i in members if cells[i].energy_pj == cells[i].energy_nominal_pj]
         for b in budgets_points:
-            floor = _floor(clean[model], b)
             out.append(DeviceSaving(model, scenario, device, float(b),
-                                    _cheapest(cells, members, floor, "accuracy_low"),
-                                    _cheapest(cells, nominal, floor, "accuracy_low")))
+                                    _cheapest(cells, members, _floor(clean[model], b),
+                                              "accuracy_low")))
     return tuple(out)
 
 
@@ -567,36 +616,49 @@ _TERMS = (("read", "read_energy_pj_per_bit"), ("write", "write_energy_pj_per_bit
 
 def _knob_trades(cells: Sequence[CellResult], devices: Mapping[str, Mapping[str, Any]],
                  pricer: _Pricer) -> tuple[KnobTrade, ...]:
+    """For each swept control knob: its cells (first model, scenario and storage variant;
+    the device's other swept knobs at the values nearest their nominal), what energy terms it
+    changes, which of them this deployment charges noticeably, and its best energy ratio
+    against nominal knobs."""
     if not cells:
         return ()
     first = cells[0]
     out = []
     for label, info in devices.items():
         mine = [c for c in cells if c.device == label and c.model == first.model
-                and c.scenario == first.scenario and c.placement == first.placement
-                and c.protection == first.protection and c.has_energy_model]
-        if not mine:  # a device whose first storage variant mixes scopes
-            mine = [c for c in cells if c.device == label and c.model == first.model
-                    and c.scenario == first.scenario and c.has_energy_model]
+                and c.scenario == first.scenario and c.has_energy_model
+                and c.energy_scope != "mixed"]
+        variant = [c for c in mine if (c.placement, c.protection)
+                   == (first.placement, first.protection)]
+        mine = variant or [c for c in mine if (c.placement, c.protection)
+                           == (mine[0].placement, mine[0].protection)] if mine else []
         if not mine:
             continue
         device = pricer.devices[info["spec_hash"]]
-        nominal = next((c for c in mine if c.energy_pj == c.energy_nominal_pj), None)
         for knob in info["swept"]:
-            values = sorted({c.control_knobs[knob] for c in mine if knob in c.control_knobs})
+            others: dict[str, float] = {}
+            for other in info["swept"]:
+                if other != knob:
+                    nominal = device.spec.knob(other).nominal.value
+                    options = sorted({c.control_knobs[other] for c in mine})
+                    others[other] = min(options, key=lambda v: (abs(v - nominal), v))
+            line = [c for c in mine if all(c.control_knobs[k] == v for k, v in others.items())]
+            values = sorted({c.control_knobs[knob] for c in line})
             if len(values) < 2:
                 continue
             ends = [device.at(**{knob: v}).energy for v in (values[0], values[-1])]
             varies = tuple(name for name, q in _TERMS
                            if getattr(ends[0], q) != getattr(ends[1], q))
-            cheapest = min(mine, key=lambda c: c.energy_pj)
-            at = nominal or max(mine, key=lambda c: c.energy_pj)
-            terms = {"read": at.energy_read_pj + at.energy_reliable_read_pj,
-                     "write": at.energy_write_pj, "static": at.energy_static_pj,
-                     "refresh": at.energy_refresh_pj}
-            charged = tuple(t for t in varies if terms[t] >= 0.01 * max(at.energy_pj, 1e-300))
+            terms = {"read": lambda c: c.energy_read_pj + c.energy_reliable_read_pj,
+                     "write": lambda c: c.energy_write_pj,
+                     "static": lambda c: c.energy_static_pj,
+                     "refresh": lambda c: c.energy_refresh_pj}
+            total = max(max(c.energy_pj for c in line), 1e-300)
+            charged = tuple(t for t in varies
+                            if max(terms[t](c) for c in line) - min(terms[t](c) for c in line)
+                            >= 0.01 * total)
             out.append(KnobTrade(label, knob, values[0], values[-1],
-                                 _ratio(cheapest.energy_pj, at.energy_pj), varies, charged))
+                                 min(c.relative_to_nominal for c in line), varies, charged))
     return tuple(out)
 
 
@@ -653,13 +715,21 @@ def _repricing(manifest: Mapping[str, Any], overrides: Sequence[str]
     deployment = parse_deployment(root.child("deployment", document.get("deployment")))
     reference = ReferenceMemory()
     if document.get("reference") is not None:
-        reference = parse_reference(root.child("reference", document["reference"]))
+        snapshot = manifest.get("reference_hash")
+        if snapshot is not None and not any(o.strip().startswith("reference")
+                                            for o in overrides):
+            # the reference as swept, from the manifest's copy of its device file
+            d = manifest["memory_devices"][snapshot]
+            knobs = document["reference"].get("knobs") or {}
+            reference = ReferenceMemory(
+                DeviceRef(d["name"], d["file"], parse_device(d["document"], d["file"]),
+                          snapshot), {str(k): float(v) for k, v in knobs.items()})
+        else:
+            reference = parse_reference(root.child("reference", document["reference"]))
     budgets = DEFAULT_BUDGETS_POINTS
-    pareto = document.get("pareto")
-    if isinstance(pareto, Mapping) and pareto.get("budgets_points") is not None:
-        budgets = tuple(Node(v, source, f"pareto.budgets_points[{i}]").number_in(0.0, 100.0)
-                        for i, v in enumerate(pareto["budgets_points"]))
-    return deployment, reference, tuple(budgets)
+    if document.get("pareto") is not None:
+        budgets = parse_budgets(root.child("pareto", document["pareto"]))
+    return deployment, reference, budgets
 
 
 def aggregate(out_dir: str | Path, overrides: Sequence[str] = ()) -> SweepResults:

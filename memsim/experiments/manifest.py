@@ -74,6 +74,10 @@ def write_manifest(out: Path, spec: ExperimentSpec, models: Sequence[LoadedModel
                                   "swept": [k for k, _ in entry.sweep]}
                     for entry in spec.devices},
         "memory_devices": memory_devices,
+        # the reference as swept: repricing reads it from here, not from a file that may
+        # have changed since
+        "reference_hash": (spec.reference.device.spec_hash
+                           if spec.reference.device is not None else None),
         "models": [{"name": m.name, "model_hash": m.model_hash, "data_hash": m.data_hash,
                     "architecture": architecture_hash(m.model), "source": m.source,
                     "n_test": int(m.labels.shape[0]), "clean_key": clean_keys[m.name]}

@@ -16,7 +16,8 @@ Public API:
     pareto_front(points) -> list[int]   indices of the non-dominated points.
     fronts_by_group(points) -> dict[(model, scenario), list[int]]
     cheapest_within(points, clean_accuracy, budget_points, conservative=False) -> index | None
-    budget_table(points, clean_accuracy_by_model, budgets_points=(1.0, 2.0)) -> list[BudgetRow]
+    budget_table(points, clean_accuracy_by_model, budgets_points=DEFAULT_BUDGETS_POINTS)
+        -> list[BudgetRow]
     noise_aware_front(points, clean_accuracy=None, paired=None) -> list[int]
     noise_aware_fronts_by_group(points, clean_accuracy_by_model, paired=None, group_of=None)
         -> dict[group, list[int]]
@@ -51,6 +52,7 @@ from itertools import groupby
 from typing import Protocol
 
 from memsim.errors import MemsimError
+from memsim.spec.experiment import DEFAULT_BUDGETS_POINTS
 
 __all__ = [
     "BUDGET_TOLERANCE",
@@ -216,7 +218,7 @@ class BudgetRow:
 
 
 def budget_table(points: Sequence[TradeoffPoint], clean_accuracy_by_model: Mapping[str, float],
-                 budgets_points: Sequence[float] = (1.0, 2.0),
+                 budgets_points: Sequence[float] = DEFAULT_BUDGETS_POINTS,
                  conservative: bool = False) -> list[BudgetRow]:
     """For each (model, scenario) in sorted order and each budget: the cheapest device and
     operating point within that many percentage points of the model's clean accuracy."""

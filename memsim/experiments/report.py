@@ -310,7 +310,7 @@ def pareto_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
                        label=f"front, {s}-scope energies") for s in scopes]
     handles.append(Line2D([], [], color="grey", linestyle=":", label="clean accuracy"))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle(f"Energy and accuracy, {results.deployment.preset} deployment (front: "
+    fig.suptitle(f"Energy and accuracy, {results.deployment.label} deployment (front: "
                  "noise-aware, labelled device and knob values; hollow: assumed energy)",
                  fontsize=10)
     fig.tight_layout(rect=(0, _legend_space(fig, len(handles), 4), 1, 0.97))
@@ -341,7 +341,6 @@ def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
     fig, axes = _grid(plt, len(labels), 4.2, 3.3, cols=4, sharey=True, sharex=True)
-    trades = {t.device: t for t in results.knob_trades}
     for ax, label in zip(axes.flat, labels, strict=False):
         mine = [c for c in cells if c.device == label]
         floor = _floor_axis(ax, cells)
@@ -367,11 +366,11 @@ def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
         ax.set_title(f"{label}" + (f" ({', '.join(swept)})" if swept else " (no knob)"),
                      fontsize=9)
         _note_below(ax, n_below, floor)
-        trade = trades.get(label)
-        if trade is not None and trade.trades_nothing:
+        own = [t for t in results.knob_trades if t.device == label]
+        if own and all(t.trades_nothing for t in own):
             ax.text(0.03, 0.12, "this knob saves < 1 % here", transform=ax.transAxes,
                     fontsize=7, color="dimgrey")
-        ax.set_xlim(0.0, 1.08)
+        ax.set_xlim(0.0, max(1.08, *(c.relative_to_nominal + 0.03 for c in cells)))
         ax.set_xlabel("energy ÷ energy at nominal knobs", fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
@@ -381,7 +380,7 @@ def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
     fig.legend(handles, names, loc="lower center", ncol=min(4, max(len(names), 1)),
                fontsize=8, frameon=False)
     variant = f"{placement}, {protection}"
-    fig.suptitle(f"What each device's knob saves, {results.deployment.preset} deployment "
+    fig.suptitle(f"What each device's knob saves, {results.deployment.label} deployment "
                  f"(storage: {variant}; labels: knob values)", fontsize=10)
     fig.tight_layout(rect=(0, _legend_space(fig, len(names), 4), 1, 0.95))
     fig.savefig(path, dpi=110)
@@ -494,8 +493,11 @@ def _saving(b: BudgetChoice, cells: Sequence[CellResult]) -> str:
         return "–"
     opt = cells[b.optimistic].relative_energy if b.optimistic is not None else None
     def pct(r: float) -> str:
+        """Whole percent, or enough digits that a saving short of 100 % does not read 100."""
         saved = 100 * (1 - r)
-        return f"{saved:.0f}" if saved < 99.5 or r == 0 else f"{saved:.3g}"
+        if saved < 99.5 or r <= 0:
+            return f"{saved:.0f}"
+        return f"{saved:.{min(9, -math.floor(math.log10(100 - saved)))}f}"
 
     text = f"{pct(rel)} %"
     if opt is not None and math.isfinite(opt) and pct(opt) != pct(rel):
@@ -509,10 +511,10 @@ def _while(b: BudgetChoice, results: SweepResults) -> str:
         return "–"
     low, high = b.cheapest_while
     now = results.deployment.amortised_inferences_per_write
-    if low <= 1 and math.isinf(high):
+    if low <= 0 and math.isinf(high):
         return "any N"
     parts = []
-    if low > 1:
+    if low > 0:
         parts.append(f"N ≥ {low:.3g}")
     if math.isfinite(high):
         parts.append(f"N ≤ {high:.3g}")
@@ -528,26 +530,27 @@ def _headline(results: SweepResults, devices: _Devices, scope: str) -> list[str]
     lines = ["| model | scenario | budget | device | knobs | storage | accuracy, 95 % interval "
              "| energy (pJ) | vs reference | saving |" + (" cheapest while |" if resident else ""),
              "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if resident else "")]
-    merged: dict[tuple[str, str, int | None], list[BudgetChoice]] = {}
+    # budgets whose line reads the same share it, then scenarios (a device without the
+    # scenario's knob) likewise
+    merged: dict[tuple[str, str, str], list[BudgetChoice]] = {}
     for b in results.budgets:
-        if b.scope == scope:
-            merged.setdefault((b.model, b.scenario, b.cell), []).append(b)
-    # scenarios whose line reads the same (a device without the scenario's knob) share it
-    rows: dict[tuple[str, str], list[str]] = {}
-    for (model, scenario, index), choices in merged.items():
-        b = choices[0]
-        budget = "≤ " + ", ".join(f"{c.budget_points:g}" for c in choices) + " points"
-        if index is None:
-            rest = f"{budget} | no point qualifies | | | | | | |" + (" |" if resident else "")
+        if b.scope != scope:
+            continue
+        if b.cell is None:
+            rest = "no point qualifies | | | | | | |" + (" |" if resident else "")
         else:
-            c = cells[index]
-            rest = (f"{budget} | {c.device} | {fmt_knobs(devices.swept_knobs(c))} | "
+            c = cells[b.cell]
+            rest = (f"{c.device} | {fmt_knobs(devices.swept_knobs(c))} | "
                     f"{_variant(results, c) or '-'} | {_pct(c.accuracy)} % "
                     f"[{_pct(c.accuracy_low)}, {_pct(c.accuracy_high)}] | "
                     f"{_energy(c.energy_pj)}{'*' if c.energy_assumed else ''} | "
                     f"{_rel(c.relative_energy)} | {_saving(b, cells)} |"
                     + (f" {_while(b, results)} |" if resident else ""))
-        rows.setdefault((model, rest), []).append(scenario)
+        merged.setdefault((b.model, b.scenario, rest), []).append(b)
+    rows: dict[tuple[str, str], list[str]] = {}
+    for (model, scenario, rest), choices in merged.items():
+        budget = "≤ " + ", ".join(f"{c.budget_points:g}" for c in choices) + " points"
+        rows.setdefault((model, f"{budget} | {rest}"), []).append(scenario)
     for (model, rest), scenarios in rows.items():
         lines.append(f"| {model} | {', '.join(scenarios)} | {rest}")
     return lines
@@ -605,6 +608,8 @@ def _method_pairs(results: SweepResults) -> list[str]:
                             found.append(f"{label}, {scenario}, ≤ {b:g} points: {a:.2f}× "
                                          f"versus {v:.2f}× ({model} "
                                          f"{'further' if a < v else 'less far'})")
+            if not compared:
+                continue
             if not found:
                 out.append(f"- **{model} versus {versus}**: the same energy on every device "
                            f"in every scenario and budget ({compared} comparisons): the sweep's "
@@ -650,18 +655,18 @@ def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
     the same results repriced."""
     from memsim.experiments.aggregation import aggregate
 
-    if not results.budgets or (results.overrides and any(
-            o.split("=", 1)[0].strip().startswith("deployment") for o in results.overrides)):
+    if not any(b.cell is not None for b in results.budgets):
         return []
-    scope = "array" if any(b.scope == "array" for b in results.budgets) \
-        else results.budgets[0].scope
+    scopes = [b.scope for b in results.budgets]
+    scope = results.reference_scope if results.reference_scope in scopes \
+        else "array" if "array" in scopes else scopes[0]
     budget = results.budgets_points[0]
     scenario = results.budgets[0].scenario
     models = list(dict.fromkeys(b.model for b in results.budgets))
-    current = results.deployment.preset
-    priced = [(current, results)]
+    current = results.deployment
+    priced: list[tuple[str, SweepResults]] = [(f"**{current.label}** (this report)", results)]
     for preset in DEPLOYMENT_PRESETS:
-        if preset != current:
+        if preset != current.preset or current.changed:
             priced.append((preset, aggregate(results.out_dir, [*results.overrides,
                                                                f"deployment={preset}"])))
     out = ["## The answer under other deployments", "",
@@ -669,7 +674,7 @@ def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
            f"≤ {budget:g} points; saving against {results.reference}): which knob is worth "
            "turning depends on how the weights are used.", "",
            "| deployment | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    for preset, r in priced:
+    for name, r in priced:
         row = []
         for model in models:
             b = next((b for b in r.budgets if (b.model, b.scenario, b.scope, b.budget_points)
@@ -680,7 +685,6 @@ def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
             c = r.cells[b.cell]
             row.append(f"{c.device} {fmt_knobs(devices.swept_knobs(c))}: "
                        f"{_saving(b, r.cells)}")
-        name = f"**{preset}** (this report)" if preset == current else preset
         out.append(f"| {name} | " + " | ".join(row) + " |")
     return [*out, ""]
 
@@ -705,7 +709,9 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
         lines += [f"Made with `{command}`" + (
             f": models, sweep and aggregation took {elapsed_s:.0f} s (this report and its "
             "pictures came after)." if elapsed_s else "."), ""]
-    preset = "custom deployment" if d.preset == "custom" else f"the **{d.preset}** preset"
+    preset = ("custom deployment" if d.preset == "custom"
+              else f"the **{d.preset}** preset" + (f" with {', '.join(d.changed)} changed"
+                                                    if d.changed else ""))
     lines += [
         "## The answer", "",
         f"**Deployment**: {preset}" + (f" ({d.description})" if d.description else "")
@@ -721,6 +727,17 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
         "whose high end qualifies.", ""]
     scopes = list(dict.fromkeys(b.scope for b in results.budgets))
     mixed = sorted({c.device for c in results.cells if c.energy_scope == "mixed"})
+    if not scopes:
+        lines += ["No operating point of this sweep has a priced energy (no device with an "
+                  "energy model, or no budget): there is nothing to choose.", ""]
+    elif all(c.chips < 2 for c in results.cells):
+        lines += ["With one chip per cell there is no accuracy interval, so no point can meet "
+                  "a budget (judged by the interval's low end): run more chips.", ""]
+    if results.reference_scope is not None and any(
+            sc != results.reference_scope for sc in scopes):
+        lines += [f"The reference has {results.reference_scope}-scope energy: energies of "
+                  "another scope are not compared with it (`–` under vs reference and "
+                  "saving).", ""]
     for scope in scopes:
         members = sorted({results.cells[i].device for (m, s, sc), f in results.fronts.items()
                           if sc == scope for i in f} | {
@@ -732,8 +749,8 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
                          if scope == "cell" else "arrays with their periphery."), ""]
         lines += [*_headline(results, devices, scope), ""]
     if mixed:
-        lines += [f"Left out of fronts and budgets: placements that put {', '.join(mixed)} "
-                  "(cell-scope energy) next to array-scope memories, whose sum means neither; "
+        lines += [f"Left out of fronts and budgets: placements whose memories mix energy "
+                  f"scopes (with {', '.join(mixed)} under test), whose sum means neither; "
                   "they are in `results.csv`.", ""]
     if any(b.cheapest_while is not None for b in results.budgets):
         lines += ["*Cheapest while*: the inferences per programming N over which the point "
@@ -741,13 +758,16 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
                   f"{d.amortised_inferences_per_write:g}); outside it the ranking flips.", ""]
     weak = sorted({_figure_name(results.cells[b.cell].device, f) for b in results.budgets
                    if b.cell is not None for f in results.cells[b.cell].energy_assumed_figures})
-    lines += ["`*`: the energy rests on a figure tagged assumed or not given"
-              + (f" ({'; '.join(weak)})" if weak else "") + ".", "",
-              "![energy/accuracy, every device](pareto.png)", "",
+    if weak:
+        lines += [f"`*`: the energy rests on a figure tagged assumed or not given "
+                  f"({'; '.join(weak)}).", ""]
+    placement, protection = _first_variant(results)
+    lines += ["![energy/accuracy, every device](pareto.png)", "",
               "## What each device saves", "",
               "Within each accuracy budget, the cheapest operating point of each device "
-              "against the same device at nominal knobs (lower is a larger saving; – : no "
-              "point qualifies).", ""]
+              "against the same device at nominal control knobs, in the sweep's first storage "
+              f"variant ({placement}, {protection}; lower is a larger saving; – : no point "
+              "qualifies).", ""]
     lines += _savings_tables(results)
     lines += ["![savings per device](savings.png)", ""]
     pairs = _method_pairs(results)
@@ -758,10 +778,10 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
         lines += [*pairs, ""]
     lines += _other_deployments(results, devices)
     lines += ["## What the knobs trade under this deployment", ""]
-    lines += _trade_lines(results) or ["No device's knob was swept."]
+    lines += _trade_lines(results) or ["No device with an energy model has a swept knob."]
     lines += ["", "Another deployment reprices the same results without evaluating a chip: "
-              "`memsim pareto DIR --set deployment=streamed` (presets: always-on, throughput, "
-              "streamed, reprogrammed-hourly).", ""]
+              "`memsim pareto DIR --set deployment=PRESET` (presets: "
+              f"{', '.join(DEPLOYMENT_PRESETS)}).", ""]
     summaries = paired_summaries(results)
     if summaries:
         lines += ["## Models compared on the same chips", "",

@@ -57,7 +57,7 @@ class Deployment:
         reprogram_interval_s: reprogrammed weights: seconds between two programmings.
         capacity_mib: capacity of the memory under test in MiB, for static and refresh power
             (None: exactly the bits it stores).
-        description: what the preset models, for the report.
+        description: what the preset models, for the report (empty once a field differs).
     """
 
     preset: str
@@ -68,6 +68,16 @@ class Deployment:
     reprogram_interval_s: float | None = None
     capacity_mib: float | None = None
     description: str = ""
+    changed: tuple[str, ...] = ()
+    """The preset's fields this deployment overrides (its description then no longer
+    applies)."""
+
+    @property
+    def label(self) -> str:
+        """`always-on`, or `always-on with inference_rate_hz changed`."""
+        if not self.changed:
+            return self.preset
+        return f"{self.preset} with {', '.join(self.changed)} changed"
 
     @property
     def seconds_per_inference(self) -> float:
@@ -206,7 +216,16 @@ def parse_deployment(n: Node) -> Deployment:
                   reprogram_interval_s=interval if weights is WeightResidence.REPROGRAMMED
                   else None,
                   capacity_mib=capacity)
+    if not math.isfinite(out.seconds_per_inference):
+        raise n.child("inference_rate_hz", rate).fail(
+            f"expected a rate whose inverse is finite, got {rate:g}")
     if not math.isfinite(out.writes_per_inference):
         raise n.fail("the deployment writes an infinite number of times per inference")
-    return out
+    if custom:
+        return out
+    changed = tuple(name for name in ("weights", "inference_rate_hz", "reads_per_inference",
+                                      "inferences_per_write", "reprogram_interval_s",
+                                      "capacity_mib")
+                    if getattr(out, name) != getattr(base, name))
+    return replace(out, changed=changed, description="" if changed else base.description)
 

@@ -70,6 +70,7 @@ __all__ = [
     "builtin_config_files",
     "config_dir",
     "load_experiment",
+    "parse_budgets",
     "parse_experiment",
     "parse_reference",
     "resolve_config_path",
@@ -624,7 +625,8 @@ def _data(n: Node) -> DataSelection:
     return DataSelection(name, directory, size, limit)
 
 
-def _budgets(n: Node) -> tuple[float, ...]:
+def parse_budgets(n: Node) -> tuple[float, ...]:
+    """Read a `pareto:` section: `budgets_points`, accuracy budgets in percentage points."""
     with n.fields() as f:
         budgets = f.collect("budgets_points",
                             lambda m: tuple(c.number_in(0.0, 100.0) for c in m.sequence(1)),
@@ -790,7 +792,7 @@ def parse_experiment(document: Any, file: str = "<config>") -> ExperimentSpec:
                 "inference_rate_hz = 1 / inference_time_s"))
         deployment = f.collect_required("deployment", _deployment, _PLACEHOLDER_DEPLOYMENT)
         reference = f.collect("reference", parse_reference, ReferenceMemory())
-        budgets = f.collect("pareto", _budgets, DEFAULT_BUDGETS_POINTS)
+        budgets = f.collect("pareto", parse_budgets, DEFAULT_BUDGETS_POINTS)
         checks: list[tuple[str, Sequence[Any], Callable[[Any], str], str]] = [
             ("models", models, lambda x: x.name, "model"),
             ("scenarios", scenarios, lambda x: x.name, "scenario"),
