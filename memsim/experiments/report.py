@@ -359,9 +359,12 @@ def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
                             label=model if len(scenarios) == 1 else f"{model} ({scenario})")
                 n_below += _mark_below(ax, x, y, floor, colors[mi % len(colors)])
                 if mi == 0 and si == 0:
+                    last = -math.inf  # labels at least 0.04 apart along x stay readable
                     for c, xv, yv in zip(group, x, y, strict=True):
-                        ax.annotate(_short_knobs(devices.swept_knobs(c)), (xv, yv),
-                                    xytext=(2, 4), textcoords="offset points", fontsize=6)
+                        if xv - last >= 0.04:
+                            ax.annotate(_short_knobs(devices.swept_knobs(c)), (xv, yv),
+                                        xytext=(2, 4), textcoords="offset points", fontsize=6)
+                            last = xv
         swept = devices.swept(label)
         ax.set_title(f"{label}" + (f" ({', '.join(swept)})" if swept else " (no knob)"),
                      fontsize=9)
