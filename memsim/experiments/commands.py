@@ -66,7 +66,8 @@ def add_commands(subparsers: Any) -> None:
         "pareto", help="re-aggregate a sweep (CSVs, fronts, report), optionally under another "
                        "deployment or reference, without evaluating anything",
         epilog="example: memsim pareto memsim-demo --set deployment=streamed "
-               "--out memsim-demo/streamed")
+               "--out memsim-demo/streamed",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", metavar="DIR", help="the --out directory of memsim run")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="reprice: override the deployment, reference or pareto section (value "
