@@ -22,6 +22,7 @@ from memsim.experiments.aggregation import (
     _cheapest,
     _cheapest_while,
     _floor,
+    _fronts,
     aggregate,
 )
 from memsim.experiments.commands import add_commands
@@ -400,3 +401,15 @@ def test_overridden_presets_say_so_and_bad_values_are_one_line(
             ("deployment.capacity_mib=0.0001", "deployment (or a fixed memory's capacity_mib)")):
         with pytest.raises(MemsimError, match=re.escape(message)):
             aggregate(out, [bad])
+
+
+def test_the_front_treats_energies_within_the_tie_as_equal() -> None:
+    # a: cheapest by a hair but less accurate; b: 0.05 % dearer and as accurate as clean;
+    # c: twice the energy, no better: the front is b alone
+    a = _cell(100.0, 0.90, accuracy=0.905, high=0.91)
+    b = _cell(100.05, 0.948, accuracy=0.95, high=0.952)
+    c = _cell(200.0, 0.948, accuracy=0.95, high=0.952)
+    assert _fronts([a, b, c]) == {("m", "s", "array"): (1,)}
+    # outside the tie the cheaper point stays first, and b beats it beyond noise
+    far = _cell(99.0, 0.90, accuracy=0.905, high=0.91)
+    assert _fronts([far, b, c]) == {("m", "s", "array"): (0, 1)}

@@ -13,8 +13,8 @@ Rules the report states:
 - The front is noise-aware (`pareto.noise_aware_front`): a point leaves it when a cheaper
   point is not worse within noise; points on the same chips (one device, placement and
   protection along its knobs) are compared by the paired interval of their difference.
-  Accuracies above the model's clean accuracy count as clean. A front point less than
-  `ENERGY_TIE` (0.1 %) cheaper than the next one leaves it too.
+  Accuracies above the model's clean accuracy count as clean. Energies within `ENERGY_TIE`
+  (0.1 %) of a cheaper one count as equal, so the more accurate of them comes first.
 - Budgets are judged by the LOW end of the accuracy interval against the model's clean
   accuracy: a point qualifies for "≤ b points" when accuracy_low ≥ clean − b/100. The saving's
   interval runs from that point to the cheapest point whose HIGH end qualifies.
@@ -483,11 +483,24 @@ def _fronts(cells: Sequence[CellResult]) -> dict[tuple[str, str, str], tuple[int
                    ) -> tuple[float, float] | None:
             return _paired_interval(group[p], group[q])
 
-        front = noise_aware_front([_point(c) for c in group], group[0].clean_accuracy, paired)
-        # a front point within ENERGY_TIE of the next (more accurate) one saves nothing real
-        kept = [j for j, nxt in zip(front, [*front[1:], None], strict=True)
-                if nxt is None or group[nxt].energy_pj > group[j].energy_pj * (1.0 + ENERGY_TIE)]
-        out[key] = tuple(members[j] for j in kept)
+        # energies within ENERGY_TIE of a cluster's cheapest count as its energy, so that the
+        # more accurate of them comes first (the budget rule treats them alike)
+        tied = _tie_energies([c.energy_pj for c in group])
+        points = [replace(_point(c), energy_pj=e) for c, e in zip(group, tied, strict=True)]
+        front = noise_aware_front(points, group[0].clean_accuracy, paired)
+        out[key] = tuple(members[j] for j in front)
+    return out
+
+
+def _tie_energies(energies: Sequence[float]) -> list[float]:
+    """Each energy replaced by the lowest of its cluster: sorted, a cluster runs from its
+    cheapest energy E to the last one within E · (1 + ENERGY_TIE)."""
+    out = list(energies)
+    start = -math.inf
+    for i in sorted(range(len(energies)), key=lambda i: energies[i]):
+        if energies[i] > start * (1.0 + ENERGY_TIE):
+            start = energies[i]
+        out[i] = start
     return out
 
 
