@@ -404,12 +404,16 @@ def test_overridden_presets_say_so_and_bad_values_are_one_line(
 
 
 def test_the_front_treats_energies_within_the_tie_as_equal() -> None:
-    # a: cheapest by a hair but less accurate; b: 0.05 % dearer and as accurate as clean;
-    # c: twice the energy, no better: the front is b alone
-    a = _cell(100.0, 0.90, accuracy=0.905, high=0.91)
-    b = _cell(100.05, 0.948, accuracy=0.95, high=0.952)
+    # a: cheapest by a hair but with more errors; b: 0.05 % dearer, fewer errors, as accurate
+    # as clean; c: twice the energy, no better: the front is b alone
+    a = _cell(100.0, 0.90, accuracy=0.905, high=0.91, ber=1e-2)
+    b = _cell(100.05, 0.948, accuracy=0.95, high=0.952, ber=1e-6)
     c = _cell(200.0, 0.948, accuracy=0.95, high=0.952)
     assert _fronts([a, b, c]) == {("m", "s", "array"): (1,)}
     # outside the tie the cheaper point stays first, and b beats it beyond noise
-    far = _cell(99.0, 0.90, accuracy=0.905, high=0.91)
+    far = _cell(99.0, 0.90, accuracy=0.905, high=0.91, ber=1e-2)
+    # within the tie, noise does not decide: a noisy score above b's on more errors comes
+    # after b and is no better beyond noise
+    lucky = _cell(100.0, 0.945, accuracy=0.951, high=0.957, ber=1e-2)
+    assert _fronts([lucky, b, c]) == {("m", "s", "array"): (1,)}
     assert _fronts([far, b, c]) == {("m", "s", "array"): (0, 1)}

@@ -14,7 +14,8 @@ Rules the report states:
   point is not worse within noise; points on the same chips (one device, placement and
   protection along its knobs) are compared by the paired interval of their difference.
   Accuracies above the model's clean accuracy count as clean. Energies within `ENERGY_TIE`
-  (0.1 %) of a cheaper one count as equal, so the more accurate of them comes first.
+  (0.1 %) of a cheaper one count as equal, and among them the fewest bit errors come first
+  (the budget rule's order).
 - Budgets are judged by the LOW end of the accuracy interval against the model's clean
   accuracy: a point qualifies for "≤ b points" when accuracy_low ≥ clean − b/100. The saving's
   interval runs from that point to the cheapest point whose HIGH end qualifies.
@@ -483,10 +484,14 @@ def _fronts(cells: Sequence[CellResult]) -> dict[tuple[str, str, str], tuple[int
                    ) -> tuple[float, float] | None:
             return _paired_interval(group[p], group[q])
 
-        # energies within ENERGY_TIE of a cluster's cheapest count as its energy, so that the
-        # more accurate of them comes first (the budget rule treats them alike)
+        # the front's order is the budget rule's: energies within ENERGY_TIE of a cluster's
+        # cheapest count as equal, and among them the fewest bit errors come first; the
+        # front only reads energies for their order, so each point gets its rank
         tied = _tie_energies([c.energy_pj for c in group])
-        points = [replace(_point(c), energy_pj=e) for c, e in zip(group, tied, strict=True)]
+        order = sorted(range(len(group)), key=lambda j: (tied[j], group[j].device_ber,
+                                                          group[j].energy_pj, j))
+        rank = {j: float(r) for r, j in enumerate(order)}
+        points = [replace(_point(c), energy_pj=rank[j]) for j, c in enumerate(group)]
         front = noise_aware_front(points, group[0].clean_accuracy, paired)
         out[key] = tuple(members[j] for j in front)
     return out
