@@ -1,4 +1,13 @@
-"""The `memsim` command line. Logic lives in the library; this module parses and prints."""
+"""The `memsim` command line. Logic lives in the library; this module parses and prints.
+
+Exit status: 0 success; 2 bad input or usage (argparse errors and every `MemsimError` but
+`RunFailure`); 1 a failure while running that is not the input's fault (`RunFailure`,
+`OSError`), and `devices check` with a point beyond its tolerance; 130 interrupted (Ctrl-C).
+Each error is one line on stderr, never a traceback (see docs/cli.md).
+
+Building the parser imports no numerics: the physics, the spec loader and the experiments are
+imported inside the command functions, so `memsim --help` starts in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +18,27 @@ import sys
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from memsim import __version__
-from memsim.errors import MemsimError, SpecError, UnknownDeviceError
+from memsim.errors import MemsimError, RunFailure, SpecError
+from memsim.experiments.commands import add_command, positive_int
 from memsim.experiments.commands import add_commands as add_experiment_commands
-from memsim.physics.curves import curve_provenance, describe
-from memsim.physics.device import Device, OperatingPoint, load_device, mechanism_curves
-from memsim.spec.fields import Param, Provenance
-from memsim.spec.loader import builtin_device_files, catalogue_dir
 
+if TYPE_CHECKING:
+    from memsim.physics.device import Device, OperatingPoint
+    from memsim.spec.fields import Param
+
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def load_device(name_or_path: str | Path) -> Device:
+    """`memsim.load_device`, imported when a command first needs a device (not for --help)."""
+    from memsim.physics.device import load_device as load
+
+    return load(name_or_path)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +62,8 @@ def _parse_knobs(items: Sequence[str] | None) -> dict[str, float]:
 
 
 def _jsonable(obj: Any) -> Any:
+    from memsim.spec.fields import Param
+
     if isinstance(obj, Param):
         d: dict[str, Any] = {"value": obj.value, "provenance": obj.provenance.value}
         if obj.source:
@@ -81,13 +102,13 @@ def _fmt(p: Param) -> str:
     return f"{p.value:g} [{tag}{extra}]"
 
 
-_STRENGTH = [p.value for p in Provenance]
-
-
 def _tags(tags: Sequence[str] | frozenset[Any]) -> str:
     """Provenance tags, strongest first."""
+    from memsim.spec.fields import Provenance
+
+    strength = [p.value for p in Provenance]
     vals = sorted({t.value if isinstance(t, Enum) else str(t) for t in tags},
-                  key=lambda v: _STRENGTH.index(v) if v in _STRENGTH else len(_STRENGTH))
+                  key=lambda v: strength.index(v) if v in strength else len(strength))
     return "[" + ", ".join(vals) + "]" if vals else ""
 
 
@@ -95,6 +116,8 @@ def _tags(tags: Sequence[str] | frozenset[Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from memsim.spec.loader import builtin_device_files, catalogue_dir
+
     rows = []
     problems: list[str] = []
     files = builtin_device_files()
@@ -133,6 +156,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from memsim.physics.curves import curve_provenance, describe
+    from memsim.physics.device import mechanism_curves
+
     d = load_device(args.device)
     spec = d.spec
     if args.json:
@@ -256,6 +282,7 @@ def cmd_at(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from memsim.plotting import plot_devices
+    from memsim.spec.loader import builtin_device_files
 
     names = list(args.devices)
     if args.all:
@@ -340,7 +367,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     try:
         Path(args.out).write_bytes(result.image.to_bytes())
     except OSError as e:
-        raise MemsimError(f"{args.out}: cannot write: {e.strerror or e}") from None
+        raise RunFailure(f"{args.out}: cannot write: {e.strerror or e}") from None
     report: dict[str, object] = {"device": source, **result.raw.to_dict(),
                                  "chip_seed": args.chip_seed, "seed": args.seed}
     # `bits` and the flips describe the file written; the physical read is reported apart
@@ -394,7 +421,7 @@ def cmd_characterise(args: argparse.Namespace) -> int:
     try:
         maps.save(args.out)
     except OSError as e:
-        raise MemsimError(f"{args.out}: cannot write: {e.strerror or e}") from None
+        raise RunFailure(f"{args.out}: cannot write: {e.strerror or e}") from None
     rows = [{"knob_value": float(v), "stuck_at_zero": int(maps.stuck_at_zero[i].sum()),
              "stuck_at_one": int(maps.stuck_at_one[i].sum())}
             for i, v in enumerate(maps.knob_values)]
@@ -525,53 +552,87 @@ def _fmt_knobs(knobs: Any) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+DEVICE_HELP = "built-in name (e.g. sram-14nm) or YAML file"
+KNOB_HELP = "knob value (repeatable); unnamed knobs stay nominal"
+JSON_HELP = "print JSON instead of text"
+
+
+def _protection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ecc", choices=("none", "secded-72-64"), default="none",
+                   help="SEC-DED check bits stored in the same faulty memory (default none)")
+    p.add_argument("--interleave", type=int, default=1, metavar="D",
+                   help="spread D codewords over adjacent cells (default 1)")
+    p.add_argument("--protect-msbs", type=int, default=0, metavar="K",
+                   help="keep the K most significant bits of each byte in a reliable bank")
+    p.add_argument("--on-uncorrectable", choices=("leave", "zero"), default="leave",
+                   help="what to do with a word ECC detects but cannot correct (default leave)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="memsim", description="Approximate-memory simulator for neural networks.")
+    # Only argparse here: every import a command needs happens when it runs (see the docstring).
+    parser = _Parser(prog="memsim", description="Approximate-memory simulator for neural networks.",
+                     epilog="exit status: 0 success, 2 bad input or usage, 1 a failure while "
+                            "running, 130 interrupted; see docs/cli.md")
     parser.add_argument("--version", action="version", version=f"memsim {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                help="memsim COMMAND --help for its options and an example")
 
     devices = sub.add_parser("devices", help="memory technologies: list, inspect, validate, plot")
-    dsub = devices.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    dsub = devices.add_subparsers(dest="action", required=True, parser_class=_Parser,
+                                  help="memsim devices ACTION --help for its options")
 
-    p = dsub.add_parser("list", help="the built-in devices")
-    p.add_argument("--json", action="store_true", help="a JSON list of objects")
+    p = add_command(dsub, "list", "the built-in devices", "memsim devices list --json")
+    p.add_argument("--json", action="store_true",
+                   help="a JSON list of objects with name, technology, knobs")
     p.set_defaults(func=cmd_list)
 
-    p = dsub.add_parser("show", help="a device's resolved spec, provenance and calibration")
-    p.add_argument("device", help="built-in name or YAML file")
-    p.add_argument("--json", action="store_true")
+    p = add_command(dsub, "show", "a device's resolved spec, provenance and calibration",
+                    "memsim devices show sram-14nm")
+    p.add_argument("device", help=DEVICE_HELP)
+    p.add_argument("--json", action="store_true",
+                   help="the resolved spec and its calibration check as JSON")
     p.set_defaults(func=cmd_show)
 
-    p = dsub.add_parser("validate", help="check device files; exit 2 with one line per problem")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = add_command(dsub, "validate", "check device files; exit 2 with one line per problem",
+                    "memsim devices validate examples/sram-14nm-hot-die.yaml")
+    p.add_argument("files", nargs="+", metavar="FILE", help="device YAML files or built-in names")
     p.set_defaults(func=cmd_validate)
 
-    p = dsub.add_parser("at", help="error rates and energy at an operating point")
-    p.add_argument("device", help="built-in name or YAML file")
-    p.add_argument("--knob", action="append", metavar="NAME=VALUE",
-                   help="knob value (repeatable); unnamed knobs stay nominal")
-    p.add_argument("--json", action="store_true")
+    p = add_command(dsub, "at", "error rates and energy at an operating point",
+                    "memsim devices at sram-14nm --knob v_rel=0.85")
+    p.add_argument("device", help=DEVICE_HELP)
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE", help=KNOB_HELP)
+    p.add_argument("--json", action="store_true", help="the operating point as a JSON object")
     p.set_defaults(func=cmd_at)
 
-    p = dsub.add_parser("plot", help="error rates and energy versus a knob, one row per device")
+    p = add_command(dsub, "plot", "error rates and energy versus a knob, one row per device",
+                    "memsim devices plot --all --out catalogue.png\n"
+                    "         memsim devices plot sram-14nm --sweep v_rel --out sram.png")
     p.add_argument("devices", nargs="*", metavar="DEVICE", help="built-in names or YAML files")
     p.add_argument("--all", action="store_true", help="every built-in device")
-    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="the picture to write")
     p.add_argument("--sweep", metavar="KNOB",
                    help="knob for the x axis (default: each device's first control knob)")
     p.add_argument("--knob", action="append", metavar="NAME=VALUE",
                    help="fix another knob (repeatable)")
     p.set_defaults(func=cmd_plot)
 
-    p = dsub.add_parser("check", help="compare devices with their published calibration points")
-    p.add_argument("devices", nargs="+", metavar="DEVICE")
-    p.add_argument("--json", action="store_true")
+    p = add_command(dsub, "check", "compare devices with their published calibration points; "
+                                   "exit 1 if one is off", "memsim devices check sram-14nm")
+    p.add_argument("devices", nargs="+", metavar="DEVICE", help="built-in names or YAML files")
+    p.add_argument("--json", action="store_true", help="a JSON list of the points")
     p.set_defaults(func=cmd_check)
 
     memory = sub.add_parser("memory", help="corrupt any binary file through a simulated chip")
-    msub = memory.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    p = msub.add_parser("inject", help="write the copy of a file read through one chip")
-    p.add_argument("--device", help="built-in name or YAML file")
+    msub = memory.add_subparsers(dest="action", required=True, parser_class=_Parser,
+                                 help="memsim memory ACTION --help for its options")
+    p = add_command(msub, "inject", "write the copy of a file read through one chip",
+                    "memsim memory inject --device sram-14nm --knob v_rel=0.8 --in weights.bin "
+                    "--out read.bin\n"
+                    "         memsim memory inject --fault-map chip.npz --knob v_rel=0.8 "
+                    "--in weights.bin --out read.bin\n"
+                    "         (weights.bin: any file; chip.npz: from memsim memory characterise)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--fault-map", metavar="FILE.npz",
                    help="replay a measured chip instead of a device (see FaultMaps)")
     p.add_argument("--map-offset", type=int, default=0, metavar="CELL",
@@ -580,85 +641,100 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeat the map cyclically when the file is larger than the map")
     p.add_argument("--interpolate", choices=("exact", "nearest_harsher", "nearest"),
                    default="exact", help="knob values between measured points")
-    p.add_argument("--knob", action="append", metavar="NAME=VALUE")
-    p.add_argument("--in", dest="input", required=True, metavar="FILE")
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE", help=KNOB_HELP)
+    p.add_argument("--in", dest="input", required=True, metavar="FILE",
+                   help="the file to store and read back")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write what was read")
     p.add_argument("--bits-per-cell", type=int, choices=(1, 2, 3),
                    help="must match the device's cell")
     p.add_argument("--chip-seed", type=int, default=0, help="which chip (persistent faults)")
     p.add_argument("--seed", type=int, default=0, help="which trial (read-time flips)")
-    p.add_argument("--ecc", choices=("none", "secded-72-64"), default="none",
-                   help="SEC-DED check bits stored in the same faulty memory")
-    p.add_argument("--interleave", type=int, default=1, metavar="D",
-                   help="spread D codewords over adjacent cells")
-    p.add_argument("--protect-msbs", type=int, default=0, metavar="K",
-                   help="keep the K most significant bits of each byte in a reliable bank")
-    p.add_argument("--on-uncorrectable", choices=("leave", "zero"), default="leave",
-                   help="what to do with a word ECC detects but cannot correct")
-    p.add_argument("--json", action="store_true")
+    _protection_options(p)
+    p.add_argument("--json", action="store_true", help="the flip counts as a JSON object")
     p.set_defaults(func=cmd_inject)
-    p = msub.add_parser("characterise",
-                        help="fault maps of a simulated chip (all-0 / all-1 reads per knob value)")
-    p.add_argument("--device", required=True, help="built-in name or YAML file")
-    p.add_argument("--sweep", required=True, metavar="KNOB=V1,V2,...")
+    p = add_command(msub, "characterise",
+                    "fault maps of a simulated chip (all-0 / all-1 reads per knob value)",
+                    "memsim memory characterise --device sram-14nm --sweep v_rel=0.9,0.8 "
+                    "--cells 65536 --out chip.npz")
+    p.add_argument("--device", required=True, help=DEVICE_HELP)
+    p.add_argument("--sweep", required=True, metavar="KNOB=V1,V2,...",
+                   help="the knob and its values to read the chip at")
     p.add_argument("--cells", type=int, required=True, help="cells (bits) to characterise")
-    p.add_argument("--chip-seed", type=int, default=0)
+    p.add_argument("--chip-seed", type=int, default=0, help="which chip (persistent faults)")
     p.add_argument("--seed", type=int, default=0, help="trial seed of the reads")
-    p.add_argument("--out", required=True, metavar="FILE.npz")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", required=True, metavar="FILE.npz",
+                   help="the fault maps, for memory inject --fault-map")
+    p.add_argument("--json", action="store_true", help="the stuck-cell counts as JSON")
     p.set_defaults(func=cmd_characterise)
-    p = msub.add_parser("diff", help="count differing bits by direction")
-    p.add_argument("a", metavar="A")
-    p.add_argument("b", metavar="B")
-    p.add_argument("--json", action="store_true")
+    p = add_command(msub, "diff", "count differing bits by direction",
+                    "memsim memory diff weights.bin read.bin")
+    p.add_argument("a", metavar="A", help="the original file")
+    p.add_argument("b", metavar="B", help="its copy, of the same length")
+    p.add_argument("--json", action="store_true", help="the counts as a JSON object")
     p.set_defaults(func=cmd_diff)
 
-    p = sub.add_parser("train", help="train a QNN/BNN from a config (resumes from its checkpoint)")
-    p.add_argument("config", metavar="CONFIG.yaml")
+    p = add_command(sub, "train", "train a QNN/BNN from a config (resumes from its checkpoint)",
+                    "memsim train digits-bnn-mcel.yaml --out runs/bnn-mcel --set loss.margin=64\n"
+                    "         (digits-bnn-mcel.yaml: the training config in README.md, Training)")
+    p.add_argument("config", metavar="CONFIG.yaml", help="a training config file")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/<name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. --set loss.margin=64 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="accuracy of checkpoints on simulated chips of a device; "
-                                    "several are paired on the same chips")
+    p = add_command(sub, "eval", "accuracy of checkpoints on simulated chips of a device; "
+                                 "several are paired on the same chips",
+                    "memsim eval memsim-demo/models/bnn-mcel/checkpoint.pt "
+                    "memsim-demo/models/bnn-ce/checkpoint.pt --device sram-14nm --knob v_rel=0.85"
+                    "\n         (checkpoints written by memsim demo; memsim train writes one too)")
     p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="+",
                    help="one or more; the others are compared with the first")
-    p.add_argument("--device", required=True, help="built-in name or YAML file")
-    p.add_argument("--knob", action="append", metavar="NAME=VALUE")
-    p.add_argument("--chips", type=int, default=5)
-    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--device", required=True, help=DEVICE_HELP)
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE", help=KNOB_HELP)
+    p.add_argument("--chips", type=positive_int, default=5, metavar="N",
+                   help="simulated chips (persistent faults; the interval's clusters; default 5)")
+    p.add_argument("--trials", type=positive_int, default=3, metavar="M",
+                   help="reads of each chip (read-time flips; default 3)")
     p.add_argument("--seed", type=int, default=0, help="experiment seed (chips and trials)")
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives now")
-    p.add_argument("--ecc", choices=("none", "secded-72-64"), default="none")
-    p.add_argument("--interleave", type=int, default=1, metavar="D")
-    p.add_argument("--protect-msbs", type=int, default=0, metavar="K")
-    p.add_argument("--on-uncorrectable", choices=("leave", "zero"), default="leave")
+    _protection_options(p)
     p.add_argument("--per-trial", action="store_true", help="include every trial in --json")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the evaluation as JSON")
     p.set_defaults(func=cmd_eval)
     add_experiment_commands(sub)
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors exit 2 here (see _Parser)
     try:
         return int(args.func(args))
     except SpecError as e:
         for p in e.problems:
             print(f"error: {p}", file=sys.stderr)
         return EXIT_USAGE
-    except (MemsimError, UnknownDeviceError) as e:
+    except RunFailure as e:  # before MemsimError, its base
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except MemsimError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # before OSError: `memsim ... | head` is no failure
+        return 0
+    except OSError as e:
+        # not the input's fault (it would be a MemsimError): a full disk, a denied permission
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{_one_line(e.strerror or str(e))}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

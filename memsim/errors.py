@@ -6,7 +6,11 @@ from collections.abc import Iterable
 
 
 class MemsimError(Exception):
-    """Base class of errors caused by user input; the CLI prints them as one line."""
+    """Base class of memsim's errors, each with a one-line message the CLI prints.
+
+    A plain `MemsimError` (and every subclass but `RunFailure`) is the input's fault: the CLI
+    exits 2. A `RunFailure` is not: the CLI exits 1.
+    """
 
 
 class SpecProblem:
@@ -47,3 +51,8 @@ class UnknownDeviceError(MemsimError):
 
 class KnobError(MemsimError):
     """An operating point names an unknown knob or a value outside its range."""
+
+
+class RunFailure(MemsimError):
+    """A failure while running, not caused by the input: a worker process that died, an output
+    that cannot be written."""

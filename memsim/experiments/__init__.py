@@ -1,6 +1,6 @@
 """Experiments: sweeps of models over memories, resumable results, energy, Pareto fronts.
 
-Torch-free building blocks, exported here:
+Torch-free building blocks, exported here (each module imported on first use):
 
 - `store`: `ResultStore`, one SQLite row per finished evaluation keyed by `key_of(inputs)`.
 - `stats`: `cluster_mean_interval`, `paired_difference_interval`, `AdaptiveChips`,
@@ -14,32 +14,38 @@ intervals, energy under the deployment, fronts, budgets), `outputs` and `report`
 pictures, `report.md`).
 """
 
-from memsim.experiments.energy import (
-    EnergyBreakdown,
-    EnergyError,
-    InferenceEnergy,
-    MemoryUse,
-    inference_energy,
-)
-from memsim.experiments.pareto import (
-    BudgetRow,
-    ParetoError,
-    TradeoffPoint,
-    budget_table,
-    cheapest_within,
-    fronts_by_group,
-    noise_aware_front,
-    pareto_front,
-)
-from memsim.experiments.stats import (
-    AdaptiveChips,
-    Interval,
-    StatsError,
-    cluster_mean_interval,
-    paired_difference_interval,
-    resolvable_difference,
-)
-from memsim.experiments.store import ResultStore, StoredRow, StoreError, key_of
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from memsim.experiments.energy import (
+        EnergyBreakdown,
+        EnergyError,
+        InferenceEnergy,
+        MemoryUse,
+        inference_energy,
+    )
+    from memsim.experiments.pareto import (
+        BudgetRow,
+        ParetoError,
+        TradeoffPoint,
+        budget_table,
+        cheapest_within,
+        fronts_by_group,
+        noise_aware_front,
+        pareto_front,
+    )
+    from memsim.experiments.stats import (
+        AdaptiveChips,
+        Interval,
+        StatsError,
+        cluster_mean_interval,
+        paired_difference_interval,
+        resolvable_difference,
+    )
+    from memsim.experiments.store import ResultStore, StoredRow, StoreError, key_of
 
 __all__ = [
     "AdaptiveChips",
@@ -66,3 +72,31 @@ __all__ = [
     "pareto_front",
     "resolvable_difference",
 ]
+
+# Imported on first use (PEP 562): `memsim.experiments.commands` and `.executors` are read when
+# the `memsim` parser is built, and must not pull in scipy, numpy or the physics with them.
+_LAZY = {
+    **dict.fromkeys(("EnergyBreakdown", "EnergyError", "InferenceEnergy", "MemoryUse",
+                     "inference_energy"), "memsim.experiments.energy"),
+    **dict.fromkeys(("BudgetRow", "ParetoError", "TradeoffPoint", "budget_table",
+                     "cheapest_within", "fronts_by_group", "noise_aware_front", "pareto_front"),
+                    "memsim.experiments.pareto"),
+    **dict.fromkeys(("AdaptiveChips", "Interval", "StatsError", "cluster_mean_interval",
+                     "paired_difference_interval", "resolvable_difference"),
+                    "memsim.experiments.stats"),
+    **dict.fromkeys(("ResultStore", "StoredRow", "StoreError", "key_of"),
+                    "memsim.experiments.store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,6 +2,8 @@
 
 `add_commands(subparsers)` registers them on the `memsim` parser; each command function takes
 the parsed arguments and returns an exit status, raising `MemsimError` for bad input.
+`add_command` adds one command with its example; the `memsim` parser uses it for all of them.
+Nothing here imports torch or the physics until a command runs (`memsim --help` stays fast).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memsim.errors import MemsimError
 from memsim.experiments.executors import EXECUTOR_NAMES
 
 if TYPE_CHECKING:
     from memsim.experiments.aggregation import SweepResults
 
-__all__ = ["DEMO_CONFIG", "add_commands", "cmd_demo", "cmd_pareto", "cmd_run"]
+__all__ = ["DEMO_CONFIG", "add_command", "add_commands", "cmd_demo", "cmd_pareto", "cmd_run",
+           "positive_int"]
 
 DEMO_CONFIG = "quickstart"
 
@@ -29,24 +33,45 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def add_command(subparsers: Any, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    """A command on `subparsers` whose --help ends with `example` (lines kept as written)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=help[:1].upper() + help[1:] + ".",
+        epilog=f"example: {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad count is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTOR_NAMES, default="pool",
                    help="where evaluations run: this process, a local process pool (default, "
                         "all cores) or Ray")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=positive_int, metavar="N",
                    help="worker processes (pool) or CPUs of a local Ray instance (default: all "
                         "cores)")
     p.add_argument("--address", metavar="HOST:PORT",
                    help="a running Ray cluster (with --executor ray); default: start a local one")
-    p.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+    p.add_argument("--threads-per-worker", type=positive_int, default=1, metavar="T",
                    help="torch and numba threads per worker (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def add_commands(subparsers: Any) -> None:
     """Register `run`, `pareto` and `demo` on the `memsim` parser's subparsers."""
-    p = subparsers.add_parser(
-        "run", help="train, sweep and report an experiment config (resumable)")
+    p = add_command(
+        subparsers, "run", "train, sweep and report an experiment config (resumable)",
+        "memsim run quickstart --out runs/quickstart\n"
+        "         memsim run configs/quickstart.yaml --out runs/try --dry-run --set trials=2")
     p.add_argument("config", help="built-in config name (e.g. quickstart) or YAML file")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output directory (results.sqlite, results.csv, pareto.csv, ...); "
@@ -62,12 +87,10 @@ def add_commands(subparsers: Any) -> None:
     _executor_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = subparsers.add_parser(
-        "pareto", help="re-aggregate a sweep (CSVs, fronts, report), optionally under another "
-                       "deployment or reference, without evaluating anything",
-        epilog="example: memsim pareto memsim-demo --set deployment=streamed "
-               "--out memsim-demo/streamed",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(
+        subparsers, "pareto", "re-aggregate a sweep (CSVs, fronts, report), optionally under "
+                              "another deployment or reference, without evaluating anything",
+        "memsim pareto memsim-demo --set deployment=streamed --out memsim-demo/streamed")
     p.add_argument("dir", metavar="DIR", help="the --out directory of memsim run")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="reprice: override the deployment, reference or pareto section (value "
@@ -77,9 +100,10 @@ def add_commands(subparsers: Any) -> None:
                         "stays in DIR)")
     p.set_defaults(func=cmd_pareto)
 
-    p = subparsers.add_parser(
-        "demo", help=f"the built-in {DEMO_CONFIG} experiment: digits, BNN and 4-bit models "
-                     "with CE and MCEL, swept over the catalogue")
+    p = add_command(
+        subparsers, "demo", f"the built-in {DEMO_CONFIG} experiment: digits, BNN and 4-bit "
+                            "models with CE and MCEL, swept over the catalogue",
+        "memsim demo --out memsim-demo --workers 2")
     p.add_argument("--out", default="memsim-demo", metavar="DIR",
                    help="output directory (default: memsim-demo)")
     _executor_options(p)
@@ -117,7 +141,17 @@ def _report_path(paths: list[Path]) -> Path:
     return reports[0] if reports else next(p for p in paths if p.name == "results.csv")
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    # before the (long) training starts, and as bad input (exit 2): the executor's own checks
+    # run only when the sweep begins and raise an ExecutorError, a RunFailure (exit 1)
+    if args.address is not None and args.executor != "ray":
+        raise MemsimError("--address is for --executor ray")
+    if args.executor == "inprocess" and args.workers not in (None, 1):
+        raise MemsimError("the in-process executor has one worker")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_executor(args)
     overrides = list(args.set)
     if args.data_dir is not None:
         # JSON text is YAML: the path stays a string whatever characters it holds
@@ -142,6 +176,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _check_executor(args)
     started = time.perf_counter()
     results, paths = _run(DEMO_CONFIG, args, [], False)
     _summary(results, paths)

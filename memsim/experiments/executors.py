@@ -19,7 +19,8 @@ Public API:
                                   "auto"), or a local Ray instance with `workers` CPUs.
     make_executor(kind, workers=None, address=None, threads=1)   by name: inprocess, pool, ray.
     pinned_threads(threads)       context manager pinning torch and numba threads here.
-    ExecutorError (a MemsimError).
+    ExecutorError (bad settings, or an input error met on a worker: the CLI exits 2);
+    ExecutorFailure (an ExecutorError and a RunFailure: Ray unreachable; the CLI exits 1).
 """
 
 from __future__ import annotations
@@ -36,15 +37,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
-from memsim.errors import MemsimError
+from memsim.errors import MemsimError, RunFailure
 
 __all__ = [
     "EXECUTOR_NAMES",
     "Executor",
     "ExecutorError",
+    "ExecutorFailure",
     "InProcessExecutor",
     "PoolExecutor",
     "RayExecutor",
@@ -57,7 +60,13 @@ TaskFn = Callable[[Any, Any], Any]
 
 
 class ExecutorError(MemsimError):
-    """An executor that cannot start, or a task that failed on a worker."""
+    """Bad executor settings (a worker count, an address without Ray, Ray not installed), or
+    an input error that a worker met (sent back as its line): the input's fault, exit 2."""
+
+
+class ExecutorFailure(ExecutorError, RunFailure):
+    """An executor that cannot start (Ray unreachable) or is used before it is opened: a
+    failure while running, exit 1."""
 
 
 @contextlib.contextmanager
@@ -135,7 +144,7 @@ class InProcessExecutor(Executor):
     def map_unordered(self, tasks: Iterable[Any]) -> Iterator[Any]:
         fn = self._fn
         if fn is None:
-            raise ExecutorError("executor not opened")
+            raise ExecutorFailure("executor not opened")
         with pinned_threads(self.threads):
             for task in tasks:
                 yield fn(self._context, task)
@@ -207,7 +216,7 @@ class PoolExecutor(Executor):
     def map_unordered(self, tasks: Iterable[Any]) -> Iterator[Any]:
         pool = self._pool
         if pool is None:
-            raise ExecutorError("executor not opened")
+            raise ExecutorFailure("executor not opened")
         # A bounded window of submitted tasks: results stream back while the rest wait here.
         window = 4 * self.workers
         pending: set[Future[Any]] = set()
@@ -223,7 +232,14 @@ class PoolExecutor(Executor):
                     return
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        # rows already stored stay: a rerun resumes from them
+                        raise ExecutorFailure(
+                            "a worker process died (out of memory, or killed); the rows "
+                            "finished so far are stored, rerun to resume") from None
+                    yield result
         finally:
             for future in pending:
                 future.cancel()
@@ -297,7 +313,7 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "a local instance"
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ExecutorError(f"cannot start Ray on {where}: {first}") from None
+                raise ExecutorFailure(f"cannot start Ray on {where}: {first}") from None
             self._started = True
         blob = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
         self._digest = hashlib.sha256(blob).hexdigest()
@@ -311,7 +327,7 @@ class RayExecutor(Executor):
         task_error = importlib.import_module("ray.exceptions").RayTaskError
 
         if self._remote is None:
-            raise ExecutorError("executor not opened")
+            raise ExecutorFailure("executor not opened")
         pending = [self._remote.remote(self._fn, self._box, self._digest, self.threads,
                                        self._paths, task) for task in tasks]
         try:
