@@ -24,6 +24,7 @@ from memsim import __version__
 from memsim.errors import MemsimError, RunFailure, SpecError
 from memsim.experiments.commands import add_command, positive_int
 from memsim.experiments.commands import add_commands as add_experiment_commands
+from memsim.spec.names import ECC_SCHEMES, UNCORRECTABLE_POLICIES, format_knobs
 
 if TYPE_CHECKING:
     from memsim.physics.device import Device, OperatingPoint
@@ -530,7 +531,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         a = result.accuracy
         interval = (f"[{a.low:.4f}, {a.high:.4f}]" if a.bounded
                     else "(one chip: no interval; use --chips 2 or more)")
-        print(f"{name} on {device.name} at {_fmt_knobs(knobs)} (ber {point.ber:.3g})")
+        print(f"{name} on {device.name} at {format_knobs(knobs)} (ber {point.ber:.3g})")
         print(f"  clean accuracy      {result.clean_accuracy:.4f}   MLM {result.clean_mlm:.3f} "
               f"(normalised {result.clean_mlm_normalised:.3f})")
         print(f"  accuracy            {a.mean:.4f} {interval} 95 %, {a.n_clusters} chips x "
@@ -545,10 +546,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_knobs(knobs: Any) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in knobs.items()) or "nominal"
-
-
 # ----------------------------------------------------------------------------------------------
 
 
@@ -558,13 +555,13 @@ JSON_HELP = "print JSON instead of text"
 
 
 def _protection_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ecc", choices=("none", "secded-72-64"), default="none",
+    p.add_argument("--ecc", choices=ECC_SCHEMES, default="none",
                    help="SEC-DED check bits stored in the same faulty memory (default none)")
     p.add_argument("--interleave", type=int, default=1, metavar="D",
                    help="spread D codewords over adjacent cells (default 1)")
     p.add_argument("--protect-msbs", type=int, default=0, metavar="K",
                    help="keep the K most significant bits of each byte in a reliable bank")
-    p.add_argument("--on-uncorrectable", choices=("leave", "zero"), default="leave",
+    p.add_argument("--on-uncorrectable", choices=UNCORRECTABLE_POLICIES, default="leave",
                    help="what to do with a word ECC detects but cannot correct (default leave)")
 
 

@@ -15,8 +15,8 @@ checkpoint cannot run code when loaded.
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 import memsim
 from memsim.errors import MemsimError, SpecError
+from memsim.files import atomic_write_bytes
 from memsim.kernels import flip_bits_
 from memsim.memory.chip import Chip
 from memsim.spec.training import (
@@ -353,12 +354,9 @@ def evaluate_clean(model: nn.Module, dataset: Dataset) -> float:
 
 
 def _save_atomic(payload: Mapping[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(dict(payload), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(dict(payload), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:

@@ -40,7 +40,12 @@ from memsim.experiments.pareto import (
     noise_aware_front,
 )
 from memsim.experiments.plan import adaptive_rule
-from memsim.experiments.stats import AdaptiveChips, cluster_mean_interval
+from memsim.experiments.stats import (
+    AdaptiveChips,
+    Interval,
+    cluster_mean_interval,
+    paired_difference_interval,
+)
 from memsim.experiments.store import STORE_FILENAME, ResultStore
 from memsim.memory.protection import ProtectionOverhead
 from memsim.physics.device import Device, OperatingPoint
@@ -457,12 +462,17 @@ def _paired_interval(a: CellResult, b: CellResult) -> tuple[float, float] | None
     and there are at least two."""
     if not a.same_chips(b):
         return None
+    d = _paired(a, b)
+    return (d.low, d.high) if d is not None and d.bounded else None
+
+
+def _paired(a: CellResult, b: CellResult) -> Interval | None:
+    """accuracy(a) − accuracy(b) over the chips both used (chips 0, 1, ...)."""
     n = min(len(a.chip_accuracy), len(b.chip_accuracy))
-    if n < 2:
+    if n == 0:
         return None
-    d = cluster_mean_interval([[x - y] for x, y in zip(a.chip_accuracy[:n],
-                                                       b.chip_accuracy[:n], strict=True)])
-    return (d.low, d.high) if d.bounded else None
+    return paired_difference_interval([[x] for x in a.chip_accuracy[:n]],
+                                      [[y] for y in b.chip_accuracy[:n]])
 
 
 def _groups(cells: Sequence[CellResult]) -> dict[tuple[str, str, str], list[int]]:
@@ -703,14 +713,12 @@ def paired_differences(cells: Sequence[CellResult], data_of: Mapping[str, str]
                 other = by_model[versus].get(key)
                 if other is None:
                     continue
-                n = min(len(cell.chip_accuracy), len(other.chip_accuracy))
-                if n == 0:
+                d = _paired(cell, other)
+                if d is None:
                     continue
-                d = cluster_mean_interval([[a - b] for a, b in zip(
-                    cell.chip_accuracy[:n], other.chip_accuracy[:n], strict=True)])
                 out.append(PairedDifference(
                     model, versus, cell.scenario, cell.device, cell.placement, cell.protection,
-                    cell.control_knobs, cell.environment_knobs, n, d.mean,
+                    cell.control_knobs, cell.environment_knobs, d.n_clusters, d.mean,
                     d.low if d.bounded else None, d.high if d.bounded else None,
                     cell.clean_accuracy - other.clean_accuracy))
     return tuple(out)

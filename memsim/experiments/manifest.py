@@ -15,7 +15,8 @@ from typing import Any
 
 from memsim.experiments.models import LoadedModel, RunnerError, architecture_hash
 from memsim.experiments.plan import Planner, chip_rule, trials_of
-from memsim.experiments.store import STORE_FILENAME, atomic_write_text
+from memsim.experiments.store import STORE_FILENAME
+from memsim.files import atomic_write_text
 from memsim.spec.experiment import ExperimentSpec
 from memsim.spec.loader import load_document
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from memsim.experiments.aggregation import CellResult, SweepResults
-from memsim.experiments.store import atomic_write_text, csv_cell
+from memsim.experiments.store import csv_cell
+from memsim.files import atomic_write_text
 
 __all__ = [
     "BUDGETS_CSV",

@@ -52,7 +52,7 @@ from itertools import groupby
 from typing import Protocol
 
 from memsim.errors import MemsimError
-from memsim.spec.experiment import DEFAULT_BUDGETS_POINTS
+from memsim.spec.names import DEFAULT_BUDGETS_POINTS
 
 __all__ = [
     "BUDGET_TOLERANCE",

@@ -20,23 +20,20 @@ from typing import Any
 import numpy as np
 
 from memsim.experiments.aggregation import BudgetChoice, CellResult, SweepResults
+from memsim.files import atomic_write_text
 from memsim.physics.device import Device
 from memsim.spec.deployment import DEPLOYMENT_PRESETS, WeightResidence
 from memsim.spec.device import KnobSpec, parse_device
 from memsim.spec.experiment import UNDER_TEST
+from memsim.spec.names import format_knobs
 
-__all__ = ["PairedSummary", "fmt_knobs", "write_report"]
+__all__ = ["PairedSummary", "write_report"]
 
 _BER_FLOOR = 1e-15
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def fmt_knobs(knobs: Mapping[str, float]) -> str:
-    """`v_rel=0.86, temperature_c=85`, or `nominal` when there are none."""
-    return ", ".join(f"{k}={v:g}" for k, v in knobs.items()) or "nominal"
 
 
 def _plt() -> Any:
@@ -543,7 +540,7 @@ def _headline(results: SweepResults, devices: _Devices, scope: str) -> list[str]
             rest = "no point qualifies | | | | | | |" + (" |" if resident else "")
         else:
             c = cells[b.cell]
-            rest = (f"{c.device} | {fmt_knobs(devices.swept_knobs(c))} | "
+            rest = (f"{c.device} | {format_knobs(devices.swept_knobs(c))} | "
                     f"{_variant(results, c) or '-'} | {_pct(c.accuracy)} % "
                     f"[{_pct(c.accuracy_low)}, {_pct(c.accuracy_high)}] | "
                     f"{_energy(c.energy_pj)}{'*' if c.energy_assumed else ''} | "
@@ -686,7 +683,7 @@ def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
                 row.append("–")
                 continue
             c = r.cells[b.cell]
-            row.append(f"{c.device} {fmt_knobs(devices.swept_knobs(c))}: "
+            row.append(f"{c.device} {format_knobs(devices.swept_knobs(c))}: "
                        f"{_saving(b, r.cells)}")
         out.append(f"| {name} | " + " | ".join(row) + " |")
     return [*out, ""]
@@ -817,9 +814,7 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
         provenance += [f"## {label}", "", spec.description.strip(), "",
                        f"Energy scope: {spec.energy.scope.value}. Sources:", "",
                        *(f"- {s.id}: {s.citation}" for s in spec.sources), ""]
-    devices_path = out_dir / "devices.md"
-    devices_path.write_text("\n".join(provenance), encoding="utf-8")
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    devices_path = atomic_write_text(out_dir / "devices.md", "\n".join(provenance))
+    path = atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
     written += [devices_path, path]
     return written

@@ -34,9 +34,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from memsim.errors import MemsimError
+from memsim.files import atomic_write_text
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -146,30 +145,6 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, inputs TEXT NOT NULL, "
     "outputs TEXT NOT NULL) WITHOUT ROWID",
 )
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` to `path` so that readers see the old file or the whole new one, never a
-    part (a temporary file in the same folder, fsynced, then renamed over it), with the
-    permissions of an ordinary new file."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(out.parent)
-    return out
 
 
 class ResultStore:
@@ -383,15 +358,3 @@ def csv_cell(v: Any) -> str:
     return canonical_json(v)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,6 +45,7 @@ from memsim.memory.chip import Chip, ReadResult
 from memsim.memory.encoding import Encoding, encode
 from memsim.memory.image import MemoryImage, Region
 from memsim.physics.device import Device, OperatingPoint
+from memsim.spec.names import EccScheme, UncorrectablePolicy
 
 __all__ = [
     "ChipReader",
@@ -63,16 +63,6 @@ __all__ = [
 
 class ProtectionError(MemsimError):
     """An impossible protection setting for an image."""
-
-
-class EccScheme(StrEnum):
-    NONE = "none"
-    SECDED_72_64 = "secded-72-64"
-
-
-class UncorrectablePolicy(StrEnum):
-    LEAVE = "leave"
-    ZERO = "zero"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from memsim.spec.mechanisms import (
     ThresholdMechanism,
     TransientMechanism,
 )
+from memsim.spec.names import format_knobs
 
 _PROVENANCE_ORDER = {p: i for i, p in enumerate(Provenance)}
 
@@ -212,7 +213,7 @@ class Device:
         try:
             return self._resolve(values)
         except (CurveDomainError, MechanismRangeError) as e:
-            raise KnobError(f"{self.name}: at {_fmt_knobs(values)}: {e}") from None
+            raise KnobError(f"{self.name}: at {format_knobs(values)}: {e}") from None
 
     def _resolve(self, values: dict[str, float]) -> OperatingPoint:
         cell = self.spec.cell
@@ -282,10 +283,6 @@ class CalibrationCheck:
         return 1.0 / tol <= self.ratio <= tol
 
 
-def _fmt_knobs(values: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in values.items())
-
-
 def knob_box_grid(device: Device, per_knob: int,
                   bounds: Mapping[str, tuple[float, float]] | None = None,
                   extra: Mapping[str, float] | None = None) -> Iterator[dict[str, float]]:
@@ -326,13 +323,13 @@ def _check_over_range(device: Device) -> None:
             try:
                 v = evaluate(curve, values)
             except (CurveDomainError, OverflowError, ValueError, ZeroDivisionError) as e:
-                problems[path] = SpecProblem(spec.file, path, f"at {_fmt_knobs(values)}: {e}")
+                problems[path] = SpecProblem(spec.file, path, f"at {format_knobs(values)}: {e}")
                 return
             if not math.isfinite(v) or v < low or (high is not None and v > high + 1e-12):
                 bound = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
                 problems[path] = SpecProblem(
                     spec.file, path, f"expected {what} {bound} over the knob ranges, got {v:g} "
-                    f"at {_fmt_knobs(values)}")
+                    f"at {format_knobs(values)}")
                 return
 
     for i, mech in enumerate(spec.faults):
@@ -347,7 +344,7 @@ def _check_over_range(device: Device) -> None:
                     level_matrix(mech, values, spec.cell)
                 except (MechanismRangeError, CurveDomainError, ArithmeticError, ValueError) as e:
                     problems[f"faults[{i}]"] = SpecProblem(
-                        spec.file, f"faults[{i}].transitions", f"at {_fmt_knobs(values)}: {e}")
+                        spec.file, f"faults[{i}].transitions", f"at {format_knobs(values)}: {e}")
                     break
     for name in _ENERGY_FIELDS:
         check(f"energy.{name}", getattr(spec.energy, name), 0.0, None, "an energy or power")

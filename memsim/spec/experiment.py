@@ -37,6 +37,7 @@ from memsim.spec.deployment import DEPLOYMENT_PRESETS, Deployment, parse_deploym
 from memsim.spec.device import DeviceSpec, KnobRole, parse_device
 from memsim.spec.fields import Node, entries, nearest_hint, printable
 from memsim.spec.loader import load_document, read_yaml, resolve_device_path
+from memsim.spec.names import DEFAULT_BUDGETS_POINTS, ECC_SCHEMES, UNCORRECTABLE_POLICIES
 from memsim.spec.training import (
     QuantScheme,
     TrainSpec,
@@ -81,15 +82,11 @@ UNDER_TEST = "under-test"
 """The name of the memory that holds the swept device (seeds its chips)."""
 NOMINAL_SCENARIO = "nominal"
 # Mirrors memsim.memory.protection (the spec layer does not import the memory layer).
-ECC_SCHEMES = ("none", "secded-72-64")
-UNCORRECTABLE_POLICIES = ("leave", "zero")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _BUILDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 _NO_SWEEP: tuple[tuple[str, tuple[float, ...]], ...] = ()
 _NO_NAMES: tuple[str, ...] = ()
-DEFAULT_BUDGETS_POINTS: tuple[float, ...] = (1.0, 2.0)
-"""Accuracy budgets in percentage points below clean accuracy, when a config names none."""
 _PLACEHOLDER_DEPLOYMENT = DEPLOYMENT_PRESETS["always-on"]
 
 
