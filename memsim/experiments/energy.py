@@ -23,8 +23,8 @@ reprogramming of drifting cells every N inferences), 0 (the default) to leave wr
 ECC decoder's logic is not counted.
 
 The same placement at nominal knobs (`at` replaced by `nominal`, all else equal) gives the
-reference for `InferenceEnergy.relative_to_nominal`. `nominal` should hold the control knobs
-at nominal and the environment knobs at the scenario's values.
+reference for `InferenceEnergy.relative_to_nominal` (`MemoryUse.nominal`: control knobs at
+nominal, environment knobs at the scenario's values).
 
 Provenance: every energy figure that contributes (a nonzero bit count or capacity times time)
 adds the provenance tags of its curve's parameters (`OperatingPoint.energy.provenance`).
@@ -33,17 +33,6 @@ given without provenance is no better than an assumption); `assumed_figures` nam
 static power that the device file does not give counts as `unspecified` whenever static power
 is charged: every powered array leaks, so its 0 is an omission (or a power-gated array), not
 a figure.
-
-Public API:
-    MemoryUse(overhead, at, nominal, reliable_at=None, capacity_mib=None,
-              reliable_capacity_mib=None, reads_per_inference=1.0, name="",
-              writes_per_inference=0.0)
-    inference_energy(memories, inference_time_s) -> InferenceEnergy
-    EnergyBreakdown(read_pj, check_read_pj, padding_read_pj, reliable_read_pj, static_pj,
-                    refresh_pj, write_pj=0.0) with .total_pj
-    InferenceEnergy(breakdown, nominal, per_memory, provenance, assumed_figures) with
-        .total_pj, .nominal_pj, .relative_to_nominal, .assumed
-    EnergyError (a MemsimError).
 """
 
 from __future__ import annotations
@@ -82,13 +71,15 @@ class MemoryUse:
     Attributes:
         overhead: where the image's bits live (`ProtectedImage.overhead`).
         at: the memory's device at the operating point's knobs.
-        nominal: the same device with its control knobs at nominal.
+        nominal: the same device with its control knobs at nominal and its environment
+            knobs at the scenario's values (the reference of `relative_to_nominal`).
         reliable_at: the device of the reliable bank that holds protected bits, at its
             nominal knobs (None: `nominal`).
         capacity_mib: the memory's stated capacity in MiB, for static and refresh power
             (None: exactly the image's stored bits).
         reliable_capacity_mib: the reliable bank's capacity in MiB (None: exactly its bits).
-        reads_per_inference: how often each stored bit is read per inference.
+        reads_per_inference: how often each stored bit is read per inference (1: the
+            weights are read once per inference).
         name: a label for `assumed_figures` (default: the device name).
         writes_per_inference: how often each stored bit is written per inference (1/N when
             one programming serves N inferences; 0: writes left out).
@@ -251,7 +242,10 @@ _TAG_ORDER = ("measured", "derived", "simulated", "assumed", "unspecified")
 
 def inference_energy(memories: MemoryUse | Sequence[MemoryUse],
                      inference_time_s: float) -> InferenceEnergy:
-    """Energy of one inference over the memories of a placement; see the module docstring."""
+    """Energy of one inference over the memories of a placement (one `MemoryUse` or several)
+    at the operating point and at nominal knobs, with the provenance of the figures used; see
+    the module docstring for the formula. `inference_time_s` is t, the time that static and
+    refresh power are charged for."""
     uses = (memories,) if isinstance(memories, MemoryUse) else tuple(memories)
     if not uses:
         raise EnergyError("inference_energy needs at least one memory")

@@ -4,23 +4,17 @@ Every executor runs the same function `fn(context, task)` on the same tasks; onl
 which order they run differs, and each task's result depends only on its inputs (seeds), so
 the numbers are the same under every executor. What would otherwise differ is pinned per
 worker: torch's intra-op threads (a different thread count sums in a different order) and
-numba's threads (for speed; the kernels' results do not depend on them).
+numba's threads (for speed; the kernels' results do not depend on them). Results come back in
+completion order; callers must not rely on any other.
 
-The context (models, test data, devices) is pickled once and sent to each worker once: as the
-pool's initializer argument, or as one Ray object that each worker process unpickles once and
-keeps. Workers import the modules named in `import_paths` first (users' own model code).
+The context (models, test data, devices) is pickled once and each worker process unpickles it
+once and keeps it: the pool's workers read it from a temporary file, Ray workers fetch it as
+one object. Workers put the folders in `import_paths` (users' own model code) in front of
+`sys.path` first.
 
-Public API:
-    Executor                      the interface: `open(fn, context)`, `map_unordered(tasks)`
-                                  (results in completion order), `close()`; a context manager.
-    InProcessExecutor(threads=1)  sequential, in this process (debugging, tests).
-    PoolExecutor(workers=None, threads=1)   local processes (spawned), all cores by default.
-    RayExecutor(address=None, workers=None, threads=1)  a Ray cluster (`address` HOST:PORT or
-                                  "auto"), or a local Ray instance with `workers` CPUs.
-    make_executor(kind, workers=None, address=None, threads=1)   by name: inprocess, pool, ray.
-    pinned_threads(threads)       context manager pinning torch and numba threads here.
-    ExecutorError (bad settings, or an input error met on a worker: the CLI exits 2);
-    ExecutorFailure (an ExecutorError and a RunFailure: Ray unreachable; the CLI exits 1).
+Errors: an input error met on a worker comes back as an `ExecutorError` with its line (exit 2);
+a failure while running (Ray unreachable, a pool worker that died) is an `ExecutorFailure`
+(exit 1).
 """
 
 from __future__ import annotations
@@ -65,8 +59,9 @@ class ExecutorError(MemsimError):
 
 
 class ExecutorFailure(ExecutorError, RunFailure):
-    """An executor that cannot start (Ray unreachable) or is used before it is opened: a
-    failure while running, exit 1."""
+    """An executor that cannot start (Ray unreachable), a pool worker process that died (out
+    of memory, killed), or an executor used before it is opened: a failure while running,
+    exit 1."""
 
 
 @contextlib.contextmanager
@@ -106,15 +101,19 @@ def _worker_error(e: MemsimError) -> ExecutorError:
 
 
 class Executor:
-    """Runs `fn(context, task)` over tasks; see the module docstring."""
+    """Runs `fn(context, task)` over tasks: `open`, then `map_unordered`, then `close` (also
+    as a context manager); see the module docstring."""
 
     name = "executor"
 
     def open(self, fn: TaskFn, context: Any, import_paths: Sequence[str] = ()) -> None:
+        """Start the workers with `fn` and `context` (both picklable for the pool and Ray:
+        `fn` a module-level function); `import_paths` are folders the workers put in front of
+        `sys.path` (the in-process executor leaves that to its caller)."""
         raise NotImplementedError
 
     def map_unordered(self, tasks: Iterable[Any]) -> Iterator[Any]:
-        """The results of the tasks, each as soon as it is done."""
+        """The results of the tasks, each as soon as it is done (completion order)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -129,7 +128,8 @@ class Executor:
 
 
 class InProcessExecutor(Executor):
-    """Sequential, in this process, with the same thread pinning as a worker."""
+    """Sequential, in this process, with the same thread pinning as a worker (`threads`):
+    for debugging and tests."""
 
     name = "inprocess"
 
@@ -187,7 +187,8 @@ def _pool_call(task: Any) -> Any:
 
 
 class PoolExecutor(Executor):
-    """Local worker processes (started with `spawn`, so no thread state is inherited).
+    """Local worker processes (started with `spawn`, so no thread state is inherited):
+    `workers` of them (None: all cores), each with `threads` torch and numba threads.
 
     As with any spawned process, a script that runs a sweep on this executor must do so under
     ``if __name__ == "__main__":`` (workers import the main module)."""
@@ -367,7 +368,8 @@ def _check_count(what: str, value: int) -> int:
 
 def make_executor(kind: str, workers: int | None = None, address: str | None = None,
                   threads: int = 1) -> Executor:
-    """An executor by name: `inprocess`, `pool` (default: all cores) or `ray`."""
+    """An executor by name: `inprocess` (one worker), `pool` (default: all cores) or `ray`
+    (`address` is for Ray only)."""
     if address is not None and kind != "ray":
         raise ExecutorError("--address is for --executor ray")
     if kind == "inprocess":

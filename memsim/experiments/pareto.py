@@ -2,27 +2,11 @@
 
 The front is over control knobs only: environment knobs (temperature, age) are scenarios and
 design knobs make a different device, so fronts are formed per (model, scenario), across
-devices, operating points and protections.
+devices, operating points, placements and protections.
 
 Units: accuracies are fractions in [0, 1] everywhere (`TradeoffPoint.accuracy`, clean
 accuracies); accuracy budgets are given in percentage points (`budget_points=1.0` allows one
 point, i.e. 0.01, below clean). Energies are picojoules per inference.
-
-Public API:
-    TradeoffPoint(model, scenario, device, knobs, energy_pj, accuracy, ...)  one evaluated
-        operating point: its accuracy interval (`accuracy_low`, `accuracy_high`), its
-        protection and placement labels, and `assumed_energy` (its energy rests on a figure of
-        assumed or unstated provenance).
-    pareto_front(points) -> list[int]   indices of the non-dominated points.
-    fronts_by_group(points) -> dict[(model, scenario), list[int]]
-    cheapest_within(points, clean_accuracy, budget_points, conservative=False) -> index | None
-    budget_table(points, clean_accuracy_by_model, budgets_points=DEFAULT_BUDGETS_POINTS)
-        -> list[BudgetRow]
-    noise_aware_front(points, clean_accuracy=None, paired=None) -> list[int]
-    noise_aware_fronts_by_group(points, clean_accuracy_by_model, paired=None, group_of=None)
-        -> dict[group, list[int]]
-    PairedInterval   Callable[[i, j], (low, high) | None]: an interval of accuracy[i] − accuracy[j].
-    ParetoError (a MemsimError).
 
 Dominance: p dominates q when p.energy_pj <= q.energy_pj and p.accuracy >= q.accuracy with at
 least one strict. The front is every point no other point dominates, so exact duplicates
@@ -221,7 +205,9 @@ def budget_table(points: Sequence[TradeoffPoint], clean_accuracy_by_model: Mappi
                  budgets_points: Sequence[float] = DEFAULT_BUDGETS_POINTS,
                  conservative: bool = False) -> list[BudgetRow]:
     """For each (model, scenario) in sorted order and each budget: the cheapest device and
-    operating point within that many percentage points of the model's clean accuracy."""
+    operating point within that many percentage points of the model's clean accuracy
+    (`cheapest_within`, `conservative` as there). A model without a clean accuracy is an
+    error."""
     rows: list[BudgetRow] = []
     groups: dict[tuple[str, str], list[TradeoffPoint]] = {}
     for p in points:

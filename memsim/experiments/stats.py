@@ -1,32 +1,13 @@
 """Confidence intervals with chips as clusters, the adaptive chip rule, test-set resolution.
 
 Trials on one chip share its persistent faults, so they are not independent draws: the
-sampling unit is the chip. Intervals here summarise each chip by the mean of its trials and
-apply a Student t-interval to the chip means (a cluster-level analysis).
+sampling unit is the chip. Every interval here summarises each chip by the mean of its trials
+and applies a Student t-interval to the chip means (a cluster-level analysis); with one chip
+the spread between chips is unknown, so there is no interval (half-width inf).
 
-Public API:
-    Interval(mean, low, high, half_width, n_clusters, n_obs, confidence)
-    cluster_mean_interval(values_by_cluster, confidence=0.95) -> Interval
-        mean = (1/C) Σ_c ȳ_c, the unweighted mean over C chips of the per-chip means ȳ_c;
-        half_width = t_{1−α/2, C−1} · s / √C, s the sample standard deviation of the ȳ_c.
-        Equal chip weights because the target is the accuracy of a randomly drawn chip: a
-        chip with more trials is known better, not more likely. Sweeps give every chip the
-        same number of trials, where this equals the pooled mean. With one chip the spread
-        between chips is unknown: half_width = inf, low = −inf, high = inf.
-    paired_difference_interval(a_by_cluster, b_by_cluster, confidence=0.95) -> Interval
-        the same interval for the per-chip differences ȳ_a,c − ȳ_b,c (same chips, e.g. two
-        models or two protections on one chip): chip effects cancel.
-    AdaptiveChips(batch_size, min_chips, max_chips, target_half_width, confidence=0.95)
-        the fixed-batch sequential rule: chips 0, 1, 2, ... in batches of `batch_size`;
-        after each finished batch, stop once at least `min_chips` chips are in and the
-        interval's half-width is <= the target, or when `max_chips` is reached.
-        `.next_batch(finished) -> list[int] | None`, `.chips_used(finished)`,
-        `.interval(finished)`. The decision reads only whole finished batches, in order, so
-        it does not depend on the order in which evaluations finish or on the executor.
-    resolvable_difference(n_test, p, alpha=0.05, discordance=None) -> float
-        the smallest accuracy difference (a fraction) a paired test on `n_test` images can
-        resolve; formula in its docstring.
-    StatsError (a MemsimError).
+Chips weigh equally because the target is the accuracy of a randomly drawn chip: a chip with
+more trials is known better, not more likely. Sweeps give every chip the same number of
+trials, where this equals the pooled mean.
 """
 
 from __future__ import annotations
@@ -113,10 +94,14 @@ def cluster_mean_interval(values_by_cluster: Sequence[Sequence[float]],
                           bounds: tuple[float, float] | None = None) -> Interval:
     """Mean over clusters (chips) of the per-cluster means, with a t-interval over them.
 
+    mean = (1/C) Σ_c ȳ_c, the unweighted mean over C chips of the per-chip means ȳ_c;
+    half_width = t_{1−α/2, C−1} · s / √C, s the sample standard deviation of the ȳ_c and
+    1 − α = `confidence`. With one chip: half_width = inf, low = −inf, high = inf.
+
     ``bounds``: the range the quantity cannot leave (an accuracy: ``(0, 1)``). With few
     clusters a t-interval can reach past it (0.99 ± 0.02); `low` and `high` are clipped to it,
     while `half_width` stays the t half-width that stopping rules compare. A single cluster keeps
-    its infinite ends (no interval).
+    its infinite ends (no interval). A mean outside `bounds` is an error.
     """
     _check_confidence(confidence)
     means, n_obs = _cluster_means(values_by_cluster, "cluster_mean_interval")
@@ -135,9 +120,10 @@ def cluster_mean_interval(values_by_cluster: Sequence[Sequence[float]],
 def paired_difference_interval(a_by_cluster: Sequence[Sequence[float]],
                                b_by_cluster: Sequence[Sequence[float]],
                                confidence: float = 0.95) -> Interval:
-    """Interval of mean(a) − mean(b) paired by cluster: a t-interval over the per-cluster
-    differences of means. Cluster c of `a` and of `b` must be the same chip. `n_obs` counts
-    the trials of both."""
+    """Interval of mean(a) − mean(b) paired by cluster: the `cluster_mean_interval` of the
+    per-chip differences ȳ_a,c − ȳ_b,c. Cluster c of `a` and of `b` must be the same chip (two
+    models or two protections on one chip), so chip effects cancel. `n_obs` counts the trials
+    of both."""
     _check_confidence(confidence)
     if len(a_by_cluster) != len(b_by_cluster):
         raise StatsError(f"paired_difference_interval: {len(a_by_cluster)} clusters against "
@@ -149,12 +135,17 @@ def paired_difference_interval(a_by_cluster: Sequence[Sequence[float]],
 
 @dataclass(frozen=True)
 class AdaptiveChips:
-    """The fixed-batch sequential rule for the number of chips; see the module docstring.
+    """The fixed-batch sequential rule for the number of chips.
 
-    Batch k holds chips [k·batch_size, min((k+1)·batch_size, max_chips)). `finished` maps a
-    chip index to the results of its trials (e.g. accuracies); chips outside whole finished
-    batches are ignored, as is everything after the point where the rule stops, so a resumed
-    run with extra finished chips reaches the same decision.
+    Chips 0, 1, 2, ... run in batches of `batch_size`; batch k holds chips
+    [k·batch_size, min((k+1)·batch_size, max_chips)). After each finished batch the rule stops
+    once at least `min_chips` chips are in and the `cluster_mean_interval` half-width at
+    `confidence` is <= `target_half_width`, or when `max_chips` is reached.
+
+    `finished` maps a chip index to the results of its trials (e.g. accuracies). The decision
+    reads only whole finished batches, in order, and nothing after the point where the rule
+    stops, so it does not depend on the order in which evaluations finish or on the executor,
+    and a resumed run with extra finished chips reaches the same decision.
     """
 
     batch_size: int
@@ -213,10 +204,12 @@ class AdaptiveChips:
         return list(range(self._walk(finished)[0]))
 
     def done(self, finished: Mapping[int, Sequence[float]]) -> bool:
+        """Whether the rule has stopped (`next_batch` gives None)."""
         return self._walk(finished)[1] is None
 
     def interval(self, finished: Mapping[int, Sequence[float]]) -> Interval:
-        """The cluster interval over `chips_used(finished)`."""
+        """The cluster interval over `chips_used(finished)` (an error before the first
+        batch has finished)."""
         n = self._walk(finished)[0]
         if n == 0:
             raise StatsError("AdaptiveChips: no finished batch yet")

@@ -1,25 +1,14 @@
 """A resumable results store: one SQLite row per finished evaluation, keyed by its inputs.
 
-A sweep records each finished evaluation (one model × device × operating point × chip × trial
-× placement × protection) once, under `key_of(inputs)`: the SHA-256 of the inputs' canonical
-JSON. Rerunning a sweep asks `has(key)` and skips what is done, so a killed run resumes where
-it stopped.
-
-Public API:
-    key_of(inputs) -> str           SHA-256 (hex) of canonical JSON: sorted keys, no spaces,
-                                     floats as `repr`, NaN/inf and non-JSON types rejected.
-    canonical_json(value) -> str    that JSON text.
-    ResultStore(path)               open or create a store (`ResultStore.in_dir(out_dir)`:
-                                     `out_dir/results.sqlite`); a context manager.
-      .put(key, inputs, outputs) -> bool   record a row in its own transaction; True if new.
-      .has(key), .get(key) -> StoredRow | None, len(store)
-      .rows(sort_by=None) -> list[StoredRow]  by key, or by the named columns then key.
-      .export_csv(path, columns=None, sort_by=None)  deterministic CSV, written atomically.
-    StoredRow(key, inputs, outputs), StoreError (a MemsimError).
+An evaluation is deterministic in its inputs, so its key is `key_of(inputs)`, the SHA-256 of
+the inputs' canonical JSON, and it is recorded once (in a sweep a row is one chip of one cell
+with all its trials, `memsim.experiments.plan`). A rerun skips every key the store already
+holds, so a killed run resumes where it stopped, and the same inputs never hold two different
+outputs (`ResultStore.put` refuses them).
 
 Durability: WAL journal with `synchronous=FULL`, so a commit is on disk when `put` returns; a
 SIGKILL at any moment loses no committed row and leaves the database consistent (SQLite rolls
-back the unfinished transaction on the next open).
+back the unfinished transaction on the next open). Several processes may write to one store.
 
 Canonical values: `1` and `1.0` are different JSON and hash differently (seeds must stay exact
 integers, so ints are never turned into floats): pass knob values as floats. NumPy scalars are
@@ -94,7 +83,8 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def canonical_json(value: Any, where: str = "value") -> str:
-    """Canonical JSON text of `value`: sorted keys, no whitespace, floats as `repr`."""
+    """Canonical JSON text of `value`: sorted keys, no whitespace, floats as `repr`; NaN, inf,
+    non-string keys and non-JSON types are a `StoreError` (`where` names the value in it)."""
     # json writes floats with float.__repr__: the shortest text that reads back exactly.
     return json.dumps(_plain(value, where), sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False, allow_nan=False)
@@ -148,7 +138,8 @@ _SCHEMA = (
 
 
 class ResultStore:
-    """Finished evaluations in an SQLite file; see the module docstring."""
+    """Finished evaluations in an SQLite file, opened or created at `path`; a context manager
+    (`close` on exit). See the module docstring for keys and durability."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -253,9 +244,11 @@ class ResultStore:
             return self._db.execute(sql, args).fetchall()
 
     def has(self, key: str) -> bool:
+        """Whether the evaluation under `key` is stored."""
         return bool(self._query("SELECT 1 FROM results WHERE key = ?", (key,)))
 
     def get(self, key: str) -> StoredRow | None:
+        """The row under `key`, or None."""
         rows = self._query("SELECT key, inputs, outputs FROM results WHERE key = ?", (key,))
         return _row(rows[0]) if rows else None
 
@@ -263,6 +256,7 @@ class ResultStore:
         return int(self._query("SELECT COUNT(*) FROM results")[0][0])
 
     def keys(self) -> list[str]:
+        """Every stored key, sorted (one query: what a resuming run skips)."""
         return [r[0] for r in self._query("SELECT key FROM results ORDER BY key")]
 
     def rows(self, sort_by: Sequence[str] | None = None) -> list[StoredRow]:

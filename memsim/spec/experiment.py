@@ -4,20 +4,15 @@ device files (every problem one line naming the file and the field path, all rep
 An experiment names the models (a training config, a checkpoint, or a user's own torch model
 quantised after training), the test data, the devices with the control-knob values to sweep,
 the environment scenarios, where the layers live (placements), the protections of the memory
-under test, the number of chips and trials (fixed, or adaptive to a target interval), the
+under test, the number of chips (fixed, or adaptive to a target interval) and of trials, the
 deployment that energy is counted for (`memsim.spec.deployment`), the reference memory that
-savings are stated against, and the seed. `configs/README.md` documents every field with an example.
+savings are stated against, and the seed. `configs/README.md` documents every field with an
+example.
 
 Relative paths (checkpoints, weight files, device files, data directories, training configs)
 are relative to the config file. Device knobs are checked against the device files here:
 swept knobs must be control knobs, scenario knobs environment knobs, all values inside the
 knobs' ranges. Data set and model names are checked by the workloads layer that builds them.
-
-Public API:
-    load_experiment(name_or_path, overrides=()) -> ExperimentSpec
-    parse_experiment(document, file) -> ExperimentSpec
-    config_dir(), builtin_config_files(), resolve_config_path(name_or_path)
-    ExperimentSpec and its parts; UnknownConfigError (a MemsimError).
 """
 
 from __future__ import annotations
@@ -81,8 +76,6 @@ SCHEMA_VERSION = 1
 UNDER_TEST = "under-test"
 """The name of the memory that holds the swept device (seeds its chips)."""
 NOMINAL_SCENARIO = "nominal"
-# Mirrors memsim.memory.protection (the spec layer does not import the memory layer).
-
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _BUILDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 _NO_SWEEP: tuple[tuple[str, tuple[float, ...]], ...] = ()
@@ -117,7 +110,8 @@ def builtin_config_files() -> dict[str, Path]:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A built-in config name (`quickstart`) or a path to a YAML file."""
+    """The file of a built-in config name (`quickstart`) or of a path to a YAML file; an
+    existing file wins over a built-in of the same name."""
     text = str(name_or_path)
     path = Path(text)
     if path.is_file():
@@ -284,8 +278,9 @@ class ProtectionSpec:
 @dataclass(frozen=True)
 class ChipRule:
     """How many chips: `max_chips` exactly when `target_half_width` is None, else chips in
-    batches of `batch` until the 95 % interval of the accuracy (chips as clusters) is at most
-    `target_half_width` (a fraction: 0.01 is one point) after at least `min_chips`."""
+    batches of `batch` until the `confidence` interval of the accuracy (chips as clusters) has
+    a half-width of at most `target_half_width` (a fraction: 0.01 is one point) after at least
+    `min_chips`, or `max_chips` are in (`memsim.experiments.stats.AdaptiveChips`)."""
 
     batch: int
     min_chips: int
@@ -753,7 +748,9 @@ def _check_scenarios(root: Node, scenarios: Sequence[Scenario], devices: Sequenc
 
 
 def parse_experiment(document: Any, file: str = "<config>") -> ExperimentSpec:
-    """Validate a loaded document; every problem is reported together as a `SpecError`."""
+    """Validate a loaded document; every problem is reported together as a `SpecError`.
+    `file` names the document in problems and anchors its relative paths (default: the
+    working directory)."""
     root = Node(document, file)
     with root.fields() as f:
         version = f.collect_required("schema_version", lambda n: n.integer(1, None), 1)
@@ -825,7 +822,8 @@ def apply_config_overrides(document: Any, overrides: Sequence[str], file: str) -
 
 def load_experiment(name_or_path: str | Path, overrides: Sequence[str] = ()) -> ExperimentSpec:
     """Read, override (`key.path=value`, values as YAML) and validate an experiment config:
-    a built-in name (`quickstart`) or a file."""
+    a built-in name (`quickstart`) or a file. An unknown name is an `UnknownConfigError`,
+    anything wrong in the config a `SpecError`."""
     path = resolve_config_path(name_or_path)
     document = apply_config_overrides(read_yaml(path), overrides, str(path))
     if document is None:
