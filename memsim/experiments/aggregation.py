@@ -285,6 +285,8 @@ class SweepResults:
     knob_trades: tuple[KnobTrade, ...] = ()
     devices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Device label -> {name, file, spec_hash, swept (knob names), document, scope}."""
+    device_models: Mapping[str, Device] = field(default_factory=dict)
+    """Device label -> the device as swept (from the manifest's copy of its file)."""
     architectures: Mapping[str, str] = field(default_factory=dict)
     """Model -> hash of its structure (models alike in it differ only in training)."""
     outputs: tuple[Path, ...] = ()
@@ -800,6 +802,7 @@ def aggregate(out_dir: str | Path, overrides: Sequence[str] = ()) -> SweepResult
         config=manifest["config"], deployment=deployment, reference=reference.label(),
         reference_scope=None if ref_device is None else ref_device.spec.energy.scope.value,
         knob_trades=_knob_trades(cells, devices, pricer), devices=devices,
+        device_models={label: pricer.devices[d["spec_hash"]] for label, d in devices.items()},
         architectures={m["name"]: m.get("architecture", m["model_hash"])
                        for m in manifest["models"]},
         paired=paired_differences(cells, data_of), overrides=tuple(overrides))

@@ -21,9 +21,8 @@ import numpy as np
 
 from memsim.experiments.aggregation import BudgetChoice, CellResult, SweepResults
 from memsim.files import atomic_write_text
-from memsim.physics.device import Device
 from memsim.spec.deployment import DEPLOYMENT_PRESETS, WeightResidence
-from memsim.spec.device import KnobSpec, parse_device
+from memsim.spec.device import KnobSpec
 from memsim.spec.experiment import UNDER_TEST
 from memsim.spec.names import format_knobs
 
@@ -105,12 +104,11 @@ def _grid(plt: Any, n: int, width: float, height: float, cols: int = 2,
 
 
 class _Devices:
-    """The sweep's devices (from the manifest's documents), by label."""
+    """The sweep's devices by label, as the aggregation built them."""
 
     def __init__(self, results: SweepResults) -> None:
         self.info = results.devices
-        self.devices = {label: Device(parse_device(d["document"], d["file"]))
-                        for label, d in results.devices.items()}
+        self.devices = results.device_models
 
     def knob(self, label: str, name: str) -> KnobSpec:
         return self.devices[label].spec.knob(name)
