@@ -459,7 +459,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import time
 
     from memsim.spec.training import load_training
-    from workloads.training import train
+    from memsim.workloads.training import train
 
     spec = load_training(args.config, args.set or ())
     out = Path(args.out) if args.out else Path("runs") / spec.name
@@ -486,7 +486,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from memsim.experiments.evaluate import Placement, evaluate_model
     from memsim.experiments.stats import paired_difference_interval
-    from workloads.training import load_checkpoint
+    from memsim.workloads.training import load_checkpoint
 
     device = load_device(args.device)
     knobs = device.resolve_knobs(_parse_knobs(args.knob))

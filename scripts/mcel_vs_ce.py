@@ -37,7 +37,7 @@ from memsim.experiments.stats import (
     resolvable_difference,
 )
 from memsim.spec.training import parse_training
-from workloads.training import load_checkpoint, train
+from memsim.workloads.training import load_checkpoint, train
 
 WEIGHTS = {"bnn": (1, True), "qnn4": (4, False)}  # name: (weight bits, binary activations)
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from memsim.spec.training import parse_training
-from workloads.data import load_dataset
-from workloads.training import CHECKPOINT_FORMAT, build_model_for
+from memsim.workloads.data import load_dataset
+from memsim.workloads.training import CHECKPOINT_FORMAT, build_model_for
 
 # -- a hand-built model whose evaluation is exact -------------------------------------------
 #

@@ -33,8 +33,8 @@ from memsim.experiments.runner import run_experiment
 from memsim.experiments.store import STORE_FILENAME, ResultStore
 from memsim.memory.protection import Protection, protect
 from memsim.spec.experiment import load_experiment
-from workloads.bridge import ModelImage
-from workloads.training import load_checkpoint
+from memsim.workloads.bridge import ModelImage
+from memsim.workloads.training import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,10 +9,10 @@ from torch import nn
 
 import memsim
 from memsim.memory import Chip
-from workloads.bridge import BridgeError, ModelImage, clear, region_name
-from workloads.layers import iter_quantized_layers
-from workloads.models import build_model
-from workloads.ptq import quantize_model
+from memsim.workloads.bridge import BridgeError, ModelImage, clear, region_name
+from memsim.workloads.layers import iter_quantized_layers
+from memsim.workloads.models import build_model
+from memsim.workloads.ptq import quantize_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

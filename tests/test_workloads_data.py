@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from memsim.errors import MemsimError
-from workloads.data import (
+from memsim.workloads.data import (
     CIFAR10_CLASSES,
     DATASET_NAMES,
     FASHION_MNIST_CLASSES,

@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from memsim.errors import MemsimError
-from workloads.layers import QuantizedLinear
-from workloads.losses import (
+from memsim.workloads.layers import QuantizedLinear
+from memsim.workloads.losses import (
     ConsistencyRegularization,
     CrossEntropyLoss,
     LossError,

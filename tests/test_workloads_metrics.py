@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from workloads.metrics import (
+from memsim.workloads.metrics import (
     inter_neuron_importance,
     logit_stats,
     neuron_threshold_margins,

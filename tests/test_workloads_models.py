@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from memsim.errors import MemsimError
-from workloads.layers import QuantizedConv2d, QuantizedLinear, iter_quantized_layers
-from workloads.models import ModelError, OutputScale, build_model, model_names
-from workloads.ptq import quantize_model
-from workloads.quant import QuantizationError, SignActivation
+from memsim.workloads.layers import QuantizedConv2d, QuantizedLinear, iter_quantized_layers
+from memsim.workloads.models import ModelError, OutputScale, build_model, model_names
+from memsim.workloads.ptq import quantize_model
+from memsim.workloads.quant import QuantizationError, SignActivation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from memsim.errors import MemsimError
 from memsim.memory.encoding import decode, encode, value_range
-from workloads.layers import (
+from memsim.workloads.layers import (
     QuantizedConv2d,
     QuantizedLinear,
     clear_weight_codes,
@@ -20,7 +20,7 @@ from workloads.layers import (
     load_weight_codes,
     weight_codes,
 )
-from workloads.quant import (
+from memsim.workloads.quant import (
     AsymmetricQuantizer,
     QuantizationError,
     SignActivation,

@@ -12,7 +12,7 @@ import torch
 
 from memsim.errors import MemsimError, SpecError
 from memsim.spec.training import TrainSpec, parse_training
-from workloads.training import CheckpointError, load_checkpoint, train
+from memsim.workloads.training import CheckpointError, load_checkpoint, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -115,8 +115,8 @@ def test_bad_checkpoints_and_configs_are_one_line_errors(tmp_path: Path) -> None
 
 
 def test_mcel_enlarges_the_logit_margin_over_ce(tmp_path: Path) -> None:
-    from workloads.metrics import logit_stats
-    from workloads.training import predict
+    from memsim.workloads.metrics import logit_stats
+    from memsim.workloads.training import predict
 
     stats = {}
     for kind in ("ce", "mcel"):

@@ -5,8 +5,8 @@ Depends on `memsim` (the memory layer); nothing in `memsim.spec`, `memsim.physic
 `memsim.memory` or `memsim.kernels` imports it.
 """
 
-from workloads.bridge import BridgeError, ModelImage
-from workloads.data import (
+from memsim.workloads.bridge import BridgeError, ModelImage
+from memsim.workloads.data import (
     DATASET_NAMES,
     DataError,
     Dataset,
@@ -16,7 +16,7 @@ from workloads.data import (
     make_loader,
     make_synthetic,
 )
-from workloads.layers import (
+from memsim.workloads.layers import (
     QuantizedConv2d,
     QuantizedLinear,
     QuantizedWeightLayer,
@@ -26,7 +26,7 @@ from workloads.layers import (
     load_weight_codes,
     weight_codes,
 )
-from workloads.losses import (
+from memsim.workloads.losses import (
     ConsistencyRegularization,
     CrossEntropyLoss,
     LossError,
@@ -34,9 +34,9 @@ from workloads.losses import (
     ModifiedHingeLoss,
     resolve_loss,
 )
-from workloads.models import ModelError, build_model, model_names
-from workloads.ptq import quantize_model
-from workloads.quant import (
+from memsim.workloads.models import ModelError, build_model, model_names
+from memsim.workloads.ptq import quantize_model
+from memsim.workloads.quant import (
     AsymmetricQuantizer,
     QuantizationError,
     SignActivation,

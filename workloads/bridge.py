@@ -35,8 +35,8 @@ from torch import nn
 from memsim.errors import MemsimError
 from memsim.memory.encoding import Encoding, resolve_encoding
 from memsim.memory.image import MemoryImage
-from workloads.layers import QuantizedWeightLayer, iter_quantized_layers
-from workloads.quant import WeightCodes
+from memsim.workloads.layers import QuantizedWeightLayer, iter_quantized_layers
+from memsim.workloads.quant import WeightCodes
 
 __all__ = ["BridgeError", "ModelImage", "clear", "region_name"]
 
@@ -80,7 +80,7 @@ class ModelImage:
         """
         available = dict(iter_quantized_layers(model))
         if not available:
-            raise BridgeError("the model has no quantised layers (use workloads.ptq."
+            raise BridgeError("the model has no quantised layers (use memsim.workloads.ptq."
                               "quantize_model for a float model)")
         names = list(available) if layers is None else list(layers)
         unknown = [n for n in names if n not in available]

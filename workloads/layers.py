@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from workloads.quant import (
+from memsim.workloads.quant import (
     QuantizationError,
     WeightCodes,
     WeightQuantizer,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from memsim.errors import MemsimError
-from workloads.layers import QuantizedWeightLayer
+from memsim.workloads.layers import QuantizedWeightLayer
 
 __all__ = [
     "ConsistencyRegularization",

@@ -3,7 +3,7 @@
 Every Linear and Conv2d (first and last layers, shortcuts and depthwise convolutions included)
 is a quantised layer, so every weight a model has lives in the memory image; biases, batch-norm
 parameters and the output scale stay float. ``weight_bits=None`` builds the same network with
-plain float layers (for a float baseline or `workloads.ptq.quantize_model`).
+plain float layers (for a float baseline or `memsim.workloads.ptq.quantize_model`).
 
 ===============  =============================  =============================================
 name             input (the MCEL paper's use)   architecture
@@ -35,8 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from memsim.errors import MemsimError
-from workloads.layers import QuantizedConv2d, QuantizedLinear
-from workloads.quant import SignActivation, WeightQuantizer, make_weight_quantizer
+from memsim.workloads.layers import QuantizedConv2d, QuantizedLinear
+from memsim.workloads.quant import SignActivation, WeightQuantizer, make_weight_quantizer
 
 __all__ = [
     "MLP",

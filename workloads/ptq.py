@@ -21,8 +21,8 @@ from typing import TypeVar, cast
 
 from torch import nn
 
-from workloads.layers import QuantizedConv2d, QuantizedLinear
-from workloads.quant import QuantizationError, WeightQuantizer, make_weight_quantizer
+from memsim.workloads.layers import QuantizedConv2d, QuantizedLinear
+from memsim.workloads.quant import QuantizationError, WeightQuantizer, make_weight_quantizer
 
 __all__ = ["quantize_model", "quantized_copy_of_layer"]
 
@@ -66,7 +66,7 @@ def quantize_model(model: M, *, weight_bits: int = 8, weight_scheme: str = "symm
     """A copy of ``model`` whose Linear and Conv2d weights are ``weight_bits``-bit codes.
 
     ``weight_bits``, ``weight_scheme``, ``per_channel`` and ``weight_clip`` mean what they mean
-    in `workloads.models.build_model` (1 = sign), except that ``per_channel`` defaults to
+    in `memsim.workloads.models.build_model` (1 = sign), except that ``per_channel`` defaults to
     per-channel scales for k ≥ 2 bits (None). ``exclude`` names modules (as in
     ``named_modules``) to keep float (a shared module stays float under all its names);
     naming a module that is not a replaceable layer is an error. The original model is not

@@ -43,17 +43,17 @@ from memsim.spec.training import (
     TrainSpec,
     parse_training,
 )
-from workloads.bridge import ModelImage, clear
-from workloads.data import Dataset, load_dataset, make_loader
-from workloads.layers import clip_weights_, iter_quantized_layers
-from workloads.losses import (
+from memsim.workloads.bridge import ModelImage, clear
+from memsim.workloads.data import Dataset, load_dataset, make_loader
+from memsim.workloads.layers import clip_weights_, iter_quantized_layers
+from memsim.workloads.losses import (
     ConsistencyRegularization,
     CrossEntropyLoss,
     MarginCrossEntropyLoss,
     ModifiedHingeLoss,
 )
-from workloads.metrics import logit_stats
-from workloads.models import build_model
+from memsim.workloads.metrics import logit_stats
+from memsim.workloads.models import build_model
 
 __all__ = [
     "CHECKPOINT_FORMAT",

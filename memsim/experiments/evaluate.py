@@ -24,10 +24,10 @@ from memsim.errors import MemsimError
 from memsim.experiments.stats import Interval, cluster_mean_interval
 from memsim.memory.protection import ChipReader, ProtectedImage, Protection, protect
 from memsim.physics.device import Device
-from workloads.bridge import ModelImage, clear
-from workloads.layers import iter_quantized_layers
-from workloads.metrics import logit_stats
-from workloads.training import predict
+from memsim.workloads.bridge import ModelImage, clear
+from memsim.workloads.layers import iter_quantized_layers
+from memsim.workloads.metrics import logit_stats
+from memsim.workloads.training import predict
 
 __all__ = [
     "EvaluationError",

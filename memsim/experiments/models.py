@@ -19,11 +19,11 @@ from torch import nn
 
 from memsim.errors import MemsimError
 from memsim.spec.experiment import DataSelection, ExperimentSpec, ModelEntry, ModelSourceKind
-from workloads.bridge import clear
-from workloads.data import load_dataset
-from workloads.layers import iter_quantized_layers
-from workloads.ptq import quantize_model
-from workloads.training import CheckpointError, build_model_for, load_checkpoint, train
+from memsim.workloads.bridge import clear
+from memsim.workloads.data import load_dataset
+from memsim.workloads.layers import iter_quantized_layers
+from memsim.workloads.ptq import quantize_model
+from memsim.workloads.training import CheckpointError, build_model_for, load_checkpoint, train
 
 __all__ = [
     "DRY_RUN_DIR",

@@ -43,7 +43,7 @@ from memsim.spec.experiment import (
     PlacementSpec,
     ProtectionSpec,
 )
-from workloads.bridge import ModelImage
+from memsim.workloads.bridge import ModelImage
 
 __all__ = [
     "ROW_FORMAT",

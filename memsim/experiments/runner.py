@@ -53,9 +53,9 @@ from memsim.experiments.plan import (
 from memsim.experiments.store import ResultStore, key_of
 from memsim.experiments.worker import evaluate_chip, warm_up
 from memsim.spec.experiment import ExperimentSpec
-from workloads.bridge import clear
-from workloads.metrics import logit_stats
-from workloads.training import predict
+from memsim.workloads.bridge import clear
+from memsim.workloads.metrics import logit_stats
+from memsim.workloads.training import predict
 
 __all__ = ["RunnerError", "SweepResults", "run_experiment"]
 

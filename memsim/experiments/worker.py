@@ -14,7 +14,7 @@ from memsim.experiments.evaluate import MemoryRead, run_trial
 from memsim.experiments.plan import ChipTask, MemoryPlan, WorkContext, knob_box
 from memsim.memory.protection import ProtectedImage, Protection, protect
 from memsim.physics.device import Device
-from workloads.bridge import ModelImage
+from memsim.workloads.bridge import ModelImage
 
 __all__ = ["PER_TRIAL", "evaluate_chip", "warm_up"]
 
