@@ -7,10 +7,13 @@ back exactly; every error test checks that the one-line message names what was w
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import gzip
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import types
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +24,8 @@ import scipy.io
 import torch
 from numpy.typing import NDArray
 from PIL import Image
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from memsim.errors import MemsimError
 from memsim.workloads.data import (
@@ -200,6 +205,67 @@ def test_split_checks_its_tensors() -> None:
         DataSplit(torch.zeros(2, 1, 2), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="3 labels"):
         DataSplit(torch.zeros(2, 1, 2, 2), torch.zeros(3, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# A split is a torch Dataset
+# ---------------------------------------------------------------------------------------------
+
+
+def _small_split() -> DataSplit:
+    # 30 samples: batches of 7 end with a partial one
+    return make_synthetic(num_classes=3, shape=(2, 3, 4), train_size=30, test_size=5,
+                          seed=4).train
+
+
+def test_a_split_is_a_torch_dataset_and_the_bundle_is_not() -> None:
+    data = make_synthetic(num_classes=3, shape=(2, 3, 4), train_size=30, test_size=5)
+    assert isinstance(data.train, TorchDataset) and isinstance(data.test, TorchDataset)
+    assert not isinstance(data, TorchDataset)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        data.train.images = data.test.images  # type: ignore[misc]
+
+
+def test_split_items_are_image_label_pairs() -> None:
+    split = _small_split()
+    for i in (0, 1, 17, len(split) - 1):
+        image, label = split[i]
+        assert image.dtype == torch.float32 and image.shape == (2, 3, 4)
+        assert label.dtype == torch.int64 and label.dim() == 0
+        assert torch.equal(image, split.images[i]) and int(label) == int(split.labels[i])
+
+
+def test_split_indices_behave_like_a_tensors() -> None:
+    split = _small_split()
+    n = len(split)
+    for negative, positive in ((-1, n - 1), (-n, 0), (-7, n - 7)):
+        image, label = split[negative]
+        assert torch.equal(image, split.images[positive])
+        assert torch.equal(label, split.labels[positive])
+    for out_of_range in (n, n + 3, -n - 1):
+        with pytest.raises(IndexError):
+            split.images[out_of_range]
+        with pytest.raises(IndexError):
+            split[out_of_range]
+
+
+def test_a_torch_dataloader_yields_the_batches_of_make_loader() -> None:
+    split = _small_split()
+    plain = list(DataLoader(split, batch_size=7, shuffle=False))
+    ours = list(make_loader(split, 7, shuffle=False))
+    assert [len(y) for _, y in plain] == [7, 7, 7, 7, 2]
+    assert len(plain) == len(ours)
+    for (x_plain, y_plain), (x_ours, y_ours) in zip(plain, ours, strict=True):
+        assert x_plain.dtype == x_ours.dtype == torch.float32
+        assert y_plain.dtype == y_ours.dtype == torch.int64
+        assert torch.equal(x_plain, x_ours) and torch.equal(y_plain, y_ours)
+
+
+def test_importing_the_data_package_does_not_import_pillow() -> None:
+    probe = "import memsim.workloads.data, sys; print('PIL' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                          text=True)
+    assert done.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------------------------------------
