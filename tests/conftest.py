@@ -8,6 +8,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,37 @@ def load_script(path: Path) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+SMALL_SWEEP_BODY = """\
+devices:
+  - device: sram-14nm
+    sweep: {v_rel: [1.0, 0.8]}
+  - device: dram-ddr3-refresh
+    sweep: {refresh_ms: [64, 4096]}
+  - device: stt-mram-22nm
+    sweep: {write_pulse_ns: [10, 4]}
+  - device: pcm-mlc
+    sweep: {pv_iterations: [3.0, 2.0]}
+chips: 2
+deployment: always-on
+reference: {device: sram-14nm}
+"""
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
+    """One small sweep for the whole test run (config, output folder, results): four
+    catalogue devices at two knob values each, the golden BNN, two chips, always-on. Tests
+    read it; one that changes files works on a copy."""
+    from sweeps import golden_checkpoint_file, sweep_config
+
+    from memsim.experiments.runner import run_experiment
+    from memsim.spec.experiment import load_experiment
+
+    tmp = tmp_path_factory.mktemp("small-sweep")
+    checkpoint = golden_checkpoint_file(tmp / "golden.pt")
+    config = sweep_config(tmp, checkpoint, SMALL_SWEEP_BODY)
+    results = run_experiment(load_experiment(config), tmp / "out", executor="inprocess",
+                             progress=False)
+    return config, tmp / "out", results

@@ -21,13 +21,13 @@ from memsim.experiments.aggregation import (
     SweepResults,
     _cheapest,
     _cheapest_while,
-    _floor,
     _fronts,
     aggregate,
 )
 from memsim.experiments.commands import add_commands
 from memsim.experiments.energy import BITS_PER_MIB
 from memsim.experiments.models import RunnerError
+from memsim.experiments.pareto import budget_floor
 from memsim.experiments.runner import run_experiment
 from memsim.experiments.store import STORE_FILENAME, ResultStore
 from memsim.spec.deployment import DEPLOYMENT_PRESETS, Deployment, WeightResidence
@@ -99,30 +99,9 @@ def test_a_config_must_name_its_deployment() -> None:
 
 # -- a sweep priced under every preset ------------------------------------------------------
 
-BODY = """\
-devices:
-  - device: sram-14nm
-    sweep: {v_rel: [1.0, 0.8]}
-  - device: dram-ddr3-refresh
-    sweep: {refresh_ms: [64, 4096]}
-  - device: stt-mram-22nm
-    sweep: {write_pulse_ns: [10, 4]}
-  - device: pcm-mlc
-    sweep: {pv_iterations: [3.0, 2.0]}
-chips: 2
-deployment: always-on
-reference: {device: sram-14nm}
-"""
-
-
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, SweepResults]:
-    tmp = tmp_path_factory.mktemp("deployment")
-    checkpoint = golden_checkpoint_file(tmp / "golden.pt")
-    config = sweep_config(tmp, checkpoint, BODY)
-    results = run_experiment(load_experiment(config), tmp / "out", executor="inprocess",
-                             progress=False)
-    return config, tmp / "out", results
+def sweep(small_sweep: tuple[Path, Path, SweepResults]) -> tuple[Path, Path, SweepResults]:
+    return small_sweep
 
 
 def _by_hand(device: str, knobs: dict[str, float], bits: int, d: Deployment) -> float:
@@ -266,21 +245,21 @@ def _cell(energy: float, low: float, *, write: float = 0.0, ber: float = 0.0,
         energy_reliable_read_pj=0.0, energy_static_pj=0.0, energy_refresh_pj=0.0,
         energy_write_pj=write, energy_nominal_pj=energy, reference_energy_pj=energy,
         energy_assumed=False, energy_assumed_figures=(), energy_under_test_nominal_pj=1.0,
-        write_pj_per_programming=write * 1000.0)
+        on_front=False, write_pj_per_programming=write * 1000.0, chip_accuracy=())
 
 
 def test_the_cheapest_qualifying_point_is_judged_by_its_low_end() -> None:
     cells = [_cell(10.0, 0.94), _cell(5.0, 0.93, accuracy=0.945, high=0.96), _cell(8.0, 0.941)]
     # within 1 point of 0.95: low ends >= 0.94 qualify (5.0's mean would, its low end not)
-    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 1.0), "accuracy_low") == 2
-    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 1.0), "accuracy_high") == 1
-    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 0.5), "accuracy_low") is None
+    assert _cheapest(cells, [0, 1, 2], 0.95, 1.0, "accuracy_low") == 2
+    assert _cheapest(cells, [0, 1, 2], 0.95, 1.0, "accuracy_high") == 1
+    assert _cheapest(cells, [0, 1, 2], 0.95, 0.5, "accuracy_low") is None
 
 
 def test_energies_within_the_tie_go_to_the_fewest_errors() -> None:
     cells = [_cell(100.0, 0.945, ber=1e-3), _cell(100.0 * (1 + ENERGY_TIE / 2), 0.945, ber=1e-9),
              _cell(100.0 * (1 + 2 * ENERGY_TIE), 0.945, ber=0.0)]
-    assert _cheapest(cells, [0, 1, 2], _floor(0.95, 1.0), "accuracy_low") == 1
+    assert _cheapest(cells, [0, 1, 2], 0.95, 1.0, "accuracy_low") == 1
 
 
 def test_the_range_of_inferences_per_write_over_which_a_choice_stays_cheapest() -> None:
@@ -294,12 +273,12 @@ def test_the_range_of_inferences_per_write_over_which_a_choice_stays_cheapest() 
     for c, w in ((p, 1000.0), (q, 100.0), (r, 1e7)):
         object.__setattr__(c, "write_pj_per_programming", w)
     cells = [p, q, r]
-    low, high = _cheapest_while(cells, [0, 1, 2], 0, _floor(0.95, 1.0), d)
+    low, high = _cheapest_while(cells, [0, 1, 2], 0, budget_floor(0.95, 1.0), d)
     # q wins when 12 + 100/N < 10 + 1000/N, i.e. N < 450; r wins when N > 1e7 - 1000 / 0.01
     assert low == pytest.approx(450.0)
     assert high == pytest.approx((1e7 - 1000.0) / 0.01)
     streamed = DEPLOYMENT_PRESETS["streamed"]
-    assert _cheapest_while(cells, [0, 1, 2], 0, _floor(0.95, 1.0), streamed) is None
+    assert _cheapest_while(cells, [0, 1, 2], 0, budget_floor(0.95, 1.0), streamed) is None
 
 
 def test_placements_mixing_scopes_are_left_out_and_said_so(tmp_path: Path) -> None:
@@ -347,8 +326,8 @@ def test_the_range_follows_the_tie_rule_and_allows_fewer_than_one_inference() ->
     object.__setattr__(p, "write_pj_per_programming", 1000.0)
     object.__setattr__(q, "write_pj_per_programming", 100.0)
     cells = [p, q]
-    assert _cheapest(cells, [0, 1], _floor(0.95, 1.0), "accuracy_low") == 0
-    low, high = _cheapest_while(cells, [0, 1], 0, _floor(0.95, 1.0), d)
+    assert _cheapest(cells, [0, 1], 0.95, 1.0, "accuracy_low") == 0
+    low, high = _cheapest_while(cells, [0, 1], 0, budget_floor(0.95, 1.0), d)
     assert low == pytest.approx(89990.0, rel=1e-6) and high == math.inf
     # reprogrammed weights can serve less than one inference per programming
     rare = parse_experiment(_doc({"preset": "reprogrammed-hourly",
@@ -356,7 +335,7 @@ def test_the_range_follows_the_tie_rule_and_allows_fewer_than_one_inference() ->
     assert rare.amortised_inferences_per_write == pytest.approx(0.36)
     a = _cell(10.0 + 1000.0 / 0.36, 0.945)
     object.__setattr__(a, "write_pj_per_programming", 1000.0)
-    low, high = _cheapest_while([a], [0], 0, _floor(0.95, 1.0), rare)
+    low, high = _cheapest_while([a], [0], 0, budget_floor(0.95, 1.0), rare)
     assert (low, high) == (0.0, math.inf)
 
 

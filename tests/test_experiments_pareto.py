@@ -11,24 +11,24 @@ from hypothesis import strategies as st
 
 from memsim.experiments.pareto import (
     BUDGET_TOLERANCE,
+    ENERGY_TIE,
     PairedInterval,
     ParetoError,
     TradeoffPoint,
-    budget_table,
+    budget_floor,
     cheapest_within,
-    fronts_by_group,
     noise_aware_front,
-    noise_aware_fronts_by_group,
     pareto_front,
+    tied_energies,
 )
 
 
 def pt(energy: float, accuracy: float, *, device: str = "sram-14nm", v: float = 1.0,
        model: str = "vgg3", scenario: str = "25C", low: float | None = None,
-       high: float | None = None, assumed: bool = False) -> TradeoffPoint:
+       high: float | None = None, assumed: bool = False, ber: float = 0.0) -> TradeoffPoint:
     return TradeoffPoint(model=model, scenario=scenario, device=device, knobs={"v_rel": v},
                          energy_pj=energy, accuracy=accuracy, accuracy_low=low,
-                         accuracy_high=high, assumed_energy=assumed)
+                         accuracy_high=high, device_ber=ber, assumed_energy=assumed)
 
 
 # (energy, accuracy) and whether each is on the front, by hand
@@ -73,58 +73,52 @@ def test_front_matches_the_definition_on_random_points_with_many_ties() -> None:
         assert pareto_front(points) == brute_force_front(energy, accuracy)
 
 
-def test_fronts_are_per_model_and_scenario() -> None:
-    points = [pt(1.0, 0.5, model="a"), pt(2.0, 0.9, model="a"), pt(1.0, 0.95, model="b"),
-              pt(3.0, 0.99, model="a", scenario="85C"), pt(5.0, 0.6, model="a")]
-    # across groups point 2 would dominate 0 and 1, and 3 would not be alone
-    assert fronts_by_group(points) == {("a", "25C"): [0, 1], ("a", "85C"): [3],
-                                       ("b", "25C"): [2]}
-
-
 def test_cheapest_within_budget() -> None:
     points = [pt(e, a, v=1.0 - i / 100) for i, (e, a) in enumerate(HAND)]
     points.append(pt(8.0, 0.89, device="dram"))  # 10: exactly one point below clean
-    assert cheapest_within(points, 0.90, 1.0) == 10  # 0.89 >= 0.90 - 0.01
-    assert cheapest_within(points, 0.90, 0.5) == 6  # 0 and 6 tie; 6 has the lower v_rel
-    assert cheapest_within(points, 0.90, 5.0) == 9  # 1 and 9 tie at 5 pJ; lower v_rel wins
-    assert cheapest_within(points, 0.96, 0.0) is None
-    assert cheapest_within(points, 0.95, 0.0) == 7
+    mean = "accuracy"
+    assert cheapest_within(points, 0.90, 1.0, mean) == 10  # 0.89 >= 0.90 - 0.01
+    assert cheapest_within(points, 0.90, 0.5, mean) == 0  # 0 and 6 tie: the first
+    assert cheapest_within(points, 0.90, 5.0, mean) == 1  # 1 and 9 tie at 5 pJ
+    assert cheapest_within(points, 0.96, 0.0, mean) is None
+    assert cheapest_within(points, 0.95, 0.0, mean) == 7
     assert cheapest_within([], 0.9, 1.0) is None
     assert 5016 / 10000 - 1.0 / 100 > 4916 / 10000  # binary rounding, absorbed:
-    assert cheapest_within([pt(1.0, 4916 / 10000), pt(0.5, 0.49)], 5016 / 10000, 1.0) == 0
-    # equal energy: the more accurate point wins, then the sort key
+    assert cheapest_within([pt(1.0, 4916 / 10000), pt(0.5, 0.49)], 5016 / 10000, 1.0,
+                           mean) == 0
+    # equal energy and error rate: the more accurate point wins, then the first
     tie = [pt(4.0, 0.90, device="b"), pt(4.0, 0.92, device="c"), pt(4.0, 0.92, device="a")]
-    assert cheapest_within(tie, 0.92, 2.0) == 2
+    assert cheapest_within(tie, 0.92, 2.0, mean) == 1
 
 
-def test_conservative_budget_uses_the_interval() -> None:
-    points = [pt(1.0, 0.895, low=0.87), pt(2.0, 0.893, low=0.891), pt(0.5, 0.95)]
-    assert cheapest_within(points, 0.90, 1.0) == 2
-    assert cheapest_within(points, 0.90, 1.0, conservative=True) == 1  # 2 has no interval
-    assert cheapest_within(points[:2], 0.90, 3.0, conservative=True) == 0
+def test_budgets_are_judged_by_the_low_end_by_default() -> None:
+    points = [pt(1.0, 0.895, low=0.87, high=0.92), pt(2.0, 0.893, low=0.891, high=0.90),
+              pt(0.5, 0.95)]
+    assert cheapest_within(points, 0.90, 1.0, "accuracy") == 2
+    assert cheapest_within(points, 0.90, 1.0) == 1  # 2 has no interval: never qualifies
+    assert cheapest_within(points, 0.90, 1.0, "accuracy_high") == 0
+    assert cheapest_within(points[:2], 0.90, 3.0) == 0
 
 
-def test_budget_table_names_the_cheapest_point_and_marks_assumed_energy() -> None:
-    points = [
-        pt(10.0, 0.91, model="vgg3", device="sram-14nm", v=1.0),
-        pt(6.0, 0.905, model="vgg3", device="sram-14nm", v=0.85, assumed=True),
-        pt(4.0, 0.89, model="vgg3", device="sram-14nm", v=0.8, assumed=True),
-        pt(5.0, 0.90, model="vgg3", device="stt-mram", v=1.0),
-        pt(3.0, 0.70, model="vgg3", device="sram-14nm", v=0.7),
-        pt(9.0, 0.80, model="resnet18", scenario="85C"),
-    ]
-    rows = budget_table(points, {"vgg3": 0.91, "resnet18": 0.90})
-    summary = [(r.model, r.scenario, r.budget_points,
-                None if r.point is None else (r.point.device, r.point.knobs["v_rel"]),
-                r.assumed_energy) for r in rows]
-    assert summary == [
-        ("resnet18", "85C", 1.0, None, False),
-        ("resnet18", "85C", 2.0, None, False),
-        ("vgg3", "25C", 1.0, ("stt-mram", 1.0), False),  # 0.90 >= 0.91 - 0.01
-        ("vgg3", "25C", 2.0, ("sram-14nm", 0.8), True),  # 0.89 >= 0.89
-    ]
-    with pytest.raises(ParetoError, match="no clean accuracy for model 'vgg3'"):
-        budget_table(points, {"resnet18": 0.9})
+def test_energies_within_the_tie_go_to_the_fewest_bit_errors() -> None:
+    within = 100.0 * (1 + ENERGY_TIE / 2)
+    beyond = 100.0 * (1 + 2 * ENERGY_TIE)
+    points = [pt(100.0, 0.9, low=0.9, ber=1e-3), pt(within, 0.9, low=0.9, ber=1e-9),
+              pt(beyond, 0.9, low=0.9, ber=0.0)]
+    assert cheapest_within(points, 0.9, 1.0) == 1
+    assert cheapest_within([points[0], points[2]], 0.9, 1.0) == 0  # beyond: energy decides
+    assert tied_energies([within, 100.0, beyond]) == [100.0, 100.0, beyond]
+    # the front follows the same order: the cheaper point with more errors comes second and,
+    # as good within noise as the first, is not on the front
+    assert noise_aware_front(points) == [1]
+
+
+def test_budget_floor_and_bad_budgets() -> None:
+    assert budget_floor(0.9, 1.0) == pytest.approx(0.89)
+    with pytest.raises(ParetoError, match="budget_points must be >= 0"):
+        budget_floor(0.9, -1.0)
+    with pytest.raises(ParetoError, match="clean_accuracy must be a fraction"):
+        cheapest_within([pt(1.0, 0.5)], 1.5, 1.0)
 
 
 def test_bad_points_are_refused() -> None:
@@ -226,9 +220,9 @@ def test_noise_aware_front_edge_cases() -> None:
     # equal energies: the more accurate is first, the other must beat it and cannot
     same = [pt(1.0, 0.90, low=0.89, high=0.91), pt(1.0, 0.95, low=0.94, high=0.96)]
     assert noise_aware_front(same) == [1]
-    # exact ties: the sort key decides, then the index
-    assert noise_aware_front([pt(1.0, 0.9, device="b"), pt(1.0, 0.9, device="a")]) == [1]
-    assert noise_aware_front([pt(1.0, 0.9), pt(1.0, 0.9)]) == [0]
+    # exact ties: the fewer bit errors, then the index
+    assert noise_aware_front([pt(1.0, 0.9, ber=1e-6), pt(1.0, 0.9, ber=1e-9)]) == [1]
+    assert noise_aware_front([pt(1.0, 0.9, device="b"), pt(1.0, 0.9, device="a")]) == [0]
     # missing bounds count as the mean
     assert noise_aware_front([pt(1.0, 0.90), pt(2.0, 0.91)]) == [0, 1]
     assert noise_aware_front([pt(1.0, 0.90, high=0.92), pt(2.0, 0.91)]) == [0]
@@ -240,42 +234,6 @@ def test_noise_aware_front_edge_cases() -> None:
     assert noise_aware_front(points) == [1, 2, 0]
 
 
-def test_noise_aware_fronts_by_group_translate_indices_for_paired() -> None:
-    points = [
-        pt(1.0, 0.90, low=0.88, high=0.92, model="a"),  # 0
-        pt(1.0, 0.50, model="b"),                       # 1
-        pt(2.0, 0.91, low=0.89, high=0.93, model="a"),  # 2: overlaps 0; paired says better
-        pt(2.0, 0.51, low=0.40, high=0.60, model="b"),  # 3: overlaps 1
-        pt(3.0, 0.99, model="a", scenario="85C"),       # 4
-    ]
-    calls: list[tuple[int, int]] = []
-
-    def paired(i: int, j: int) -> tuple[float, float] | None:
-        calls.append((i, j))
-        return (0.004, 0.01) if (i, j) == (2, 0) else None
-
-    clean = {"a": 0.95, "b": 0.60}
-    assert noise_aware_fronts_by_group(points, clean, paired) == {
-        ("a", "25C"): [0, 2], ("a", "85C"): [4], ("b", "25C"): [1]}
-    assert sorted(calls) == [(2, 0), (3, 1)]  # original indices, within each group
-    assert noise_aware_fronts_by_group(points, clean) == {
-        ("a", "25C"): [0], ("a", "85C"): [4], ("b", "25C"): [1]}
-    # the clean cap is the group's model's: 0.99 counts as 0.95 at 25C
-    capped = [pt(1.0, 0.95, model="a"), pt(2.0, 0.99, low=0.98, high=1.0, model="a")]
-    assert noise_aware_fronts_by_group(capped, clean) == {("a", "25C"): [0]}
-    assert noise_aware_fronts_by_group(capped, {"a": 1.0}) == {("a", "25C"): [0, 1]}
-    # a custom group: by model and device
-    by_device = [pt(1.0, 0.9, device="x"), pt(2.0, 0.99, device="y"), pt(3.0, 0.995, device="x")]
-    assert noise_aware_fronts_by_group(by_device, {"vgg3": 1.0},
-                                       group_of=lambda p: (p.model, p.device)) == {
-        ("vgg3", "x"): [0, 2], ("vgg3", "y"): [1]}
-    assert noise_aware_fronts_by_group([], {}) == {}
-    with pytest.raises(ParetoError, match="no clean accuracy for model 'b'"):
-        noise_aware_fronts_by_group(points, {"a": 0.95})
-    with pytest.raises(ParetoError, match="holds models a, b"):
-        noise_aware_fronts_by_group(points, clean, group_of=lambda p: (p.scenario,))
-
-
 def test_noise_aware_front_refuses_bad_input() -> None:
     with pytest.raises(ParetoError, match="energy_pj must be finite"):
         pt(math.inf, 0.5)
@@ -283,13 +241,9 @@ def test_noise_aware_front_refuses_bad_input() -> None:
     object.__setattr__(bad, "energy_pj", math.inf)  # past the constructor's check
     with pytest.raises(ParetoError, match="point 1: energy and accuracy must be finite"):
         noise_aware_front([pt(1.0, 0.5), bad])
-    with pytest.raises(ParetoError, match="point 1: energy and accuracy must be finite"):
-        noise_aware_fronts_by_group([pt(1.0, 0.5), bad], {"vgg3": 0.9})
     for clean in (1.5, -0.1, math.nan):
         with pytest.raises(ParetoError, match="clean_accuracy must be a fraction"):
             noise_aware_front([pt(1.0, 0.5)], clean_accuracy=clean)
-    with pytest.raises(ParetoError, match="clean_accuracy must be a fraction"):
-        noise_aware_fronts_by_group([pt(1.0, 0.5)], {"vgg3": 1.5})
 
 
 @settings(max_examples=200, deadline=None)
@@ -299,13 +253,13 @@ def test_noise_aware_front_without_noise_is_the_naive_front_less_duplicates(
         rows: list[tuple[int, int, str]]) -> None:
     """With zero-width intervals and no cap, "significantly better" is "more accurate": the
     noise-aware front is the naive front keeping, of exact duplicates (equal energy and
-    accuracy), only the first by sort key then index."""
+    accuracy), only the first."""
     points = [pt(float(e), a / 5.0, device=d, low=a / 5.0, high=a / 5.0) for e, a, d in rows]
 
     def first_of_its_duplicates(i: int) -> bool:
         p = points[i]
         return not any(q.energy_pj == p.energy_pj and q.accuracy == p.accuracy
-                       and (q.sort_key(), j) < (p.sort_key(), i) for j, q in enumerate(points))
+                       and j < i for j, q in enumerate(points))
 
     expected = [i for i in pareto_front(points) if first_of_its_duplicates(i)]
     assert noise_aware_front(points) == expected

@@ -5,6 +5,7 @@ that a user's own `workloads` module would collide with."""
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,19 @@ def test_the_wheel_holds_only_memsim(wheel: Path) -> None:
     top = {name.split("/")[0] for name in names}
     assert top == {"memsim", next(t for t in top if t.endswith(".dist-info"))}
     for module in ("memsim/workloads/__init__.py", "memsim/workloads/training.py",
-                   "memsim/builtin_devices/sram-14nm.yaml", "memsim/builtin_configs/quickstart.yaml"):
+                   "memsim/builtin_devices/sram-14nm.yaml",
+                   "memsim/builtin_configs/quickstart.yaml"):
         assert module in names
+
+
+def test_every_package_of_the_checkout_is_in_the_wheel(wheel: Path) -> None:
+    # pyproject lists packages one by one: a new subpackage left out would vanish from wheels
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = sorted(str((Path(folder) / "__init__.py").relative_to(ROOT))
+                      for folder, _, files in os.walk(ROOT / "memsim", followlinks=True)
+                      if "__init__.py" in files)
+    assert "memsim/workloads/data/__init__.py" in packages  # the walk follows the link
+    assert [p for p in packages if p not in names] == []
 
 
 def test_installed_memsim_has_workloads_and_no_top_level_workloads(wheel: Path,

@@ -6,7 +6,8 @@ Torch-free building blocks, exported here (each module imported on first use):
 - `stats`: `cluster_mean_interval`, `paired_difference_interval`, `AdaptiveChips`,
   `resolvable_difference`.
 - `energy`: `inference_energy` over the `MemoryUse`s of a placement.
-- `pareto`: `noise_aware_front`, `pareto_front`, `cheapest_within`, `budget_table`.
+- `pareto`: the front and budget rules, `noise_aware_front` and `cheapest_within`.
+- `records`: `ChipRecord` (a store row) and `CellResult` (a row of `results.csv`).
 
 A sweep (`runner.run_experiment`) runs in one module per job: `models` (train or load),
 `plan` (cells and store keys), `worker` (one chip task), `manifest`, `aggregation` (accuracy
@@ -29,15 +30,13 @@ if TYPE_CHECKING:
         inference_energy,
     )
     from memsim.experiments.pareto import (
-        BudgetRow,
         ParetoError,
         TradeoffPoint,
-        budget_table,
         cheapest_within,
-        fronts_by_group,
         noise_aware_front,
         pareto_front,
     )
+    from memsim.experiments.records import CellResult, ChipRecord, CleanResult, TrialOutcome
     from memsim.experiments.stats import (
         AdaptiveChips,
         Interval,
@@ -50,7 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdaptiveChips",
-    "BudgetRow",
+    "CellResult",
+    "ChipRecord",
+    "CleanResult",
     "EnergyBreakdown",
     "EnergyError",
     "InferenceEnergy",
@@ -62,10 +63,9 @@ __all__ = [
     "StoreError",
     "StoredRow",
     "TradeoffPoint",
-    "budget_table",
+    "TrialOutcome",
     "cheapest_within",
     "cluster_mean_interval",
-    "fronts_by_group",
     "inference_energy",
     "key_of",
     "noise_aware_front",
@@ -79,9 +79,10 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("EnergyBreakdown", "EnergyError", "InferenceEnergy", "MemoryUse",
                      "inference_energy"), "memsim.experiments.energy"),
-    **dict.fromkeys(("BudgetRow", "ParetoError", "TradeoffPoint", "budget_table",
-                     "cheapest_within", "fronts_by_group", "noise_aware_front", "pareto_front"),
-                    "memsim.experiments.pareto"),
+    **dict.fromkeys(("ParetoError", "TradeoffPoint", "cheapest_within", "noise_aware_front",
+                     "pareto_front"), "memsim.experiments.pareto"),
+    **dict.fromkeys(("CellResult", "ChipRecord", "CleanResult", "TrialOutcome"),
+                    "memsim.experiments.records"),
     **dict.fromkeys(("AdaptiveChips", "Interval", "StatsError", "cluster_mean_interval",
                      "paired_difference_interval", "resolvable_difference"),
                     "memsim.experiments.stats"),

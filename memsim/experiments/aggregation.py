@@ -32,14 +32,17 @@ from typing import Any
 import numpy as np
 
 from memsim.experiments.energy import EnergyError, InferenceEnergy, MemoryUse, inference_energy
-from memsim.experiments.manifest import read_manifest
+from memsim.experiments.manifest import CellPlan, read_manifest
 from memsim.experiments.models import RunnerError
 from memsim.experiments.pareto import (
-    BUDGET_TOLERANCE,
-    TradeoffPoint,
+    ENERGY_TIE,
+    JudgedBy,
+    budget_floor,
+    cheapest_within,
     noise_aware_front,
 )
 from memsim.experiments.plan import adaptive_rule
+from memsim.experiments.records import CellResult, ChipRecord, CleanResult
 from memsim.experiments.stats import (
     AdaptiveChips,
     Interval,
@@ -78,106 +81,6 @@ __all__ = [
 
 REPRICING_SECTIONS = ("deployment", "reference", "pareto")
 """Config sections `aggregate` may override: they change prices and budgets, not accuracy."""
-
-
-@dataclass(frozen=True)
-class CleanResult:
-    """A model's fault-free figures on the test images."""
-
-    model: str
-    accuracy: float
-    mlm: float
-    mlm_normalised: float
-    n_test: int
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """One cell's aggregate: accuracy interval over chips (chips as clusters), means over chips
-    of the per-chip means of the other figures, and the energy per inference under the
-    deployment."""
-
-    model: str
-    scenario: str
-    device: str
-    placement: str
-    protection: str
-    control_knobs: Mapping[str, float]
-    environment_knobs: Mapping[str, float]
-    chips: int
-    trials: int
-    complete: bool
-    clean_accuracy: float
-    accuracy: float | None
-    accuracy_low: float | None
-    accuracy_high: float | None
-    accuracy_half_width: float | None
-    mlm: float | None
-    mlm_normalised: float | None
-    bit_errors: float | None
-    under_test_ber: float | None
-    residual_bit_errors: float | None
-    corrected_words: float | None
-    uncorrectable_words: float | None
-    device_ber: float
-    data_bits: int
-    stored_bits: int
-    reliable_bits: int
-    energy_scope: str
-    """`array` or `cell` (the devices' `energy.scope`), `mixed` when the placement's memories
-    differ."""
-    energy_pj: float
-    energy_read_pj: float
-    energy_reliable_read_pj: float
-    energy_static_pj: float
-    energy_refresh_pj: float
-    energy_write_pj: float
-    energy_nominal_pj: float
-    """The same placement with the device under test at nominal control knobs."""
-    reference_energy_pj: float | None
-    """The reference memory's energy for the same bits (None: not comparable, another
-    scope)."""
-    energy_assumed: bool
-    energy_assumed_figures: tuple[str, ...]
-    energy_under_test_nominal_pj: float = 0.0
-    """The memory under test's own energy at nominal knobs (0: its device has no energy
-    model, so the cell stays out of the Pareto fronts)."""
-    write_pj_per_programming: float = 0.0
-    """Energy of one programming of every stored bit (what `inferences_per_write` divides)."""
-    chip_accuracy: tuple[float, ...] = ()
-    """Mean accuracy of each chip used, chips 0, 1, ... (what `paired` pairs models by)."""
-    on_front: bool = False
-
-    @property
-    def relative_to_nominal(self) -> float:
-        """Energy over the same placement's at nominal control knobs (1 when both are 0)."""
-        return _ratio(self.energy_pj, self.energy_nominal_pj)
-
-    @property
-    def relative_energy(self) -> float | None:
-        """Energy over the reference memory's (None when not comparable)."""
-        if self.reference_energy_pj is None:
-            return None
-        return _ratio(self.energy_pj, self.reference_energy_pj)
-
-    @property
-    def has_energy_model(self) -> bool:
-        return self.energy_under_test_nominal_pj > 0.0
-
-    @property
-    def knobs(self) -> dict[str, float]:
-        return {**self.control_knobs, **self.environment_knobs}
-
-    def same_chips(self, other: CellResult) -> bool:
-        """Whether chip c of both is the same simulated chip holding the same bits."""
-        return (self.model, self.scenario, self.device, self.placement, self.protection) == \
-            (other.model, other.scenario, other.device, other.placement, other.protection)
-
-
-def _ratio(a: float, b: float) -> float:
-    if b == 0.0:
-        return 1.0 if a == 0.0 else math.inf
-    return a / b
 
 
 @dataclass(frozen=True)
@@ -298,15 +201,6 @@ class SweepResults:
     """The repricing overrides in force (`memsim pareto DIR --set ...`)."""
 
 
-def _mean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values)
-
-
-def _chip_means(rows: Sequence[Mapping[str, Any]], name: str) -> float:
-    """Mean over chips of each chip's mean over its trials."""
-    return _mean([_mean([float(v) for v in r[name]]) for r in rows])
-
-
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -339,30 +233,29 @@ class _Pricer:
             self._points[k] = self.devices[key].at(**knobs)
         return self._points[k]
 
-    def scope(self, cell: Mapping[str, Any]) -> str:
-        scopes = {self.devices[m["device_hash"]].spec.energy.scope.value
-                  for m in cell["memories"]}
+    def scope(self, cell: CellPlan) -> str:
+        scopes = {self.devices[m.device_hash].spec.energy.scope.value for m in cell.memories}
         return scopes.pop() if len(scopes) == 1 else "mixed"
 
-    def _uses(self, cell: Mapping[str, Any], under_test: OperatingPoint,
+    def _uses(self, cell: CellPlan, under_test: OperatingPoint,
               nominal: OperatingPoint) -> list[MemoryUse]:
         d = self.deployment
         uses = []
-        for i, m in enumerate(cell["memories"]):
-            at = under_test if i == 0 else self.at(m["device_hash"], m["knobs"])
+        for i, m in enumerate(cell.memories):
+            at = under_test if i == 0 else self.at(m.device_hash, m.knobs)
             uses.append(MemoryUse(
-                ProtectionOverhead(**m["overhead"]), at, nominal if i == 0 else at,
-                capacity_mib=d.capacity_mib if i == 0 else m["capacity_mib"],
-                reads_per_inference=d.reads_per_inference, name=m["name"],
+                ProtectionOverhead(**m.overhead), at, nominal if i == 0 else at,
+                capacity_mib=d.capacity_mib if i == 0 else m.capacity_mib,
+                reads_per_inference=d.reads_per_inference, name=m.name,
                 writes_per_inference=d.writes_per_inference))
         return uses
 
-    def price(self, cell: Mapping[str, Any]) -> tuple[InferenceEnergy, float, float | None]:
+    def price(self, cell: CellPlan) -> tuple[InferenceEnergy, float, float | None]:
         """(energy of the cell, the device under test's own energy at nominal, the reference
         memory's energy for the same bits or None)."""
-        dut = cell["memories"][0]
-        at = self.at(dut["device_hash"], dut["knobs"])
-        nominal = self.at(dut["device_hash"], cell["nominal_knobs"])
+        dut = cell.memories[0]
+        at = self.at(dut.device_hash, dut.knobs)
+        nominal = self.at(dut.device_hash, cell.nominal_knobs)
         try:
             uses = self._uses(cell, at, nominal)
         except EnergyError as e:
@@ -377,7 +270,7 @@ class _Pricer:
                 ref = None
             else:
                 # the scenario's environment, for the knobs the reference device has
-                scenario = self.scenarios.get(cell["scenario"], {})
+                scenario = self.scenarios.get(cell.scenario, {})
                 env = {k: v for k, v in scenario.items() if k in device.spec.knob_names}
                 point = device.at(**{**self.reference.knobs, **env})
                 ref_uses = self._uses(cell, point, point)
@@ -388,32 +281,32 @@ class _Pricer:
 # -- cells -------------------------------------------------------------------------------------
 
 
-def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveChips,
+def _aggregate_cell(store: ResultStore, cell: CellPlan, rule: AdaptiveChips,
                     trials: int, clean_accuracy: float, pricer: _Pricer) -> CellResult:
-    rows: dict[int, Mapping[str, Any]] = {}
-    for c, key in enumerate(cell["keys"]):
+    records: dict[int, ChipRecord] = {}
+    for c, key in enumerate(cell.keys):
         row = store.get(key)
         if row is not None:
-            rows[c] = row.outputs
-    finished = {c: [float(a) for a in r["accuracy"]] for c, r in rows.items()}
+            records[c] = ChipRecord.from_json(row.outputs, c, f"{store.path}: row {key[:12]}")
+    finished = {c: r.accuracies for c, r in records.items()}
     complete = rule.done(finished)
     if complete:
         used = rule.chips_used(finished)
     else:  # a partial sweep: the finished chips from chip 0 on
         used = []
-        while len(used) in rows:
+        while len(used) in records:
             used.append(len(used))
-    chosen = [rows[c] for c in used]
+    chosen = [records[c] for c in used]
     energy, dut_nominal, reference = pricer.price(cell)
     b = energy.breakdown
-    overhead = ProtectionOverhead(**cell["memories"][0]["overhead"])
+    overhead = ProtectionOverhead(**cell.memories[0].overhead)
     w = pricer.deployment.writes_per_inference
     common: dict[str, Any] = dict(
-        model=cell["model"], scenario=cell["scenario"], device=cell["device"],
-        placement=cell["placement"], protection=cell["protection"],
-        control_knobs=cell["control_knobs"], environment_knobs=cell["environment_knobs"],
+        model=cell.model, scenario=cell.scenario, device=cell.device,
+        placement=cell.placement, protection=cell.protection,
+        control_knobs=cell.control_knobs, environment_knobs=cell.environment_knobs,
         chips=len(chosen), trials=trials, complete=complete, clean_accuracy=clean_accuracy,
-        device_ber=cell["device_ber"], data_bits=overhead.data_bits,
+        device_ber=cell.device_ber, data_bits=overhead.data_bits,
         stored_bits=overhead.stored_bits, reliable_bits=overhead.reliable_bits,
         energy_scope=pricer.scope(cell), energy_pj=energy.total_pj,
         energy_read_pj=math.fsum((b.read_pj, b.check_read_pj, b.padding_read_pj)),
@@ -421,42 +314,35 @@ def _aggregate_cell(store: ResultStore, cell: Mapping[str, Any], rule: AdaptiveC
         energy_refresh_pj=b.refresh_pj, energy_write_pj=b.write_pj,
         energy_nominal_pj=energy.nominal_pj, reference_energy_pj=reference,
         energy_assumed=energy.assumed, energy_assumed_figures=energy.assumed_figures,
-        energy_under_test_nominal_pj=dut_nominal,
+        on_front=False, energy_under_test_nominal_pj=dut_nominal,
         write_pj_per_programming=b.write_pj / w if w > 0 else 0.0)
     if not chosen:
         return CellResult(**common, accuracy=None, accuracy_low=None, accuracy_high=None,
                           accuracy_half_width=None, mlm=None, mlm_normalised=None,
                           bit_errors=None, under_test_ber=None, residual_bit_errors=None,
-                          corrected_words=None, uncorrectable_words=None)
-    by_chip = [[float(a) for a in r["accuracy"]] for r in chosen]
+                          corrected_words=None, uncorrectable_words=None, chip_accuracy=())
+    by_chip = [r.accuracies for r in chosen]
     interval = cluster_mean_interval(by_chip, rule.confidence, bounds=(0.0, 1.0))
-    dut_errors = _chip_means(chosen, "under_test_bit_errors")
+
+    def chip_means(figure: str) -> float:
+        """Mean over chips of each chip's mean over its trials."""
+        return math.fsum(r.mean(figure) for r in chosen) / len(chosen)
+
     stored = overhead.stored_bits
     return CellResult(
         **common, accuracy=interval.mean, accuracy_low=_finite(interval.low),
         accuracy_high=_finite(interval.high), accuracy_half_width=_finite(interval.half_width),
-        mlm=_chip_means(chosen, "mlm"), mlm_normalised=_chip_means(chosen, "mlm_normalised"),
-        bit_errors=math.fsum((_chip_means(chosen, "flips_zero_to_one"),
-                              _chip_means(chosen, "flips_one_to_zero"))),
-        under_test_ber=dut_errors / stored if stored else 0.0,
-        residual_bit_errors=_chip_means(chosen, "residual_bit_errors"),
-        corrected_words=_chip_means(chosen, "corrected_words"),
-        uncorrectable_words=_chip_means(chosen, "uncorrectable_words"),
+        mlm=chip_means("mlm"), mlm_normalised=chip_means("mlm_normalised"),
+        bit_errors=math.fsum((chip_means("flips_zero_to_one"),
+                              chip_means("flips_one_to_zero"))),
+        under_test_ber=chip_means("under_test_bit_errors") / stored if stored else 0.0,
+        residual_bit_errors=chip_means("residual_bit_errors"),
+        corrected_words=chip_means("corrected_words"),
+        uncorrectable_words=chip_means("uncorrectable_words"),
         chip_accuracy=tuple(math.fsum(v) / len(v) for v in by_chip))
 
 
 # -- fronts and budgets ------------------------------------------------------------------------
-
-
-def _priced(cell: CellResult) -> bool:
-    return cell.chips > 0 and cell.has_energy_model and cell.accuracy is not None
-
-
-def _point(cell: CellResult) -> TradeoffPoint:
-    assert cell.accuracy is not None
-    return TradeoffPoint(cell.model, cell.scenario, cell.device, dict(cell.control_knobs),
-                         cell.energy_pj, cell.accuracy, cell.accuracy_low, cell.accuracy_high,
-                         cell.protection, cell.placement, cell.energy_assumed)
 
 
 def _paired_interval(a: CellResult, b: CellResult) -> tuple[float, float] | None:
@@ -482,7 +368,7 @@ def _groups(cells: Sequence[CellResult]) -> dict[tuple[str, str, str], list[int]
     energy adds a cell's figure to an array's)."""
     groups: dict[tuple[str, str, str], list[int]] = {}
     for i, c in enumerate(cells):
-        if _priced(c) and c.energy_scope != "mixed":
+        if c.priced and c.energy_scope != "mixed":
             groups.setdefault((c.model, c.scenario, c.energy_scope), []).append(i)
     return dict(sorted(groups.items()))
 
@@ -496,57 +382,24 @@ def _fronts(cells: Sequence[CellResult]) -> dict[tuple[str, str, str], tuple[int
                    ) -> tuple[float, float] | None:
             return _paired_interval(group[p], group[q])
 
-        # the front's order is the budget rule's: energies within ENERGY_TIE of a cluster's
-        # cheapest count as equal, and among them the fewest bit errors come first; the
-        # front only reads energies for their order, so each point gets its rank
-        tied = _tie_energies([c.energy_pj for c in group])
-        order = sorted(range(len(group)), key=lambda j: (tied[j], group[j].device_ber,
-                                                          group[j].energy_pj, j))
-        rank = {j: float(r) for r, j in enumerate(order)}
-        points = [replace(_point(c), energy_pj=rank[j]) for j, c in enumerate(group)]
-        front = noise_aware_front(points, group[0].clean_accuracy, paired)
+        front = noise_aware_front(group, group[0].clean_accuracy, paired)
         out[key] = tuple(members[j] for j in front)
     return out
 
 
-def _tie_energies(energies: Sequence[float]) -> list[float]:
-    """Each energy replaced by the lowest of its cluster: sorted, a cluster runs from its
-    cheapest energy E to the last one within E · (1 + ENERGY_TIE)."""
-    out = list(energies)
-    start = -math.inf
-    for i in sorted(range(len(energies)), key=lambda i: energies[i]):
-        if energies[i] > start * (1.0 + ENERGY_TIE):
-            start = energies[i]
-        out[i] = start
-    return out
-
-
-ENERGY_TIE = 1e-3
-"""Energies within this fraction of the cheapest qualifying one count as equal: a budget then
-takes the one with the fewest bit errors (lowest device BER), not a point that accepts more
-errors for a saving below any accuracy effect."""
-
-
-def _cheapest(cells: Sequence[CellResult], members: Sequence[int], floor: float,
-              judged: str) -> int | None:
-    qualifying = [i for i in members
-                  if getattr(cells[i], judged) is not None and getattr(cells[i], judged) >= floor]
-    if not qualifying:
-        return None
-    lowest = min(cells[i].energy_pj for i in qualifying)
-    tied = [i for i in qualifying if cells[i].energy_pj <= lowest * (1.0 + ENERGY_TIE)]
-    return min(tied, key=lambda i: (cells[i].device_ber, cells[i].energy_pj, i))
-
-
-def _floor(clean: float, budget_points: float) -> float:
-    return clean - budget_points / 100.0 - BUDGET_TOLERANCE
+def _cheapest(cells: Sequence[CellResult], members: Sequence[int], clean: float,
+              budget_points: float, judged_by: JudgedBy) -> int | None:
+    chosen = cheapest_within([cells[i] for i in members], clean, budget_points, judged_by)
+    return None if chosen is None else members[chosen]
 
 
 def _choice_by_n(cells: Sequence[CellResult], qualifying: Sequence[int], n: np.ndarray,
                  n_now: float) -> np.ndarray:
     """For each inferences-per-write value in `n`, the index (into `qualifying`) that the
-    budget rule (`_cheapest`: the lowest energy, ties within ENERGY_TIE to the lowest BER)
-    chooses when each cell's energy is rest + (one programming) / N."""
+    budget rule (`pareto.cheapest_within`: the lowest energy, ties within ENERGY_TIE to the
+    lowest BER, then the lowest energy, then the first) chooses when each cell's energy is
+    rest + (one programming) / N; `qualifying` comes most accurate first, as the rule orders
+    exact ties."""
     write = np.array([cells[i].write_pj_per_programming for i in qualifying])
     rest = np.array([cells[i].energy_pj for i in qualifying]) - write / n_now
     ber = np.array([cells[i].device_ber for i in qualifying])
@@ -570,7 +423,8 @@ def _cheapest_while(cells: Sequence[CellResult], members: Sequence[int], chosen:
     `chosen` (0 and inf: no flip within 1e-6 .. 1e15); None for streamed weights."""
     if deployment.weights is WeightResidence.STREAMED:
         return None
-    qualifying = [i for i in members if (cells[i].accuracy_low or -1.0) >= floor]
+    qualifying = sorted((i for i in members if (cells[i].accuracy_low or -1.0) >= floor),
+                        key=lambda i: (-(cells[i].accuracy or 0.0), i))
     if chosen not in qualifying:
         return None
     target = qualifying.index(chosen)
@@ -609,9 +463,9 @@ def _budgets(cells: Sequence[CellResult], clean: Mapping[str, float],
     out = []
     for (model, scenario, scope), members in _groups(cells).items():
         for b in budgets_points:
-            floor = _floor(clean[model], b)
-            chosen = _cheapest(cells, members, floor, "accuracy_low")
-            optimistic = _cheapest(cells, members, floor, "accuracy_high")
+            floor = budget_floor(clean[model], b)
+            chosen = _cheapest(cells, members, clean[model], b, "accuracy_low")
+            optimistic = _cheapest(cells, members, clean[model], b, "accuracy_high")
             span = None if chosen is None else _cheapest_while(cells, members, chosen, floor,
                                                                  deployment)
             out.append(BudgetChoice(model, scenario, scope, float(b), clean[model], chosen,
@@ -629,13 +483,13 @@ def _device_savings(cells: Sequence[CellResult], clean: Mapping[str, float],
     variant = (cells[0].placement, cells[0].protection)
     groups: dict[tuple[str, str, str], list[int]] = {}
     for i, c in enumerate(cells):
-        if _priced(c) and c.energy_scope != "mixed" and (c.placement, c.protection) == variant:
+        if c.priced and c.energy_scope != "mixed" and (c.placement, c.protection) == variant:
             groups.setdefault((c.model, c.scenario, c.device), []).append(i)
     out = []
     for (model, scenario, device), members in sorted(groups.items()):
         for b in budgets_points:
             out.append(DeviceSaving(model, scenario, device, float(b),
-                                    _cheapest(cells, members, _floor(clean[model], b),
+                                    _cheapest(cells, members, clean[model], b,
                                               "accuracy_low")))
     return tuple(out)
 
@@ -778,12 +632,11 @@ def aggregate(out_dir: str | Path, overrides: Sequence[str] = ()) -> SweepResult
             if row is None:
                 raise RunnerError(f"{out}: the clean evaluation of model {m['name']} is missing "
                                   "from the store")
-            o = row.outputs
-            clean[m["name"]] = CleanResult(m["name"], o["accuracy"], o["mlm"],
-                                           o["mlm_normalised"], o["n_test"])
-        cells = [_aggregate_cell(store, cell, rule, manifest["trials"],
-                                 clean[cell["model"]].accuracy, pricer)
-                 for cell in manifest["cells"]]
+            clean[m["name"]] = CleanResult.from_json(
+                m["name"], row.outputs, f"{store.path}: row {m['clean_key'][:12]}")
+        plans = [CellPlan.from_json(cell) for cell in manifest["cells"]]
+        cells = [_aggregate_cell(store, plan, rule, manifest["trials"],
+                                 clean[plan.model].accuracy, pricer) for plan in plans]
     fronts = _fronts(cells)
     on_front = {i for members in fronts.values() for i in members}
     cells = [replace(cell, on_front=True) if i in on_front else cell

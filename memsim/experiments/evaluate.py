@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from memsim.errors import MemsimError
+from memsim.experiments.records import TrialOutcome
 from memsim.experiments.stats import Interval, cluster_mean_interval
 from memsim.memory.protection import ChipReader, ProtectedImage, Protection, protect
 from memsim.physics.device import Device
@@ -73,26 +74,6 @@ class Placement:
     protection: Protection = field(default_factory=Protection)
     sweep: Mapping[str, tuple[float, float]] | None = None
     """Knob ranges the chips are drawn for (default: the knobs' full ranges)."""
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    chip: int
-    trial: int
-    accuracy: float
-    mlm: float
-    mlm_normalised: float
-    flips_zero_to_one: int
-    flips_one_to_zero: int
-    stuck_cells: int
-    residual_bit_errors: int
-    corrected_words: int
-    uncorrectable_words: int
-    under_test_bit_errors: int = 0
-    """Physical bits read wrong in the first memory (the device under test)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,50 @@ from memsim.files import atomic_write_text
 from memsim.spec.experiment import ExperimentSpec
 from memsim.spec.loader import load_document
 
-__all__ = ["MANIFEST_FILENAME", "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST_FILENAME", "CellPlan", "MemoryPlacement", "read_manifest", "write_manifest"]
 
 MANIFEST_FILENAME = "manifest.json"
 _FORMAT = 2
 """2: cells carry their memories' bit counts and knobs; energy is computed at aggregation."""
+
+
+@dataclass(frozen=True)
+class MemoryPlacement:
+    """One memory of a cell's placement as stored: what pricing it needs."""
+
+    name: str
+    device_hash: str
+    knobs: Mapping[str, float]
+    overhead: Mapping[str, int]
+    """`ProtectionOverhead` fields but the derived ones (data, check and padding bits...)."""
+    capacity_mib: float | None
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One cell of a sweep as the manifest records it: where it sits, its memories (the
+    first is the device under test) and the store key of each chip, chips 0, 1, ..."""
+
+    model: str
+    scenario: str
+    device: str
+    device_name: str
+    placement: str
+    protection: str
+    control_knobs: Mapping[str, float]
+    environment_knobs: Mapping[str, float]
+    nominal_knobs: Mapping[str, float]
+    device_ber: float
+    memories: tuple[MemoryPlacement, ...]
+    keys: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, cell: Mapping[str, Any]) -> CellPlan:
+        memories = tuple(MemoryPlacement(**m) for m in cell["memories"])
+        return cls(**{**cell, "memories": memories, "keys": tuple(cell["keys"])})
 
 
 def _jsonable(value: Any) -> Any:
@@ -46,19 +86,16 @@ def write_manifest(out: Path, spec: ExperimentSpec, models: Sequence[LoadedModel
     cells = []
     for c in planner.cells:
         group = planner.groups[c.group]
-        memories = [{"name": name, "device_hash": plan.device, "knobs": dict(knobs),
-                     "overhead": {k: v for k, v in overhead.to_dict().items()
-                                  if k != "storage_overhead" and k != "stored_bits"},
-                     "capacity_mib": capacity}
-                    for name, plan, knobs, overhead, capacity in zip(
-                        group.memory_names, group.memories, c.memory_knobs, group.overheads,
-                        group.capacities_mib, strict=True)]
-        cells.append({"model": c.model, "scenario": c.scenario, "device": c.device,
-                      "device_name": c.device_name, "placement": c.placement,
-                      "protection": c.protection, "control_knobs": c.control_knobs,
-                      "environment_knobs": c.environment_knobs,
-                      "nominal_knobs": c.nominal_knobs, "device_ber": c.device_ber,
-                      "memories": memories, "keys": c.keys})
+        memories = tuple(
+            MemoryPlacement(name, plan.device, dict(knobs),
+                            {k: v for k, v in overhead.to_dict().items()
+                             if k != "storage_overhead" and k != "stored_bits"}, capacity)
+            for name, plan, knobs, overhead, capacity in zip(
+                group.memory_names, group.memories, c.memory_knobs, group.overheads,
+                group.capacities_mib, strict=True))
+        cells.append(CellPlan(c.model, c.scenario, c.device, c.device_name, c.placement,
+                              c.protection, c.control_knobs, c.environment_knobs,
+                              c.nominal_knobs, c.device_ber, memories, tuple(c.keys)).to_json())
     manifest = {
         "format": _FORMAT,
         "name": spec.name,

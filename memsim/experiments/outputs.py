@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memsim.experiments.aggregation import CellResult, SweepResults
+from memsim.experiments.aggregation import SweepResults
+from memsim.experiments.records import CellResult
 from memsim.experiments.store import csv_cell
 from memsim.files import atomic_write_text
 
 __all__ = [
     "BUDGETS_CSV",
-    "CELL_COLUMNS",
     "PAIRED_CSV",
     "PARETO_CSV",
     "RESULTS_CSV",
@@ -33,18 +33,8 @@ PARETO_CSV = "pareto.csv"
 BUDGETS_CSV = "budgets.csv"
 PAIRED_CSV = "paired.csv"
 
-CELL_COLUMNS = (
-    "chips", "trials", "complete", "clean_accuracy", "accuracy", "accuracy_low",
-    "accuracy_high", "accuracy_half_width", "mlm", "mlm_normalised", "device_ber",
-    "under_test_ber", "bit_errors", "residual_bit_errors", "corrected_words",
-    "uncorrectable_words", "data_bits", "stored_bits", "reliable_bits", "energy_scope",
-    "energy_pj", "energy_read_pj", "energy_reliable_read_pj", "energy_static_pj",
-    "energy_refresh_pj", "energy_write_pj", "energy_nominal_pj", "relative_to_nominal",
-    "reference_energy_pj", "relative_energy", "energy_assumed", "energy_assumed_figures",
-    "on_front",
-)
-"""The columns of `results.csv` after the cell's names and knobs."""
 _WHERE = ("model", "scenario", "device", "placement", "protection")
+"""The columns naming a cell; every CSV puts the knob columns right after them."""
 _FRONT = ("energy_scope", "energy_pj", "relative_energy", "relative_to_nominal", "accuracy",
           "accuracy_low", "accuracy_high", "clean_accuracy", "energy_assumed")
 _BUDGET = ("budget_points", "judged_by", "clean_accuracy", "energy_scope", "device",
@@ -96,9 +86,10 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
     cells = results.cells
     knobs = knob_names(cells)
     knob_header = [f"knob.{k}" for k in knobs]
-    paths = [_write_csv(out / RESULTS_CSV, [*_WHERE, *knob_header, *CELL_COLUMNS], [
+    after = [n for n in CellResult.columns() if n not in _WHERE]
+    paths = [_write_csv(out / RESULTS_CSV, [*_WHERE, *knob_header, *after], [
         [*(getattr(c, n) for n in _WHERE), *_knob_cells(knobs, c.knobs),
-         *(getattr(c, n) for n in CELL_COLUMNS)] for c in cells])]
+         *(getattr(c, n) for n in after)] for c in cells])]
     front_rows = []
     for members in results.fronts.values():
         for i in members:

@@ -50,6 +50,7 @@ from memsim.experiments.plan import (
     protection_of,
     trials_of,
 )
+from memsim.experiments.records import ChipRecord, CleanResult
 from memsim.experiments.store import ResultStore, key_of
 from memsim.experiments.worker import evaluate_chip, warm_up
 from memsim.spec.experiment import ExperimentSpec
@@ -137,9 +138,8 @@ def _clean_rows(store: ResultStore, models: Sequence[LoadedModel], threads: int
             if store.get(key) is None:
                 clear(m.model)
                 stats = logit_stats(predict(m.model, m.images), m.labels)
-                store.put(key, inputs, {"accuracy": stats.accuracy, "mlm": stats.mlm,
-                                        "mlm_normalised": stats.mlm_normalised,
-                                        "n_test": stats.n})
+                store.put(key, inputs, CleanResult(m.name, stats.accuracy, stats.mlm,
+                                                   stats.mlm_normalised, stats.n).to_json())
             out[m.name] = key
     return out
 
@@ -161,8 +161,10 @@ def _sweep(spec: ExperimentSpec, planner: Planner, store: ResultStore, runner: E
         if key in stored:
             row = store.get(key)
             assert row is not None
+            record = ChipRecord.from_json(row.outputs, chip_of_key[key],
+                                          f"{store.path}: row {key[:12]}")
             for cell in cells:
-                finished[cell.index][chip_of_key[key]] = list(row.outputs["accuracy"])
+                finished[cell.index][chip_of_key[key]] = record.accuracies
     skipped = sum(1 for key in cells_of_key if key in stored)
     bar = _progress_bar(progress, f"{spec.name}{' (dry run)' if dry_run else ''}")
     done = 0
@@ -193,11 +195,11 @@ def _sweep(spec: ExperimentSpec, planner: Planner, store: ResultStore, runner: E
                 bar.set_postfix_str(f"{skipped} stored before", refresh=False)
                 bar.refresh()
             for rows in runner.map_unordered(tasks):
-                for key, outputs in rows:
-                    store.put(key, planner.inputs[key],
-                              {**outputs, "device_ber": cells_of_key[key][0].device_ber})
+                for key, record in rows:
+                    record = replace(record, device_ber=cells_of_key[key][0].device_ber)
+                    store.put(key, planner.inputs[key], record.to_json())
                     for cell in cells_of_key[key]:
-                        finished[cell.index][chip_of_key[key]] = list(outputs["accuracy"])
+                        finished[cell.index][chip_of_key[key]] = record.accuracies
                     done += 1
                     if bar is not None:
                         bar.update(1)

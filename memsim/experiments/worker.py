@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from torch import nn
 
 from memsim.experiments.evaluate import MemoryRead, run_trial
 from memsim.experiments.plan import ChipTask, MemoryPlan, WorkContext, knob_box
+from memsim.experiments.records import ChipRecord
 from memsim.memory.protection import ProtectedImage, Protection, protect
 from memsim.physics.device import Device
 from memsim.workloads.bridge import ModelImage
 
-__all__ = ["PER_TRIAL", "evaluate_chip", "warm_up"]
+__all__ = ["evaluate_chip", "warm_up"]
 
 # Images of the memories, per worker process: (id of the model, layers, protection) ->
 # (the model itself, so that its id cannot be reused by another while cached, image,
@@ -40,13 +40,8 @@ def _memory(model: nn.Module, plan: MemoryPlan) -> tuple[ModelImage, ProtectedIm
     return mi, protected
 
 
-PER_TRIAL = ("accuracy", "mlm", "mlm_normalised", "flips_zero_to_one", "flips_one_to_zero",
-              "stuck_cells", "residual_bit_errors", "corrected_words", "uncorrectable_words",
-              "under_test_bit_errors")
-
-
-def evaluate_chip(context: WorkContext, task: ChipTask) -> list[tuple[str, dict[str, Any]]]:
-    """Every trial of one chip at each operating point of the task: (key, outputs) rows."""
+def evaluate_chip(context: WorkContext, task: ChipTask) -> list[tuple[str, ChipRecord]]:
+    """Every trial of one chip at each operating point of the task: (key, record) rows."""
     model = context.models[task.model]
     images, labels = context.data[context.model_data[task.model]]
     memories = [_memory(model, plan) for plan in task.memories]
@@ -58,12 +53,10 @@ def evaluate_chip(context: WorkContext, task: ChipTask) -> list[tuple[str, dict[
     for point in task.points:
         reads = [MemoryRead(mi, protected, chip, point.knobs[i], task.chip_seeds[i])
                  for i, ((mi, protected), chip) in enumerate(zip(memories, chips, strict=True))]
-        outcomes = [run_trial(model, images, labels, reads, 0, t) for t in range(task.trials)]
-        rows.append((point.key, {name: [getattr(o, name) for o in outcomes]
-                                 for name in PER_TRIAL}))
+        outcomes = [run_trial(model, images, labels, reads, task.chip, t)
+                    for t in range(task.trials)]
+        rows.append((point.key, ChipRecord.of(outcomes)))
     return rows
-
-
 
 
 def warm_up(devices: Mapping[str, Device], reads: Mapping[str, Sequence[Mapping[str, float]]],

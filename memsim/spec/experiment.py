@@ -137,7 +137,8 @@ class ModelSourceKind(StrEnum):
 
 @dataclass(frozen=True)
 class PtqSpec:
-    """Post-training quantisation of a user's float model (`memsim.workloads.ptq.quantize_model`)."""
+    """Post-training quantisation of a user's float model
+    (`memsim.workloads.ptq.quantize_model`)."""
 
     weight_bits: int = 8
     scheme: QuantScheme = QuantScheme.SYMMETRIC
