@@ -46,6 +46,21 @@ def golden_checkpoint_file(path: Path, seed: int = 111) -> Path:
     return path
 
 
+STORAGE_VARIANTS = """\
+placements:
+  - name: all
+  - name: edges
+    fixed:
+      - {name: sram, device: sram-14nm, layers: [first, last], knobs: {v_rel: 1.0}}
+protections:
+  - name: none
+  - name: ecc
+    ecc: secded-72-64
+"""
+"""Two placements (all in the device under test; first and last layers in nominal SRAM) and
+two protections (none; SEC-DED), as a config's YAML."""
+
+
 def sweep_config(tmp: Path, checkpoint: Path, body: str, name: str = "exp.yaml") -> Path:
     text = textwrap.dedent(f"""\
         schema_version: 1

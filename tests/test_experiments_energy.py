@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from conftest import MINIMAL_DEVICE
 
 import memsim
 from memsim.experiments.energy import (
@@ -20,34 +22,23 @@ from memsim.memory.protection import EccScheme, ProtectionOverhead
 
 WriteYaml = Callable[..., Path]
 
-MEASURED_DEVICE = """\
-schema_version: 1
-name: toy-measured
-technology: custom
-description: A device whose energy figures are measured, but for an assumed refresh power.
-source:
-  - id: bench
-    citation: "a bench measurement, made up for tests"
-knobs:
-  vdd:
-    unit: V
-    role: control
-    nominal: 1.0
-    range: [0.5, 1.0]
-faults:
-  - name: flips
-    kind: transient
-    p_zero_to_one: 1.0e-4
-    p_one_to_zero: 1.0e-4
-energy:
-  scope: array
-  provenance: measured
-  source: bench
-  read_energy_pj_per_bit: {kind: table, of: vdd, points: [[0.5, 0.02], [1.0, 0.08]]}
-  write_energy_pj_per_bit: 1.0
-  static_power_mw_per_mib: 5.0
-  refresh_power_mw_per_mib: {value: 2.0, provenance: assumed}
-"""
+def _measured_device() -> str:
+    """The toy device with measured energy figures, but for an assumed refresh power."""
+    doc = yaml.safe_load(MINIMAL_DEVICE)
+    doc.update(name="toy-measured", description="A device whose energy figures are measured, "
+               "but for an assumed refresh power.",
+               source=[{"id": "bench", "citation": "a bench measurement, made up for tests"}])
+    doc["faults"][0]["p_zero_to_one"] = 1.0e-4
+    doc["energy"] = {
+        "scope": "array", "provenance": "measured", "source": "bench",
+        "read_energy_pj_per_bit": {"kind": "table", "of": "vdd",
+                                   "points": [[0.5, 0.02], [1.0, 0.08]]},
+        "write_energy_pj_per_bit": 1.0, "static_power_mw_per_mib": 5.0,
+        "refresh_power_mw_per_mib": {"value": 2.0, "provenance": "assumed"}}
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+MEASURED_DEVICE = _measured_device()
 
 
 def sram_image_overhead() -> ProtectionOverhead:
@@ -170,8 +161,6 @@ def test_refresh_and_provenance_of_a_measured_device(write_yaml: WriteYaml) -> N
 
 
 def test_bare_numbers_count_as_assumed(write_yaml: WriteYaml) -> None:
-    from conftest import MINIMAL_DEVICE
-
     device = memsim.load_device(write_yaml(MINIMAL_DEVICE))
     o = ProtectionOverhead(64, 64, 0, 0, 0)
     result = inference_energy(MemoryUse(o, device.at(vdd=0.5), device.at()), 0.0)

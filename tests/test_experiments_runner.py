@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from sweeps import golden_checkpoint_file, sweep_config
+from sweeps import STORAGE_VARIANTS, golden_checkpoint_file, sweep_config
 
 import memsim
 from memsim.errors import MemsimError
@@ -54,15 +54,7 @@ devices:
     sweep: {ber: [0.0, 0.05]}
   - device: sram-14nm
     sweep: {v_rel: [1.0, 0.8]}
-placements:
-  - name: all
-  - name: edges
-    fixed:
-      - {name: sram, device: sram-14nm, layers: [first, last], knobs: {v_rel: 1.0}}
-protections:
-  - name: none
-  - name: ecc
-    ecc: secded-72-64
+""" + STORAGE_VARIANTS + """\
 chips: 2
 trials: 2
 deployment: {preset: custom, weights: resident, inference_rate_hz: 1.0e6,

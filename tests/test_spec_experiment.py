@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweeps import STORAGE_VARIANTS
 
 from memsim.errors import SpecError
 from memsim.experiments.aggregation import aggregate
@@ -52,15 +53,7 @@ scenarios:
   - name: typical
   - name: hot
     knobs: {temperature_c: 85}
-placements:
-  - name: all
-  - name: edges
-    fixed:
-      - {name: sram, device: sram-14nm, layers: [first, last], knobs: {v_rel: 1.0}}
-protections:
-  - name: none
-  - name: ecc
-    ecc: secded-72-64
+""" + STORAGE_VARIANTS + """\
     interleave: 2
 chips: {batch: 2, min: 4, max: 10, target_half_width: 0.02}
 trials: 2
