@@ -9,15 +9,13 @@ resumes.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from memsim.experiments.aggregation import SweepResults
 from memsim.experiments.records import CellResult
-from memsim.experiments.store import csv_cell
-from memsim.files import atomic_write_text
+from memsim.experiments.store import write_csv
 
 __all__ = [
     "BUDGETS_CSV",
@@ -60,22 +58,6 @@ def _knob_cells(knobs: Sequence[str], values: dict[str, float]) -> list[Any]:
     return [values.get(k) for k in knobs]
 
 
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
-    lines: list[str] = []
-
-    class _Sink:
-        def write(self, s: str) -> int:
-            lines.append(s)
-            return len(s)
-
-    writer = csv.writer(_Sink(), lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([csv_cell(v) for v in row])
-    atomic_write_text(path, "".join(lines))
-    return path
-
-
 def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = "",
                   elapsed_s: float | None = None) -> list[Path]:
     """Write the CSVs, the plots and `report.md`; return the paths."""
@@ -87,7 +69,7 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
     knobs = knob_names(cells)
     knob_header = [f"knob.{k}" for k in knobs]
     after = [n for n in CellResult.columns() if n not in _WHERE]
-    paths = [_write_csv(out / RESULTS_CSV, [*_WHERE, *knob_header, *after], [
+    paths = [write_csv(out / RESULTS_CSV, [*_WHERE, *knob_header, *after], [
         [*(getattr(c, n) for n in _WHERE), *_knob_cells(knobs, c.knobs),
          *(getattr(c, n) for n in after)] for c in cells])]
     front_rows = []
@@ -96,7 +78,7 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
             f = cells[i]
             front_rows.append([*(getattr(f, n) for n in _WHERE), *_knob_cells(knobs, f.knobs),
                                *(getattr(f, n) for n in _FRONT)])
-    paths.append(_write_csv(out / PARETO_CSV, [*_WHERE, *knob_header, *_FRONT], front_rows))
+    paths.append(write_csv(out / PARETO_CSV, [*_WHERE, *knob_header, *_FRONT], front_rows))
     budget_rows = []
     for b in results.budgets:
         c = cells[b.cell] if b.cell is not None else None
@@ -110,9 +92,9 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
               if c else (None,) * 5),
             o.relative_energy if o else None, span[0], span[1],
             c.energy_assumed if c else None])
-    paths.append(_write_csv(out / BUDGETS_CSV, [
+    paths.append(write_csv(out / BUDGETS_CSV, [
         "model", "scenario", *_BUDGET, *knob_header, *_BUDGET_AFTER], budget_rows))
-    paths.append(_write_csv(out / PAIRED_CSV, [*_PAIRED, *knob_header, *_PAIRED_AFTER], [
+    paths.append(write_csv(out / PAIRED_CSV, [*_PAIRED, *knob_header, *_PAIRED_AFTER], [
         [d.model, d.versus, d.scenario, d.device, d.placement, d.protection,
          *_knob_cells(knobs, {**d.control_knobs, **d.environment_knobs}), d.chips,
          d.difference, d.low, d.high, d.clean_difference] for d in results.paired]))

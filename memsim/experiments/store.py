@@ -24,7 +24,7 @@ import io
 import json
 import math
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +44,7 @@ __all__ = [
     "canonical_json",
     "flatten",
     "key_of",
+    "write_csv",
 ]
 
 SCHEMA_VERSION = 1
@@ -292,14 +293,7 @@ class ResultStore:
         header = list(columns)
         if len(set(header)) != len(header):
             raise StoreError(f"export_csv: repeated column in {header}")
-        out = Path(path)
-        text = io.StringIO(newline="")
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(header)
-        for cols in table:
-            writer.writerow([csv_cell(cols.get(c)) for c in header])
-        atomic_write_text(out, text.getvalue())
-        return out
+        return write_csv(path, header, [[cols.get(c) for c in header] for cols in table])
 
     # -- life cycle ------------------------------------------------------------------------
     def close(self) -> None:
@@ -352,3 +346,14 @@ def csv_cell(v: Any) -> str:
     return canonical_json(v)
 
 
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a CSV atomically, every value through `csv_cell`, lines ending with `\\n`: the
+    one writer of every CSV a sweep leaves."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
+    out = Path(path)
+    atomic_write_text(out, text.getvalue())
+    return out

@@ -116,7 +116,7 @@ def _seed_words(entropy: list[int], n: int) -> list[int]:
     return [int(x) for x in state[:n]]
 
 
-def _knob_box(device: Device, sweep: Mapping[str, tuple[float, float]] | None
+def _sweep_grid(device: Device, sweep: Mapping[str, tuple[float, float]] | None
               ) -> list[dict[str, float]]:
     """Grid points over the knob ranges (or the narrower `sweep` ranges)."""
     knobs = device.spec.knobs
@@ -164,7 +164,7 @@ class Chip:
         self._action_seed = seeds[n:2 * n]
         self.factor_seeds = seeds[2 * n:3 * n]
         self._program_seed = seeds[3 * n:4 * n]
-        box = _knob_box(device, sweep) if any(
+        box = _sweep_grid(device, sweep) if any(
             isinstance(m, ThresholdMechanism) for m in spec.faults) else []
         self.persistent: dict[int, PersistentCells] = {}
         self._weak: dict[int, WeakCells] = {}
