@@ -548,3 +548,39 @@ def test_cli_registers_run_pareto_and_demo() -> None:
                               "10.0.0.1:6379", "--threads-per-worker", "2"])
     assert (args.executor, args.address, args.threads_per_worker) == ("ray", "10.0.0.1:6379", 2)
     assert callable(args.func)
+
+
+def test_an_interrupt_keeps_the_rows_finished_before_it(
+        small_sweep: tuple[Path, Path, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows wait for a batched commit; an interrupt (or any failure) still commits them."""
+    import memsim.experiments.runner as runner_module
+
+    config = small_sweep[0]
+    real = runner_module.make_executor
+    yielded: list[int] = []
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        executor = real(*args, **kwargs)
+        inner = executor.map_unordered
+
+        def map_unordered(tasks: Any) -> Any:
+            for i, rows in enumerate(inner(tasks)):
+                if i == 3:
+                    raise KeyboardInterrupt
+                yielded.append(len(rows))
+                yield rows
+
+        executor.map_unordered = map_unordered
+        return executor
+
+    monkeypatch.setattr(runner_module, "make_executor", interrupted)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(load_experiment(config), out, executor="inprocess", progress=False)
+    with ResultStore(out / STORE_FILENAME) as store:
+        # the models' clean rows, then every row of the three chip tasks that finished
+        assert len(store) == 1 + sum(yielded) and len(yielded) == 3
+    monkeypatch.setattr(runner_module, "make_executor", real)
+    _run(config, out)
+    assert (out / RESULTS_CSV).read_bytes() == (small_sweep[1] / RESULTS_CSV).read_bytes()

@@ -90,6 +90,23 @@ def test_put_is_idempotent_and_conflicts_raise(tmp_path: Path) -> None:
         assert store.get(key).outputs["accuracy"] == 0.8731  # type: ignore[union-attr]
 
 
+def test_put_many_commits_together_and_a_conflict_commits_none(tmp_path: Path) -> None:
+    rows = [(key_of({"i": i}), {"i": i}, {"accuracy": i / 10}) for i in range(5)]
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        assert store.put_many(rows[:2]) == 2
+        # again, plus new ones, plus one repeated inside the batch: only the new count
+        assert store.put_many([*rows, rows[4]]) == 3
+        assert len(store) == 5
+        extra = [(key_of({"i": 9}), {"i": 9}, {"accuracy": 0.9})]
+        with pytest.raises(StoreError, match="different outputs"):
+            store.put_many([*extra, (rows[0][0], rows[0][1], {"accuracy": 0.5})])
+        assert len(store) == 5 and not store.has(extra[0][0])  # the batch rolled back
+        assert store.put_many([]) == 0
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        assert [store.get(k).outputs for k, _, _ in rows] == [  # type: ignore[union-attr]
+            o for _, _, o in rows]
+
+
 def test_store_reopens_with_its_rows_and_checks_its_schema(tmp_path: Path) -> None:
     with ResultStore.in_dir(tmp_path / "out") as store:
         store.put(key_of(INPUTS), INPUTS, OUTPUTS)

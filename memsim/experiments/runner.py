@@ -144,6 +144,11 @@ def _clean_rows(store: ResultStore, models: Sequence[LoadedModel], threads: int
     return out
 
 
+_COMMIT_EVERY_S = 1.0
+"""Finished rows are committed together about this often: a kill loses at most this much
+work, which a rerun evaluates again."""
+
+
 def _sweep(spec: ExperimentSpec, planner: Planner, store: ResultStore, runner: Executor, *,
            dry_run: bool, progress: bool, log: Log | None) -> None:
     rule = adaptive_rule(chip_rule(spec, dry_run))
@@ -169,6 +174,17 @@ def _sweep(spec: ExperimentSpec, planner: Planner, store: ResultStore, runner: E
     bar = _progress_bar(progress, f"{spec.name}{' (dry run)' if dry_run else ''}")
     done = 0
     started = time.perf_counter()
+    # rows wait here for one commit about every _COMMIT_EVERY_S (a commit syncs the disk)
+    pending: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = []
+    committed_at = started
+
+    def commit() -> None:
+        nonlocal committed_at
+        if pending:
+            store.put_many(pending)
+            pending.clear()
+        committed_at = time.perf_counter()
+
     try:
         while True:
             wanted: dict[tuple[tuple[str, str, str, str], int], dict[str, Cell]] = {}
@@ -197,15 +213,21 @@ def _sweep(spec: ExperimentSpec, planner: Planner, store: ResultStore, runner: E
             for rows in runner.map_unordered(tasks):
                 for key, record in rows:
                     record = replace(record, device_ber=cells_of_key[key][0].device_ber)
-                    store.put(key, planner.inputs[key], record.to_json())
+                    pending.append((key, planner.inputs[key], record.to_json()))
                     for cell in cells_of_key[key]:
                         finished[cell.index][chip_of_key[key]] = record.accuracies
                     done += 1
                     if bar is not None:
                         bar.update(1)
+                if time.perf_counter() - committed_at >= _COMMIT_EVERY_S:
+                    commit()
+            commit()
     finally:
-        if bar is not None:
-            bar.close()
+        try:
+            commit()  # what finished before an interrupt or a failure is kept
+        finally:
+            if bar is not None:
+                bar.close()
     if log is not None:
         log(f"{done} evaluations in {time.perf_counter() - started:.1f} s "
             f"({skipped} already stored)")

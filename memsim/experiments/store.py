@@ -6,9 +6,11 @@ with all its trials, `memsim.experiments.plan`). A rerun skips every key the sto
 holds, so a killed run resumes where it stopped, and the same inputs never hold two different
 outputs (`ResultStore.put` refuses them).
 
-Durability: WAL journal with `synchronous=FULL`, so a commit is on disk when `put` returns; a
-SIGKILL at any moment loses no committed row and leaves the database consistent (SQLite rolls
-back the unfinished transaction on the next open). Several processes may write to one store.
+Durability: WAL journal with `synchronous=FULL`, so a commit is on disk when `put` or
+`put_many` returns; a SIGKILL at any moment loses no committed row and leaves the database
+consistent (SQLite rolls back the unfinished transaction on the next open). Several processes
+may write to one store. A sweep commits its rows in batches (`put_many`, about one a second):
+a kill loses at most the batch not yet committed, which a rerun evaluates again.
 
 Canonical values: `1` and `1.0` are different JSON and hash differently (seeds must stay exact
 integers, so ints are never turned into floats): pass knob values as floats. NumPy scalars are
@@ -219,25 +221,37 @@ class ResultStore:
         an evaluation is deterministic in its inputs and a difference means a bug or a stale
         store.
         """
-        expected = key_of(inputs)
-        if key != expected:
-            raise StoreError(f"key {key!r} is not key_of(inputs) ({expected})")
-        if not isinstance(outputs, Mapping):
-            raise StoreError(f"outputs must be a mapping, got {type(outputs).__name__}")
-        ins = canonical_json(inputs, "inputs")
-        outs = canonical_json(outputs, "outputs")
+        return self.put_many([(key, inputs, outputs)]) == 1
+
+    def put_many(self, rows: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]]
+                 ) -> int:
+        """Record several evaluations (key, inputs, outputs) in one committed transaction, as
+        `put` would one by one; the number that were new. A conflicting row commits none of
+        them: the caller still holds them all."""
+        encoded = []
+        for key, inputs, outputs in rows:
+            expected = key_of(inputs)
+            if key != expected:
+                raise StoreError(f"key {key!r} is not key_of(inputs) ({expected})")
+            if not isinstance(outputs, Mapping):
+                raise StoreError(f"outputs must be a mapping, got {type(outputs).__name__}")
+            encoded.append((key, canonical_json(inputs, "inputs"),
+                            canonical_json(outputs, "outputs")))
+        new = 0
         with self._errors(), self._transaction():
-            row = self._db.execute("SELECT inputs, outputs FROM results WHERE key = ?",
-                                   (key,)).fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO results VALUES (?, ?, ?)", (key, ins, outs))
-                return True
-        if row[0] != ins:
-            raise StoreError(f"{self.path}: key {key[:12]} holds different inputs")
-        if row[1] != outs:
-            raise StoreError(f"{self.path}: evaluation {key[:12]} is already stored with "
-                             f"different outputs ({_short(row[1])} vs {_short(outs)})")
-        return False
+            for key, ins, outs in encoded:
+                row = self._db.execute("SELECT inputs, outputs FROM results WHERE key = ?",
+                                       (key,)).fetchone()
+                if row is None:
+                    self._db.execute("INSERT INTO results VALUES (?, ?, ?)", (key, ins, outs))
+                    new += 1
+                elif row[0] != ins:
+                    raise StoreError(f"{self.path}: key {key[:12]} holds different inputs")
+                elif row[1] != outs:
+                    raise StoreError(f"{self.path}: evaluation {key[:12]} is already stored "
+                                     f"with different outputs ({_short(row[1])} vs "
+                                     f"{_short(outs)})")
+        return new
 
     # -- reading ---------------------------------------------------------------------------
     def _query(self, sql: str, args: tuple[str, ...] = ()) -> list[Any]:
