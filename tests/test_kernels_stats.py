@@ -308,3 +308,54 @@ def test_threshold_candidates_stay_in_range_when_a_row_can_hardly_fail() -> None
     cells, scores = threshold_candidates(1 << 16, 64, 128, (0.0, 0.0, 0.9, 0.1), -3.0, 7)
     assert cells.size == 0 or (cells.min() >= 0 and cells.max() < 1 << 16)
     assert (np.diff(scores) >= 0).all() if scores.size > 1 else True
+
+
+# -- threshold candidates: the distribution, and draws that do not depend on the bound ------
+
+
+def test_threshold_candidates_count_and_scores_follow_the_normal() -> None:
+    from memsim.kernels.sampling import threshold_candidates
+
+    n, z = 1 << 20, -2.0
+    cells, scores = threshold_candidates(n, 256, 64, (0.0, 0.0, 0.0, 1.0), z, 3)
+    # every cell's score is a standard normal: the count is Binomial(n, Φ(z))
+    p = float(ndtr(z))
+    assert stats.binomtest(cells.size, n, p).pvalue > ALPHA
+    # below the bound, scores follow the normal truncated at z
+    assert stats.kstest(ndtr(scores) / p, "uniform").pvalue > ALPHA
+    # and land anywhere in a row: their columns are uniform
+    counts = np.bincount(cells % 256, minlength=256)
+    assert stats.chisquare(counts).pvalue > ALPHA
+    assert np.unique(cells).size == cells.size
+
+
+def test_threshold_candidates_with_row_spread_keep_the_marginal_fraction() -> None:
+    from memsim.kernels.sampling import threshold_candidates
+
+    # half the variance per row: a cell's score is still N(0, 1), rows fail together more
+    n, z, per_row = 1 << 21, -1.5, 128
+    cells, _ = threshold_candidates(n, per_row, 16, (0.0, 0.0, 0.5, 0.5), z, 11)
+    by_row = np.bincount(cells // per_row, minlength=n // per_row) / per_row
+    # rows are independent: the mean of their fractions against Φ(z), by a t-test
+    assert stats.ttest_1samp(by_row, float(ndtr(z))).pvalue > ALPHA
+    # and each row's fraction follows its offset: far more spread than binomial
+    assert by_row.var() > 5 * ndtr(z) * (1 - ndtr(z)) / per_row
+
+
+@pytest.mark.parametrize("shares", [(0.0, 0.0, 0.0, 1.0), (0.08, 0.0, 0.0, 0.92),
+                                    (0.1, 0.2, 0.3, 0.4), (0.0, 0.0, 1.0, 0.0)])
+def test_threshold_candidates_do_not_depend_on_the_bound(
+        shares: tuple[float, float, float, float]) -> None:
+    """The rule a chip's extension rests on: the cells below z are the same, in the same
+    order with the same scores, whatever higher bound they were drawn under."""
+    from memsim.kernels.sampling import threshold_candidates
+
+    n = 100_003  # a last, partial row
+    tight = threshold_candidates(n, 512, 8, shares, -1.0, 5)
+    for bound in (-0.5, 0.7, np.inf):
+        cells, scores = threshold_candidates(n, 512, 8, shares, bound, 5)
+        k = int(np.searchsorted(scores, -1.0, side="left"))
+        assert k == tight[0].size
+        assert np.array_equal(cells[:k], tight[0]) and np.array_equal(scores[:k], tight[1])
+    everything = threshold_candidates(n, 512, 8, shares, np.inf, 5)[0]
+    assert np.array_equal(np.sort(everything), np.arange(n))

@@ -59,8 +59,10 @@ __all__ = [
     "trials_of",
 ]
 
-ROW_FORMAT = 2
-"""2: energy settings left the row keys (format 1 had them)."""
+ROW_FORMAT = 3
+"""3: chips draw their persistent faults independently of the bound (the rows of format 2 hold
+other chips' faults, so a store's older rows are not reused); 2: energy settings left the row
+keys (format 1 had them)."""
 
 
 @dataclass(frozen=True)

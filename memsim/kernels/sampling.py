@@ -3,10 +3,16 @@
 A threshold mechanism gives each cell a critical score `u = o_row + √s_cell · c` where the row
 offset `o_row = √s_die·d + √s_array·a + √s_row·r` collects the chip (d), array (a) and row (r)
 normals and `c` is the cell's own standard normal. A cell is faulty at an operating point where
-`u < z = Φ⁻¹(fault_fraction)`. Only cells that can fail somewhere in the sweep (`u < z_max`)
-are drawn: per row, candidates come by geometric skips at `q_row = Φ((z_max − o_row)/√s_cell)`
-and each candidate's `c` from the normal truncated below that bound, by inversion. The cost
-grows with the number of candidates plus the number of rows; nothing is stored per cell.
+`u < z = Φ⁻¹(fault_fraction)`.
+
+Only cells below a bound `z_max` are drawn, and which cells those are does not depend on the
+bound: each row draws its cells' scores in increasing order from its own generator (the order
+statistics of its m uniforms, `U₍ₖ₊₁₎ = U₍ₖ₎ + (1 − U₍ₖ₎)(1 − V^{1/(m−k)})`, each placed at a
+cell picked by a partial Fisher-Yates shuffle of the row) and stops at the first score at or
+above the bound. A higher bound continues the same sequence, so the faulty cells at any
+`z ≤ z_max` are the same whatever bound they were drawn under: a chip can be drawn for the
+operating points asked so far and extended when a harsher one comes. The cost grows with the
+number of candidates plus the number of rows; nothing is stored per cell.
 """
 
 from __future__ import annotations
@@ -20,28 +26,11 @@ from scipy.special import ndtri
 from memsim.kernels.rng import (
     cell_normal,
     jit,
+    next_u64,
     next_uniform,
     standard_normal_from_uniform,
     stream_seed,
 )
-
-_SQRT2 = math.sqrt(2.0)
-
-
-@jit
-def _phi(x: float) -> float:
-    return 0.5 * math.erfc(-x / _SQRT2)
-
-
-@jit
-def _geometric_gap(state: np.uint64, log1m_q: float, limit: int) -> tuple[np.uint64, int]:
-    """A geometric gap, capped at `limit`: for a tiny q the float gap exceeds int64 and
-    flooring it in numba would wrap to a negative index."""
-    state, u = next_uniform(state)
-    x = math.log(u) / log1m_q
-    if x >= limit:
-        return state, limit
-    return state, int(math.floor(x))  # noqa: RUF046 (numba typing)
 
 
 @jit
@@ -63,7 +52,10 @@ def _threshold_candidates_kernel(
     count = 0
     array_seed = stream_seed(seed, 1)
     row_seed = stream_seed(seed, 2)
-    state = stream_seed(seed, 3)
+    cells_seed = stream_seed(seed, 3)
+    # the row's shuffle, initialised lazily: perm[j] is valid for row r only if stamp[j] == r
+    perm = np.empty(cells_per_row, np.int64)
+    stamp = np.full(cells_per_row, -1, np.int64)
     for row in range(n_rows):
         offset = die_offset
         if sd_array > 0.0:
@@ -71,35 +63,44 @@ def _threshold_candidates_kernel(
         if sd_row > 0.0:
             offset += sd_row * cell_normal(row_seed, row)
         start = row * cells_per_row
-        stop = min(n_cells, start + cells_per_row)
-        if sd_cell == 0.0:  # noqa: SIM108
-            # no per-cell spread: the whole row fails together
-            q = 1.0 if offset < z_max else 0.0
-        else:
-            q = _phi((z_max - offset) / sd_cell)
-        if q <= 0.0:
+        m = min(n_cells, start + cells_per_row) - start
+        if sd_cell == 0.0:
+            # no per-cell spread: the whole row fails together, in index order
+            if offset < z_max:
+                if count + m > cap:
+                    cap = max(2 * cap, count + m)
+                    index = np.concatenate((index, np.empty(cap - count, np.int64)))
+                    score = np.concatenate((score, np.empty(cap - count, np.float64)))
+                for j in range(m):
+                    index[count] = start + j
+                    score[count] = offset
+                    count += 1
             continue
-        log1m_q = math.log1p(-q) if q < 1.0 else -math.inf
-        pos = start
-        while True:
-            if q < 1.0:
-                state, gap = _geometric_gap(state, log1m_q, stop - pos)
-                pos += gap
-            if pos >= stop:
+        state = stream_seed(cells_seed, row)
+        u = 0.0
+        for k in range(m):
+            state, v = next_uniform(state)
+            u = u + (1.0 - u) * -math.expm1(math.log(v) / (m - k))
+            if u >= 1.0:
                 break
+            value = offset + sd_cell * standard_normal_from_uniform(u)
+            if value >= z_max:
+                break
+            state, r = next_u64(state)
+            j = k + int(r % np.uint64(m - k))
+            a = perm[k] if stamp[k] == row else k
+            b = perm[j] if stamp[j] == row else j
+            perm[k] = b
+            perm[j] = a
+            stamp[k] = row
+            stamp[j] = row
             if count == cap:
                 cap *= 2
                 index = np.concatenate((index, np.empty(cap - count, np.int64)))
                 score = np.concatenate((score, np.empty(cap - count, np.float64)))
-            if sd_cell == 0.0:
-                c = 0.0
-            else:
-                state, u = next_uniform(state)
-                c = standard_normal_from_uniform(u * q)
-            index[count] = pos
-            score[count] = offset + sd_cell * c
+            index[count] = start + b
+            score[count] = value
             count += 1
-            pos += 1
     return index[:count], score[:count]
 
 
@@ -114,7 +115,8 @@ def threshold_candidates(
     """Cells whose critical score lies below `z_max`, with their scores, sorted by score.
 
     `shares` = (die, array, row, cell) variance shares summing to 1. Returns (cell index,
-    critical score), both sorted by score, so the faulty cells at any `z ≤ z_max` are a prefix.
+    critical score), both sorted by score (ties by cell index), so the faulty cells at any
+    `z ≤ z_max` are a prefix, and the same for every `z_max ≥ z`.
     """
     die, array, row, cell = shares
     if not math.isclose(die + array + row + cell, 1.0, abs_tol=1e-6):
@@ -128,7 +130,7 @@ def threshold_candidates(
     index, score = _threshold_candidates_kernel(
         n_cells, cells_per_row, rows_per_array, die_offset, math.sqrt(array), math.sqrt(row),
         math.sqrt(cell), min(z_max, 40.0), s)
-    order = np.argsort(score, kind="stable")
+    order = np.lexsort((index, score))
     return index[order], score[order]
 
 

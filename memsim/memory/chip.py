@@ -1,10 +1,13 @@
 """Chips and trials: one manufactured, programmed instance of a device, read at operating points.
 
-A `Chip` is fixed by its seed. At construction it draws its persistent faults (threshold and
-stuck-at cells) for the whole knob range at once, sparse and sorted by critical score, so the
-faulty cells at any operating point are a prefix of one list (nested along the stress) and one
-chip serves a whole sweep. It stores no float per cell beyond those candidates: per-cell factors
-of transient mechanisms come from a counter-based hash of (chip seed, cell index).
+A `Chip` is fixed by its seed: the same seed gives the same faults at an operating point,
+whatever was read before. Its persistent faults (threshold and stuck-at cells) are drawn
+sparse and sorted by critical score, so the faulty cells at any operating point are a prefix
+of one list (nested along the stress). They are drawn for the harshest point asked so far (or
+the `sweep` given) and extended, continuing the same draws, when a harsher point is read: time
+and memory follow the faults read, not the knobs' range. It stores no float per cell beyond
+those candidates: per-cell factors of transient mechanisms come from a counter-based hash of
+(chip seed, cell index).
 
 A trial is one read (`Chip.read`) at an operating point: from its seed it draws the read-time
 flips and the retention loss for the age the knobs give. Write errors (transient mechanisms of
@@ -136,11 +139,10 @@ class Chip:
         device: the memory technology.
         n_bits: the stored bit stream's length (an image's `n_bits`).
         seed: the chip's seed; the same seed gives the same chip.
-        sweep: optional narrower knob ranges the chip will be read at; persistent faults are
-            drawn for the largest fault fraction over these ranges (by default the knobs' full
-            ranges), which bounds the chip's memory use. The sweep is part of the chip's
-            identity: the same seed with another sweep is another chip (its candidates are
-            drawn against another bound), so compare configurations under one sweep.
+        sweep: optional knob ranges the chip will be read at: persistent faults are drawn at
+            once for the largest fault fraction over them, so reads inside never extend the
+            chip (a saving in time only: the faults at a point do not depend on it). Without
+            it they are drawn at the first read and extended as harsher points come.
     """
 
     def __init__(self, device: Device, n_bits: int, seed: int,
@@ -164,13 +166,14 @@ class Chip:
         self._action_seed = seeds[n:2 * n]
         self.factor_seeds = seeds[2 * n:3 * n]
         self._program_seed = seeds[3 * n:4 * n]
-        box = _sweep_grid(device, sweep) if any(
+        box = _sweep_grid(device, sweep) if sweep is not None and any(
             isinstance(m, ThresholdMechanism) for m in spec.faults) else []
         self.persistent: dict[int, PersistentCells] = {}
         self._weak: dict[int, WeakCells] = {}
         for i, mech in enumerate(spec.faults):
             if isinstance(mech, ThresholdMechanism):
-                self.persistent[i] = self._sample_threshold(i, mech, box)
+                f_max = max((evaluate(mech.fault_fraction, k) for k in box), default=0.0)
+                self.persistent[i] = self._sample_threshold(i, mech, _z_of(f_max))
             elif isinstance(mech, StuckAtMechanism):
                 self.persistent[i] = self._sample_stuck(i, mech)
 
@@ -191,9 +194,7 @@ class Chip:
                           p=[sa0 / total, sa1 / total, flip / total])
 
     def _sample_threshold(self, i: int, mech: ThresholdMechanism,
-                          box: list[dict[str, float]]) -> PersistentCells:
-        f_max = max(evaluate(mech.fault_fraction, k) for k in box)
-        z_max = float(ndtri(f_max)) if f_max < 1.0 else math.inf
+                          z_max: float) -> PersistentCells:
         v = mech.variability
         cells, scores = threshold_candidates(
             self.n_cells, self.cells_per_row, self.device.spec.array.rows_per_array,
@@ -216,8 +217,9 @@ class Chip:
         """Per persistent mechanism: the faulty cells at these knobs and their actions."""
         values = self.device.resolve_knobs(knobs)
         out = {}
-        for i, cells in self.persistent.items():
-            k = self._active(i, values)
+        for i in list(self.persistent):
+            k = self._active(i, values)  # may extend the chip: read its cells after
+            cells = self.persistent[i]
             out[cells.mechanism] = (cells.cells[:k], cells.actions[:k])
         return out
 
@@ -228,12 +230,12 @@ class Chip:
         mech = self.device.spec.faults[i]
         assert isinstance(mech, ThresholdMechanism)
         f = evaluate(mech.fault_fraction, values)
-        z = float(ndtri(f)) if f < 1.0 else math.inf
-        if z > cells.z_max + 1e-9:
-            raise ChipError(
-                f"{self.device.name}: {mech.name} at {_fmt(values)} has fault fraction {f:.3g}, "
-                f"beyond the largest this chip was drawn for ({float(_phi(cells.z_max)):.3g}); "
-                "build the chip with a sweep range that includes this point")
+        z = _z_of(f)
+        if z > cells.z_max:
+            # a harsher point than any so far: continue the draws past it, with headroom so
+            # that a sweep stepping harsher extends a few times, not at every step
+            cells = self.persistent[i] = self._sample_threshold(
+                i, mech, _z_of(min(2.0 * f, 0.5 * (1.0 + f))))
         return cells.active(z)
 
     # -- reading ----------------------------------------------------------------------------
@@ -318,8 +320,11 @@ class Chip:
         return c
 
 
-def _phi(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+def _z_of(fault_fraction: float) -> float:
+    """The critical score below which that fraction of cells fails."""
+    if fault_fraction <= 0.0:
+        return -math.inf
+    return float(ndtri(fault_fraction)) if fault_fraction < 1.0 else math.inf
 
 
 def _clear_padding(words: NDArray[np.uint64], n_bits: int) -> None:
