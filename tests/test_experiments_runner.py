@@ -122,11 +122,10 @@ def test_golden_aggregates_of_a_tiny_fixed_seed_run(golden_run: tuple[SweepResul
 # Digest of the golden run's sorted task keys. Changed on purpose twice: when energy left the
 # keys (row format 2: energy is priced at aggregation, so another deployment reuses every row;
 # before, as computed by the code of 3bd6af8, 041f7754...7dda), and when chips began to draw
-# their faults independently of the bound (row format 3: rows of format 2 hold other faults;
-# before, d7342352...c024). A change to what
-# identifies a task (a model's repr, a repricing setting) must not make existing stores
-# re-evaluate everything.
-GOLDEN_KEYS_SHA256 = "50c858f497feff13fc8be3250a362720e9aa2e8dba373675b634e0fba5626fbd"
+# their faults independently of the bound and the knob box left the keys (row format 3: rows
+# of format 2 hold other faults; before, d7342352...c024). A change to what identifies a task
+# (a model's repr, a repricing setting) must not make existing stores re-evaluate everything.
+GOLDEN_KEYS_SHA256 = "a0696c8def7788d53e44f4f40c5941dbfb4a8f750d756c0298a3eaab6756a117"
 
 
 def test_task_keys_of_existing_stores_stay_valid(golden_run: tuple[SweepResults, Path]) -> None:

@@ -73,7 +73,8 @@ class Placement:
     """Quantised layer names; None: every layer no other placement names."""
     protection: Protection = field(default_factory=Protection)
     sweep: Mapping[str, tuple[float, float]] | None = None
-    """Knob ranges the chips are drawn for (default: the knobs' full ranges)."""
+    """Knob ranges the chips are drawn for at once (default: as reads need; the faults at a
+    point are the same either way)."""
 
 
 @dataclass(frozen=True)

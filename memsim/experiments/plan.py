@@ -4,7 +4,7 @@ tasks.
 A *cell* is (model, scenario, device, operating point, placement, protection); a store row is
 one chip of a cell with all its trials, keyed by `key_of` its inputs: the model's weight hash,
 the test data's hash, and for each memory of the placement the device spec's hash, the knob
-values, the chip's sweep range, the layers, the protection and the chip seed; the number of
+values, the layers, the protection and the chip seed; the number of
 trials and the torch thread count (another count may sum logits in another order). Nothing
 about energy is in a key: energy is computed at aggregation (`memsim.experiments.aggregation`),
 so another deployment re-aggregates the same rows. One row per chip rather than per trial: a
@@ -13,8 +13,9 @@ sampling unit). Scenario names are labels, not inputs: two scenarios that give a
 same knobs share its rows.
 
 Chip c of a memory has the seed `evaluate.chip_seed(seed, memory, device, c)`: independent of
-the model (CE and MCEL models see the same chips) and of the operating point (a chip is drawn
-once for the sweep's knob box, so its faults are nested along the knobs).
+the model (CE and MCEL models see the same chips) and of the operating point (its faults are
+nested along the knobs, and the same at a point whatever else it is read at: the knob box a
+worker draws it for saves time only and is not in the key).
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ __all__ = [
 ]
 
 ROW_FORMAT = 3
-"""3: chips draw their persistent faults independently of the bound (the rows of format 2 hold
-other chips' faults, so a store's older rows are not reused); 2: energy settings left the row
-keys (format 1 had them)."""
+"""3: chips draw their persistent faults independently of the bound, and the chip's knob box
+left the keys (the rows of format 2 hold other chips' faults, so a store's older rows are not
+reused); 2: energy settings left the row keys (format 1 had them)."""
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ class Planner:
         protection = protection_of(prot_spec)
         plans = [MemoryPlan(UNDER_TEST, dut_key, rest, protection, dut_box)]
         names, devices = [UNDER_TEST], [entry.device.name]
-        inputs = [self._memory_inputs(entry.device, rest, prot_spec.to_dict(), dut_box)]
+        inputs = [self._memory_inputs(entry.device, rest, prot_spec.to_dict())]
         overheads = [self.overhead(model, rest, protection)]
         capacities: list[float | None] = [None]
         for m, layers in zip(placement.fixed, fixed_layers, strict=True):
@@ -300,19 +301,18 @@ class Planner:
             plans.append(MemoryPlan(m.name, m.device.spec_hash, layers, Protection(), box))
             names.append(m.name)
             devices.append(m.device.name)
-            inputs.append(self._memory_inputs(m.device, layers, ProtectionSpec("none").to_dict(),
-                                              box))
+            inputs.append(self._memory_inputs(m.device, layers,
+                                              ProtectionSpec("none").to_dict()))
             overheads.append(self.overhead(model, layers, Protection()))
             capacities.append(m.capacity_mib)
         return Group(model, entry, placement, prot_spec, tuple(plans), tuple(names),
                      tuple(devices), tuple(inputs), tuple(overheads), tuple(capacities))
 
     @staticmethod
-    def _memory_inputs(ref: DeviceRef, layers: tuple[str, ...], protection: dict[str, Any],
-                       box: tuple[tuple[str, float, float], ...]) -> dict[str, Any]:
+    def _memory_inputs(ref: DeviceRef, layers: tuple[str, ...], protection: dict[str, Any]
+                       ) -> dict[str, Any]:
         return {"device": ref.name, "device_hash": ref.spec_hash, "layers": list(layers),
-                "protection": protection,
-                "sweep": {k: [float(lo), float(hi)] for k, lo, hi in box}}
+                "protection": protection}
 
     def _cell(self, index: int, model: LoadedModel, entry: DeviceEntry, dut: Device,
               op: Mapping[str, float], scenario_knobs: Mapping[str, float], scenario: str,
