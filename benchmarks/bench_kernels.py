@@ -14,7 +14,17 @@ One run measures, on a random image of `--mib` MiB held as packed `np.uint64` wo
   `flip_bits+factors` (the same with per-cell lognormal factors, σ = 0.5), `flip_levels_mlc2`
   (2-bit Gray-coded cells, adjacent-level errors giving that BER) and `apply_persistent`
   (a sorted list of stuck-at faults on a fraction BER of the cells, half stuck at 0, half at 1;
-  about half of them hold their stuck value already, so they change about BER/2 of the bits).
+  about half of them hold their stuck value already, so they change about BER/2 of the bits);
+- `numpy_baseline` (issue 17): a plain numpy read at each BER, symmetric flips: `np.copyto` of
+  the words, k ~ Binomial(n_bits, BER) from a seeded `np.random.Generator`, k positions by
+  `rng.integers(0, n_bits, k)`, `np.bitwise_xor.at` on the words. Positions are drawn with
+  replacement and a position drawn twice flips twice (back): the baseline's approximation, which
+  changes (1 − e^(−2·BER))/2 of the bits instead of BER (0.1 % fewer at 1e-3, 1 % at 1e-2,
+  9 % at 1e-1). numpy is single-threaded, so it is timed once per BER (threads 1);
+- `flip_bits_symmetric`: memsim's `flip_bits_` with p01 = p10 = BER, the same error model as
+  `numpy_baseline` (the `flip_bits` rows are asymmetric), fused copy as for `flip_bits`. Its
+  `ratio_to_numpy` (column `x numpy`) is numpy_baseline's seconds over its own at that BER: a
+  ratio of speeds, >= 1 when memsim is faster.
 
 A read costs a copy of the stored words plus the faults applied to the copy: that total is the
 time reported for every kernel. `flip_bits` takes the stored words as `source=` and copies each
@@ -22,9 +32,12 @@ chunk just before flipping it (what `Chip.read` does when a flip pass comes firs
 time that one fused pass; the other kernels work in place on a buffer refilled by `np.copyto`,
 and their `kernel_only_seconds` is the kernel alone. Every measurement runs once untimed (JIT
 load, page faults) and then keeps the best of at least `--repeats` runs, more for short ones
-(`--min-seconds`, see `measure`). Each row is measured with numba's and torch's thread counts
-set to its `threads` (1 and 2, capped at `numba.config.NUMBA_NUM_THREADS`); `np.copyto` is
-single-threaded. GB/s are 10^9 bytes of the image per second.
+(`--min-seconds`, see `measure`). The copy is timed again beside every row (one `np.copyto` run
+before or after each timed run of the row, alternately, best kept): a row's `ratio_to_copy` is
+against that copy time (`copy_seconds`), so a busy spell of the machine hits both alike; the
+`copy` row is the first such measurement, on its own. Each row is measured with numba's and
+torch's thread counts set to its `threads` (1 and 2, capped at `numba.config.NUMBA_NUM_THREADS`);
+`np.copyto` and numpy are single-threaded. GB/s are 10^9 bytes of the image per second.
 """
 
 from __future__ import annotations
@@ -60,6 +73,8 @@ KERNELS = ("flip_bits", "flip_bits+factors", "flip_levels_mlc2", "apply_persiste
 PARALLEL_KERNELS = ("flip_bits", "flip_bits+factors", "flip_levels_mlc2")
 COPY = "copy"
 NAIVE = "naive_torch"
+NUMPY = "numpy_baseline"
+SYMMETRIC = "flip_bits_symmetric"
 
 COPY_TARGET_MAX_BER = 1e-4
 COPY_TARGET_RATIO = 0.5
@@ -67,6 +82,7 @@ NAIVE_TARGET_MAX_BER = 1e-3
 NAIVE_TARGET_RATIO = 100.0
 THREAD_TARGET_BER = 1e-2
 THREAD_TARGET_SPEEDUP = 1.6
+NUMPY_TARGET_RATIO = 1.0
 
 MAX_RUNS = 100
 DEFAULT_MIB = 64.0
@@ -161,6 +177,36 @@ def naive_work(stored: torch.Tensor, ber: float) -> Callable[[int], torch.Tensor
     return lambda run: naive_flip_torch(stored, p01, p10, generator.manual_seed(run))
 
 
+def numpy_flip_(words: NDArray[np.uint64], n_bits: int, p: float, rng: np.random.Generator) -> int:
+    """Issue 17's plain numpy baseline: flip bits of the first `n_bits` stream bits of `words`.
+
+    Draws k ~ Binomial(n_bits, p), then k positions uniformly in [0, n_bits) with replacement,
+    and xors bit `pos & 63` of word `pos >> 6` for each (`np.bitwise_xor.at`, so a position drawn
+    twice flips twice, i.e. not at all). Symmetric: 0s and 1s flip alike. Returns k.
+    """
+    k = int(rng.binomial(n_bits, p))
+    pos = rng.integers(0, n_bits, k)
+    np.bitwise_xor.at(words, pos >> 6, np.left_shift(np.uint64(1), (pos & 63).astype(np.uint64)))
+    return k
+
+
+def numpy_expected_fraction(p: float) -> float:
+    """Fraction of bits `numpy_flip_` changes on average at `p` (large n_bits): a bit changes when
+    it is drawn an odd number of times, Poisson(p) in the limit, so (1 - e^(-2p)) / 2."""
+    return -math.expm1(-2.0 * p) / 2.0
+
+
+def numpy_work(buf: NDArray[np.uint64], ber: float) -> Callable[[int], int]:
+    """The numpy baseline's call of one row, in place on `buf` (already a copy), seeded by run."""
+    n_bits = 64 * buf.shape[0]
+    return lambda run: numpy_flip_(buf, n_bits, ber, np.random.default_rng(run))
+
+
+def changed_bits(before: NDArray[np.uint64], after: NDArray[np.uint64]) -> int:
+    """Number of bits that differ between two word arrays of the same shape."""
+    return int(np.bitwise_count(np.bitwise_xor(before, after)).sum(dtype=np.int64))
+
+
 def changed_fraction(before: NDArray[Any], after: NDArray[Any]) -> float:
     """Fraction of bits that differ between two arrays of the same bytes."""
     diff = np.bitwise_xor(before.view(np.uint8), after.view(np.uint8))
@@ -173,11 +219,15 @@ def changed_fraction(before: NDArray[Any], after: NDArray[Any]) -> float:
 
 @dataclass(frozen=True)
 class Timing(Generic[T]):
-    """Best-of times of one measurement (seconds) and the result of its last run."""
+    """Best-of times of one measurement (seconds) and the result of its last run.
+
+    `beside_seconds`: best time of the `beside` call timed next to each run (None without one).
+    """
 
     seconds: float
     work_seconds: float
     result: T
+    beside_seconds: float | None = None
 
 
 def measure(
@@ -185,30 +235,47 @@ def measure(
     work: Callable[[int], T],
     repeats: int,
     min_seconds: float = 0.0,
+    beside: Callable[[], object] | None = None,
 ) -> Timing[T]:
     """Best total and best `work` time of `prepare(); work(run)` after one untimed run.
 
     Times at least `repeats` runs, and more (up to `MAX_RUNS`) until the timed runs add up to
     `min_seconds`: short measurements get many tries, which makes the minimum robust to other
     processes taking the CPU now and then. `run` (0 for the warm-up) lets `work` vary its seed.
+    `beside` (the reference copy) is timed once next to every timed run, before it on odd runs
+    and after it on even ones (so neither always finds the caches the other left), and its best
+    time is `beside_seconds`: the row and its reference see the same spells of load.
     """
     prepare()
     result = work(0)
     best = math.inf
     best_work = math.inf
+    best_beside = math.inf
     spent = 0.0
     run = 0
+
+    def time_beside() -> float:
+        if beside is None:
+            return math.inf
+        t = time.perf_counter()
+        beside()
+        return time.perf_counter() - t
+
     while run < repeats or (spent < min_seconds and run < MAX_RUNS):
         run += 1
+        if run % 2:
+            best_beside = min(best_beside, time_beside())
         t0 = time.perf_counter()
         prepare()
         t1 = time.perf_counter()
         result = work(run)
         t2 = time.perf_counter()
+        if not run % 2:
+            best_beside = min(best_beside, time_beside())
         best = min(best, t2 - t0)
         best_work = min(best_work, t2 - t1)
         spent += t2 - t0
-    return Timing(best, best_work, result)
+    return Timing(best, best_work, result, None if beside is None else best_beside)
 
 
 def _nothing() -> None:
@@ -228,7 +295,11 @@ class Row:
     `ratio_to_copy` = copy seconds / seconds (speed as a fraction of the copy's);
     `ratio_to_naive` = naive seconds / seconds at the same BER and threads (None for `copy`);
     `kernel_only_seconds` the kernel without the copy (None where there is no separate copy);
-    `changed_bit_fraction` the fraction of bits the last run changed (None for `copy`).
+    `changed_bit_fraction` the fraction of bits the last run changed (None for `copy`);
+    `copy_seconds` the `np.copyto` time measured beside this row, the reference of
+    `ratio_to_copy`; `ratio_to_numpy` = numpy_baseline seconds / seconds at the same BER, a ratio
+    of speeds (>= 1: faster than numpy), for `flip_bits_symmetric` (same error model) and
+    `numpy_baseline` itself (1.0), None elsewhere.
     """
 
     kernel: str
@@ -240,6 +311,8 @@ class Row:
     seconds: float
     kernel_only_seconds: float | None
     changed_bit_fraction: float | None
+    copy_seconds: float | None = None
+    ratio_to_numpy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +325,7 @@ class Settings:
     bers: tuple[float, ...]
 
 
-FUSED = frozenset({"flip_bits", "flip_bits+factors"})
+FUSED = frozenset({"flip_bits", "flip_bits+factors", SYMMETRIC})
 
 _WEAK: dict[int, WeakCells] = {}
 
@@ -278,6 +351,8 @@ def kernel_work(
     p01, p10 = asymmetric_rates(ber)
     if kernel == "flip_bits":
         return lambda run: flip_bits_(buf, n_bits, p01, p10, seed=run, source=words)
+    if kernel == SYMMETRIC:
+        return lambda run: flip_bits_(buf, n_bits, ber, ber, seed=run, source=words)
     if kernel == "flip_bits+factors":
         # the chip's weak cells are found once per chip (as Chip does), not per read
         weak = _chip_weak_cells(n_bits)
@@ -301,24 +376,37 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
     n_words = max(1, int(settings.image_mib * MIB) // 8)
     words = rng.integers(0, 2**64, size=n_words, dtype=np.uint64)
     buf = np.empty_like(words)
+    copy_buf = np.empty_like(words)  # the reference copy's own target: it never clobbers `buf`
     image_bytes = words.nbytes
     naive_words = max(1, min(n_words, int(settings.naive_mib * MIB) // 8))
     naive_stored = torch.from_numpy(words[:naive_words].view(np.uint8))
     naive_scale = image_bytes / (8 * naive_words)
 
+    def copy_words() -> None:
+        np.copyto(copy_buf, words)
+
     def timed(prepare: Callable[[], object], work: Callable[[int], T]) -> Timing[T]:
-        return measure(prepare, work, settings.repeats, settings.min_seconds)
+        return measure(prepare, work, settings.repeats, settings.min_seconds, copy_words)
 
     def refill() -> None:
         np.copyto(buf, words)
+
+    def copy_of(timing: Timing[Any]) -> float:
+        assert timing.beside_seconds is not None
+        return timing.beside_seconds
 
     def use_threads(threads: int) -> None:
         numba.set_num_threads(threads)
         torch.set_num_threads(threads)
 
-    copy = timed(_nothing, lambda run: np.copyto(buf, words))
+    copy = measure(
+        _nothing, lambda run: copy_words(), settings.repeats, settings.min_seconds
+    )
     rows = [
-        Row(COPY, None, 1, image_bytes / copy.seconds / GB, 1.0, None, copy.seconds, None, None)
+        Row(
+            COPY, None, 1, image_bytes / copy.seconds / GB, 1.0, None, copy.seconds, None, None,
+            copy.seconds,
+        )
     ]
     log(f"copy: {1e3 * copy.seconds:.1f} ms")
 
@@ -336,11 +424,12 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
                     ber,
                     threads,
                     image_bytes / seconds / GB,
-                    copy.seconds / seconds,
+                    copy_of(naive) / seconds,
                     1.0,
                     seconds,
                     None,
                     changed_fraction(naive_stored.numpy(), naive.result.numpy()),
+                    copy_of(naive),
                 )
             )
             log(f"{NAIVE} ber={ber:g} threads={threads}: {seconds:.2f} s (scaled)")
@@ -356,14 +445,55 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
                         ber,
                         threads,
                         image_bytes / timing.seconds / GB,
-                        copy.seconds / timing.seconds,
+                        copy_of(timing) / timing.seconds,
                         naive_seconds[threads] / timing.seconds,
                         timing.seconds,
                         None if fused else timing.work_seconds,
                         timing.result.bits_changed / (8 * image_bytes),
+                        copy_of(timing),
                     )
                 )
                 log(f"{kernel} ber={ber:g} threads={threads}: {1e3 * timing.seconds:.1f} ms")
+        # Issue 17's numpy baseline (single-threaded: timed once, with one numba thread) and
+        # memsim on the same symmetric error model, timed right after it.
+        use_threads(1)
+        numpy = timed(refill, numpy_work(buf, ber))
+        rows.append(
+            Row(
+                NUMPY,
+                ber,
+                1,
+                image_bytes / numpy.seconds / GB,
+                copy_of(numpy) / numpy.seconds,
+                naive_seconds[settings.threads[0]] / numpy.seconds,
+                numpy.seconds,
+                numpy.work_seconds,
+                changed_bits(words, buf) / (8 * image_bytes),  # buf holds the last run's read
+                copy_of(numpy),
+                1.0,
+            )
+        )
+        log(f"{NUMPY} ber={ber:g}: {1e3 * numpy.seconds:.1f} ms")
+        work = kernel_work(SYMMETRIC, ber, buf, IMAGE_SEED + 1 + k, words)
+        for threads in settings.threads:
+            use_threads(threads)
+            timing = timed(_nothing, work)
+            rows.append(
+                Row(
+                    SYMMETRIC,
+                    ber,
+                    threads,
+                    image_bytes / timing.seconds / GB,
+                    copy_of(timing) / timing.seconds,
+                    naive_seconds[threads] / timing.seconds,
+                    timing.seconds,
+                    None,
+                    timing.result.bits_changed / (8 * image_bytes),
+                    copy_of(timing),
+                    numpy.seconds / timing.seconds,
+                )
+            )
+            log(f"{SYMMETRIC} ber={ber:g} threads={threads}: {1e3 * timing.seconds:.1f} ms")
     return rows
 
 
@@ -446,7 +576,36 @@ def evaluate_targets(rows: Sequence[Row]) -> list[Target]:
             "; ".join(speedups) if speedups else "not measured (fewer than 2 threads or BERs)",
         )
     )
+    targets.append(numpy_target(rows))
     return targets
+
+
+def numpy_target(rows: Sequence[Row]) -> Target:
+    """Issue 17: memsim's symmetric flips at least as fast as the numpy baseline at every BER,
+    with one thread (numpy's own), as speed ratios numpy seconds / memsim seconds."""
+    symmetric = sorted(
+        (r for r in rows if r.kernel == SYMMETRIC and r.ratio_to_numpy is not None),
+        key=lambda r: (r.ber or 0.0, r.threads),
+    )
+    one = [r for r in symmetric if r.threads == 1]
+    name = f"{SYMMETRIC} >= {NUMPY_TARGET_RATIO:g}x {NUMPY} at every BER, 1 thread"
+    if not one:
+        return Target(name, None, f"not measured (no {SYMMETRIC} rows)")
+    worst = min(one, key=lambda r: r.ratio_to_numpy or 0.0)
+    per_ber = "; ".join(
+        f"BER {ber:g}: "
+        + ", ".join(
+            f"{r.ratio_to_numpy:.2f}x ({r.threads} thread{'s' * (r.threads > 1)})"
+            for r in symmetric
+            if r.ber == ber
+        )
+        for ber in sorted({r.ber for r in symmetric if r.ber is not None})
+    )
+    return Target(
+        name,
+        all((r.ratio_to_numpy or 0.0) >= NUMPY_TARGET_RATIO for r in one),
+        f"lowest {worst.ratio_to_numpy:.2f}x (BER {worst.ber:g}); {per_ber}",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,6 +627,8 @@ def _cells(row: Row) -> list[str]:
         _fmt(1e3 * row.seconds, ".4g"),
         _fmt(None if row.kernel_only_seconds is None else 1e3 * row.kernel_only_seconds, ".4g"),
         _fmt(row.changed_bit_fraction, ".2e"),
+        _fmt(None if row.copy_seconds is None else 1e3 * row.copy_seconds, ".4g"),
+        _fmt(row.ratio_to_numpy, ".3g"),
     ]
 
 
@@ -481,6 +642,8 @@ HEADER = [
     "ms/read",
     "kernel-only ms",
     "bits changed",
+    "copy ms",
+    "x numpy",
 ]
 
 
@@ -499,6 +662,14 @@ def describe(settings: Settings) -> list[str]:
         f"σ = {FACTOR_SIGMA:g}; flip_levels_mlc2: 2-bit Gray cells, adjacent-level errors; "
         "apply_persistent: stuck-at faults on a fraction BER of the cells (sorted list; about "
         "half already hold their value). copy is single-threaded; apply_persistent_ is serial.",
+        f"{NUMPY} (issue 17; np.copyto, k ~ Binomial(n, BER), k positions by rng.integers, "
+        "np.bitwise_xor.at; a position drawn twice flips back, so it changes (1 - e^(-2 BER))/2 "
+        f"of the bits) is single-threaded and timed once per BER; {SYMMETRIC} is flip_bits with "
+        "p01 = p10 = BER, its error model.",
+        "copy ms is np.copyto timed beside each row (alternating before/after its runs); x copy "
+        "= that copy's time / the row's. x naive, x numpy = baseline time / the row's time at "
+        f"the same BER (speed ratios: > 1 means the row is faster; x numpy only for {SYMMETRIC}, "
+        f"against {NUMPY}).",
         f"numba threading layer: {_threading_layer()}; machine CPUs: {_cpu_count()}.",
     ]
 

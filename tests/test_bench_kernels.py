@@ -1,5 +1,6 @@
 """The kernel benchmark script: its workloads are calibrated to the BER they claim, the naive
-baseline flips what it should, and a quick run yields every row. No timing assertions."""
+and numpy baselines flip what they should, and a quick run yields every row. No timing
+assertions."""
 
 from __future__ import annotations
 
@@ -103,6 +104,67 @@ def test_naive_baseline_flips_what_it_should(bench: ModuleType) -> None:
     assert flipped.tolist() == [0]
 
 
+# --- the numpy baseline (issue 17) ------------------------------------------------------------
+
+
+def test_numpy_baseline_is_the_drawn_positions_xored(bench: ModuleType) -> None:
+    # p = 1 on 640 bits: 640 positions with replacement, many drawn more than once. Each bit
+    # ends flipped iff its position was drawn an odd number of times.
+    n_bits = 640
+    words = np.random.default_rng(1).integers(0, 2**64, size=10, dtype=np.uint64)
+    flipped = words.copy()
+    k = bench.numpy_flip_(flipped, n_bits, 1.0, np.random.default_rng(9))
+    rng = np.random.default_rng(9)
+    assert k == int(rng.binomial(n_bits, 1.0)) == n_bits
+    parity = np.bincount(rng.integers(0, n_bits, k), minlength=n_bits) % 2
+    changed = np.unpackbits((words ^ flipped).view(np.uint8), bitorder="little")
+    np.testing.assert_array_equal(changed, parity)
+    assert parity.sum() < n_bits  # duplicates did occur, and flipped back
+
+
+def test_numpy_baseline_flips_only_within_the_image(bench: ModuleType) -> None:
+    n_bits = 64 * 100 - 13  # image ends inside word 99; words 100 and 101 are outside
+    words = np.random.default_rng(2).integers(0, 2**64, size=102, dtype=np.uint64)
+    flipped = words.copy()
+    bench.numpy_flip_(flipped, n_bits, 0.5, np.random.default_rng(3))
+    changed = np.unpackbits((words ^ flipped).view(np.uint8), bitorder="little")
+    assert changed[n_bits:].sum() == 0
+    assert changed[:n_bits].sum() > 0.3 * n_bits
+
+
+@pytest.mark.parametrize("p", [1e-4, 1e-3, 1e-2, 1e-1])
+def test_numpy_baseline_flip_count_is_binomial(bench: ModuleType, p: float) -> None:
+    n_bits = 1 << 22  # 4 Mi bits, 64 Ki words
+    words = np.random.default_rng(4).integers(0, 2**64, size=n_bits // 64, dtype=np.uint64)
+    flipped = words.copy()
+    k = bench.numpy_flip_(flipped, n_bits, p, np.random.default_rng(5))
+    changed = bench.changed_bits(words, flipped)
+    assert changed == int(np.bitwise_count(words ^ flipped).sum())
+    # k ~ Binomial(n, p): within 5 sd of n·p.
+    assert abs(k - n_bits * p) < 5 * math.sqrt(n_bits * p * (1 - p))
+    # Changed bits: a bit changes when drawn an odd number of times, (1 - e^(-2p))/2 of them.
+    q = bench.numpy_expected_fraction(p)
+    assert abs(changed - n_bits * q) < 5 * math.sqrt(n_bits * q * (1 - q))
+    if p <= 1e-3:  # the duplicates' deficit (n·p², 4 bits here) is far inside the band
+        assert abs(changed - n_bits * p) < 5 * math.sqrt(n_bits * p * (1 - p))
+    # Symmetric: both directions at the same rate (stored bits are half ones).
+    ones_lost = int(np.bitwise_count(words & (words ^ flipped)).sum())
+    assert abs(2 * ones_lost - changed) < 5 * math.sqrt(changed)
+
+
+def test_measure_times_the_copy_beside_every_run(bench: ModuleType) -> None:
+    events: list[str] = []
+
+    def work(run: int) -> int:
+        events.append(f"work{run}")
+        return run
+
+    timing = bench.measure(bench._nothing, work, 3, 0.0, lambda: events.append("copy"))
+    assert events == ["work0", "copy", "work1", "work2", "copy", "copy", "work3"]
+    assert timing.result == 3 and 0 < timing.beside_seconds < math.inf
+    assert bench.measure(bench._nothing, work, 1).beside_seconds is None
+
+
 def test_changed_fraction(bench: ModuleType) -> None:
     a = np.zeros(4, np.uint64)
     b = a.copy()
@@ -123,37 +185,53 @@ def test_quick_run_has_every_row(bench: ModuleType, quick_run: dict[str, Any]) -
     copies = [r for r in rows if r["kernel"] == bench.COPY]
     assert len(copies) == 1 and copies[0]["ratio_to_copy"] == 1.0
     keyed = {(r["kernel"], r["ber"], r["threads"]): r for r in rows if r["kernel"] != bench.COPY}
-    want = set(itertools.product((bench.NAIVE, *bench.KERNELS), bench.BERS, threads))
+    want = set(
+        itertools.product((bench.NAIVE, *bench.KERNELS, bench.SYMMETRIC), bench.BERS, threads)
+    ) | set(itertools.product((bench.NUMPY,), bench.BERS, (1,)))
     assert set(keyed) == want
     assert len(keyed) == len(rows) - 1  # no duplicates
-    for (kernel, _, _), row in keyed.items():
+    for (kernel, ber, _), row in keyed.items():
         assert row["ratio_to_naive"] > 0
         if kernel in bench.FUSED or kernel == bench.NAIVE:
             assert row["kernel_only_seconds"] is None  # copy and flips are one pass
         else:
             assert 0 < row["kernel_only_seconds"] <= row["seconds"]
+        # The copy is re-timed beside every row, and x copy is against that time.
+        assert row["copy_seconds"] > 0
+        assert row["ratio_to_copy"] == pytest.approx(row["copy_seconds"] / row["seconds"])
+        if kernel == bench.SYMMETRIC:
+            numpy_row = keyed[(bench.NUMPY, ber, 1)]
+            assert row["ratio_to_numpy"] == pytest.approx(numpy_row["seconds"] / row["seconds"])
+        elif kernel == bench.NUMPY:
+            assert row["ratio_to_numpy"] == 1.0
+        else:
+            assert row["ratio_to_numpy"] is None
 
 
 def test_quick_run_flips_at_the_stated_ber(bench: ModuleType, quick_run: dict[str, Any]) -> None:
     # At BER 0.1 the standard deviation of the fraction is ~2e-4 over the 2^21 bits of the quick
     # image (4e-4 over the naive baseline's 2^19); a 5 % band is at least 12 sd wide, so this
     # only catches a miscalibrated workload.
+    # numpy_baseline changes (1 - e^(-0.2))/2 = 0.0906 (a position drawn twice flips back).
     for row in quick_run["rows"]:
         if row["ber"] == 0.1:
-            want = 0.05 if row["kernel"] == "apply_persistent" else 0.1
-            assert row["changed_bit_fraction"] == pytest.approx(want, rel=0.05), row
+            want = {"apply_persistent": 0.05, bench.NUMPY: bench.numpy_expected_fraction(0.1)}
+            assert row["changed_bit_fraction"] == pytest.approx(
+                want.get(row["kernel"], 0.1), rel=0.05
+            ), row
 
 
 def test_quick_run_targets_and_formats(bench: ModuleType, quick_run: dict[str, Any]) -> None:
     targets = quick_run["targets"]
-    assert len(targets) == 3
+    assert len(targets) == 4
+    assert bench.NUMPY in targets[3]["name"] and targets[3]["met"] in (True, False)
     assert all(t["met"] in (True, False, None) and t["detail"] for t in targets)
     settings = bench.Settings(**{**quick_run["settings"], "threads": (1, 2), "bers": bench.BERS})
     rows = [bench.Row(**r) for r in quick_run["rows"]]
     parsed = [bench.Target(**t) for t in targets]
     text = bench.format_text(settings, rows, parsed)
     markdown = bench.format_markdown(settings, rows, parsed)
-    for kernel in (*bench.KERNELS, bench.NAIVE, bench.COPY):
+    for kernel in (*bench.KERNELS, bench.NAIVE, bench.COPY, bench.NUMPY, bench.SYMMETRIC):
         assert kernel in text and f"| {kernel} |" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(rows)
@@ -184,7 +262,7 @@ def test_targets_verdicts(bench: ModuleType) -> None:
         return out
 
     met = bench.evaluate_targets(rows(slow=20.0))
-    assert [t.met for t in met] == [True, True, True]
+    assert [t.met for t in met] == [True, True, True, None]  # no numpy rows: not measured
     # One kernel 2.5x slower than the copy at BER 1e-4, and no thread speed-up at 1e-2.
     slower = [
         _row(bench, r.kernel, r.ber, r.threads, 2.5)
@@ -195,8 +273,43 @@ def test_targets_verdicts(bench: ModuleType) -> None:
         for r in rows(slow=20.0)
     ]
     verdicts = bench.evaluate_targets(slower)
-    assert [t.met for t in verdicts] == [False, True, False]
+    assert [t.met for t in verdicts] == [False, True, False, None]
     assert "0.40x" in verdicts[0].detail and "flip_bits, BER 0.0001" in verdicts[0].detail
     # Only one thread count: the thread target is not measured.
     single = [r for r in rows(slow=20.0) if r.threads == 1]
     assert bench.evaluate_targets(single)[2].met is None
+
+
+def test_numpy_target(bench: ModuleType) -> None:
+    def symmetric(ber: float, threads: int, ratio: float) -> Any:
+        return bench.Row(
+            bench.SYMMETRIC, ber, threads, 1.0, 1.0, 100.0, 1.0, None, ber, 1.0, ratio
+        )
+
+    rows = [symmetric(ber, 1, 1.5) for ber in bench.BERS]
+    assert bench.numpy_target(rows).met is True
+    # A 2-thread row below 1x is reported but not judged; a 1-thread one fails the target.
+    slow_two = [*rows, symmetric(1e-4, 2, 0.9)]
+    target = bench.numpy_target(slow_two)
+    assert target.met is True and "0.90x (2 threads)" in target.detail
+    slow_one = [symmetric(1e-4, 1, 0.4) if r.ber == 1e-4 else r for r in rows]
+    target = bench.numpy_target(slow_one)
+    assert target.met is False and "lowest 0.40x (BER 0.0001)" in target.detail
+
+
+def test_quick_text_prints_a_numpy_baseline_row_per_ber(bench: ModuleType) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench.main(["--quick", "--mib", "0.0625"]) == 0
+    text = out.getvalue()
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("kernel "))
+    columns = [c.strip() for c in lines[start].split("  ") if c.strip()]
+    assert columns[-2:] == ["copy ms", "x numpy"]
+    lines = lines[start + 2 : lines.index("", start)]  # the table's rows
+    numpy_rows = [line.split() for line in lines if line.startswith(bench.NUMPY + " ")]
+    assert sorted(float(r[1]) for r in numpy_rows) == sorted(bench.BERS)
+    assert all(r[-1] == "1" for r in numpy_rows)
+    symmetric = [line.split() for line in lines if line.startswith(bench.SYMMETRIC + " ")]
+    assert symmetric and all(float(r[-1]) > 0 for r in symmetric)
+    assert "> 1 means the row is faster" in text
