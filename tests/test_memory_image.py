@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import memsim.memory.image as image_module
 from memsim.errors import MemsimError
+from memsim.kernels import bit_changes
 from memsim.memory import Encoding, EncodingError, ImageError, MemoryImage, Region
 from memsim.memory.encoding import decode, valid_bits
 
@@ -260,11 +261,19 @@ def test_diff_counts_by_direction() -> None:
         image.diff(different)
 
 
-def test_popcount_table_matches_bitwise_count() -> None:
-    words = np.random.default_rng(1).integers(0, 2**64, 1000, dtype=np.uint64, endpoint=False)
-    expected = sum(bin(int(w)).count("1") for w in words)
-    assert image_module._popcount(words) == expected
-    assert image_module._popcount_table(words) == expected
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 3 * (1 << 14) + 5), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0))
+def test_bit_changes_count_each_direction(n: int, seed: int, density: float) -> None:
+    rng = np.random.default_rng(seed)
+    old = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+    flips = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+    flips &= rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)  # sparser
+    new = old ^ (flips if density < 0.5 else ~flips)  # chunks of 2^14 words, more or less dense
+    up = sum(bin(int(w)).count("1") for w in (old ^ new) & new)
+    down = sum(bin(int(w)).count("1") for w in (old ^ new) & old)
+    assert bit_changes(old, new) == (up, down)
+    with pytest.raises(ValueError, match="differ in length"):
+        bit_changes(old, new[:-1] if n else np.zeros(1, np.uint64))
 
 
 def test_region_of_bit_skips_empty_regions() -> None:

@@ -383,6 +383,42 @@ def _flip_levels_kernel(
     return counts
 
 
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+_CHANGE_CHUNK_WORDS = 1 << 14
+
+
+@jit
+def _popcount_swar(x: np.uint64) -> int:
+    """Set bits of a word in a constant number of operations (for dense words)."""
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return int((x * _H01) >> np.uint64(56))
+
+
+@jit_parallel
+def _bit_changes_kernel(old: NDArray[np.uint64], new: NDArray[np.uint64]
+                        ) -> tuple[int, int]:
+    n = old.shape[0]
+    n_chunks = (n + _CHANGE_CHUNK_WORDS - 1) // _CHANGE_CHUNK_WORDS
+    up = np.zeros(n_chunks, np.int64)
+    down = np.zeros(n_chunks, np.int64)
+    for c in prange(n_chunks):
+        u = 0
+        d = 0
+        for i in range(c * _CHANGE_CHUNK_WORDS, min(n, (c + 1) * _CHANGE_CHUNK_WORDS)):
+            changed = old[i] ^ new[i]
+            if changed:
+                u += _popcount_swar(changed & new[i])
+                d += _popcount_swar(changed & old[i])
+        up[c] = u
+        down[c] = d
+    return int(up.sum()), int(down.sum())
+
+
 @jit
 def _apply_persistent_kernel(
     words: NDArray[np.uint64],
@@ -624,6 +660,19 @@ def weak_cells(n_bits: int, factor_sigma: float, factor_seed: int | np.integer[A
 # Public wrappers
 
 _NO_WORDS = np.empty(0, np.uint64)
+
+
+def bit_changes(old: NDArray[np.uint64], new: NDArray[np.uint64]) -> tuple[int, int]:
+    """(bits 0 in `old` and 1 in `new`, bits 1 in `old` and 0 in `new`) of two word arrays of
+    one length, in one pass without temporaries (integer sums: the same for any thread
+    count)."""
+    a, b = (np.ascontiguousarray(w) for w in (old, new))  # read-only arrays are fine here
+    if a.dtype != np.uint64 or b.dtype != np.uint64 or a.ndim != 1 or b.ndim != 1:
+        raise ValueError(f"expected two 1-D uint64 arrays, got {a.dtype} {a.shape} and "
+                         f"{b.dtype} {b.shape}")
+    if a.shape != b.shape:
+        raise ValueError(f"word arrays differ in length: {a.shape[0]} and {b.shape[0]}")
+    return _bit_changes_kernel(a, b)
 
 
 def flip_bits_(

@@ -279,7 +279,9 @@ class Chip:
                 stuck += c.stuck_cells
                 faulty += k
         _clear_padding(words, self.n_bits)
-        corrupted = image.with_words(words[: image.words.shape[0]].copy())
+        # the read's own words, trimmed when a last multi-level cell ran past the image
+        kept = words if n_total == image.words.shape[0] else words[: image.words.shape[0]].copy()
+        corrupted = image.with_words(kept)
         up, down = image.diff(corrupted)
         return ReadResult(corrupted, values, up, down, stuck, faulty, counts)
 

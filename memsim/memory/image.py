@@ -25,6 +25,7 @@ import numpy.typing as npt
 from numpy.typing import NDArray
 
 from memsim.errors import MemsimError
+from memsim.kernels.flips import bit_changes
 from memsim.memory.encoding import (
     Encoding,
     check_bits,
@@ -47,8 +48,6 @@ _CHUNK = 1 << 20
 _LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 _CODE_DTYPE: dict[int, np.dtype[np.unsignedinteger[Any]]] = {
     8: np.dtype("<u1"), 16: np.dtype("<u2"), 32: np.dtype("<u4")}
-
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 class ImageError(MemsimError):
@@ -154,18 +153,6 @@ def _gather(words: NDArray[np.uint64], region: Region) -> NDArray[np.uint32]:
             v[spill] |= words[w[spill] + 1] << (np.uint64(WORD_BITS) - s[spill])
         out[start:stop] = v & mask
     return out
-
-
-def _popcount(x: NDArray[np.uint64]) -> int:
-    """Number of set bits in ``x``."""
-    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return int(np.bitwise_count(x).sum(dtype=np.int64))
-    return _popcount_table(x)
-
-
-def _popcount_table(x: NDArray[np.uint64]) -> int:
-    """`_popcount` through a byte table, for numpy versions without ``bitwise_count``."""
-    return int(_POPCOUNT8[np.ascontiguousarray(x).view(np.uint8)].sum(dtype=np.int64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,8 +298,7 @@ class MemoryImage:
         """Bits that are 0 here and 1 in ``other``, and bits that are 1 here and 0 there."""
         if self.regions != other.regions:
             raise ImageError("diff needs two images with the same layout")
-        changed = self.words ^ other.words
-        return _popcount(changed & other.words), _popcount(changed & self.words)
+        return bit_changes(self.words, other.words)
 
     def __repr__(self) -> str:
         names = ", ".join(f"{r.name}{list(r.shape)}:{r.encoding}{r.bits}" for r in self.regions)
