@@ -250,23 +250,18 @@ class Chip:
         # a last multi-level cell may run past the image's words
         n_words = -(-self.n_cells * b // 64) if self.n_bits else 0
         n_total = max(n_words, image.words.shape[0])
-        first = spec.faults[self._order[0]] if self._order else None
-        # a first flip pass copies the image itself, chunk by chunk (one pass over memory)
-        fused = (isinstance(first, TransientMechanism | RetentionMechanism)
-                 and n_total == image.words.shape[0])
-        if fused:
-            words = np.empty(n_total, dtype=np.uint64)
-        else:
-            words = np.zeros(n_total, dtype=np.uint64)
-            words[: image.words.shape[0]] = image.words
+        # copy, then fault in place: np.copyto measured faster than the kernels' fused
+        # copy-and-flip (`flip_bits_(..., source=)`) at every BER (benchmarks/bench_kernels.py)
+        words = np.empty(n_total, dtype=np.uint64)
+        np.copyto(words[: image.words.shape[0]], image.words)
+        words[image.words.shape[0]:] = 0
         trial_seeds = _seed_words([self.seed, int(seed), 0x54524941], len(spec.faults))  # "TRIA"
         counts: dict[str, FlipCounts] = {}
         stuck = faulty = 0
-        for k, i in enumerate(self._order):
+        for i in self._order:
             mech = spec.faults[i]
             if isinstance(mech, TransientMechanism | RetentionMechanism):
-                counts[mech.name] = self._flip(i, mech, words, values, trial_seeds[i],
-                                               image.words if fused and k == 0 else None)
+                counts[mech.name] = self._flip(i, mech, words, values, trial_seeds[i])
             elif isinstance(mech, LevelConfusionMechanism):
                 seed_i = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seeds[i]
                 matrix = level_matrix(mech, values, spec.cell)
@@ -286,8 +281,8 @@ class Chip:
         return ReadResult(corrupted, values, up, down, stuck, faulty, counts)
 
     def _flip(self, i: int, mech: TransientMechanism | RetentionMechanism,
-              words: NDArray[np.uint64], values: Mapping[str, float], trial_seed: int,
-              source: NDArray[np.uint64] | None = None) -> FlipCounts:
+              words: NDArray[np.uint64], values: Mapping[str, float],
+              trial_seed: int) -> FlipCounts:
         p01 = evaluate(mech.p_zero_to_one, values)
         p10 = evaluate(mech.p_one_to_zero, values)
         seed = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seed
@@ -301,7 +296,7 @@ class Chip:
                 if weak is None:
                     weak = self._weak[i] = weak_cells(self.n_bits, sigma, self.factor_seeds[i])
         return flip_bits_(words, self.n_bits, p01, p10, seed, factor_sigma=sigma,
-                          factor_seed=self.factor_seeds[i], source=source, weak=weak)
+                          factor_seed=self.factor_seeds[i], weak=weak)
 
     def _apply_persistent(self, words: NDArray[np.uint64], cells: PersistentCells,
                           k: int) -> FlipCounts:
