@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -672,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "train", "train a QNN/BNN from a config (resumes from its checkpoint)",
                     "memsim train digits-bnn-mcel.yaml --out runs/bnn-mcel --set loss.margin=64\n"
-                    "         (digits-bnn-mcel.yaml: the training config in README.md, Training)")
+                    "         (digits-bnn-mcel.yaml: the training config in docs/workloads.md)")
     p.add_argument("config", metavar="CONFIG.yaml", help="a training config file")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/<name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -710,6 +711,9 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit 2 here (see _Parser)
+    # what the reports say made them: these arguments, not the process's (a caller's own)
+    args.command_line = " ".join(
+        ["memsim", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
     try:
         return int(args.func(args))
     except SpecError as e:

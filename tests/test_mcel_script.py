@@ -1,4 +1,4 @@
-"""scripts/mcel_vs_ce.py (the README's MCEL table) runs end to end on a token amount of work:
+"""scripts/mcel_vs_ce.py (docs/mcel-study.md's table) runs end to end on a token amount of work:
 one row per setting and loss, Δ against CE, intervals over seeds when there are several."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ norm, hard tanh, and a learnable scalar output scale (init 1e-3 there). The MLP 
 same way. The output scale starts at 1e-3 for sign (BNN) weights, whose logits are integer sums
 up to the fan-in, and at 1 otherwise (reconstruction: their code uses 1e-3 throughout).
 ``output_scale=`` a number fixes it instead: the float scale then cannot supply the logit gaps
-a loss asks for, and the stored weights must (see the MCEL section of the README).
+a loss asks for, and the stored weights must (see docs/mcel-study.md).
 With ``binary_activations`` a `SignActivation` binarises each hidden activation (after the hard
 tanh in MLP/VGG, in place of ReLU/ReLU6 in MobileNetV2/ResNet18); the input is never binarised.
 """

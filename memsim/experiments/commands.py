@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -110,8 +109,9 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _command_line() -> str:
-    return " ".join(["memsim", *(shlex.quote(a) for a in sys.argv[1:])])
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as `memsim.cli.main` was given it."""
+    return str(getattr(args, "command_line", "memsim"))
 
 
 def _run(config: str, args: argparse.Namespace, overrides: list[str], dry_run: bool
@@ -124,7 +124,7 @@ def _run(config: str, args: argparse.Namespace, overrides: list[str], dry_run: b
     results = run_experiment(
         spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
         threads_per_worker=args.threads_per_worker, dry_run=dry_run,
-        progress=not args.no_progress, log=_log, command=_command_line())
+        progress=not args.no_progress, log=_log, command=_command_line(args))
     return results, list(results.outputs)
 
 
@@ -170,7 +170,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     results = aggregate(args.dir, args.set)
     out = Path(args.out) if args.out else results.out_dir
-    _summary(results, write_outputs(out, results, command=_command_line()))
+    _summary(results, write_outputs(out, results, command=_command_line(args)))
     print(f"done in {time.perf_counter() - started:.1f} s (nothing evaluated)")
     return 0
 
