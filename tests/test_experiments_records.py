@@ -112,3 +112,12 @@ def test_a_corrupted_store_row_is_one_line_from_memsim_pareto(
     assert main(["pareto", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"row {key[:12]}: not a chip record" in err[0]
+
+
+def test_the_report_names_the_command_main_was_given(
+        small_sweep: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(small_sweep[1], out)
+    assert main(["pareto", str(out), "--set", "deployment=streamed"]) == 0
+    made = (out / "report.md").read_text().splitlines()[2]
+    assert made.startswith(f"Made with `memsim pareto {out} --set deployment=streamed`")
