@@ -46,6 +46,7 @@ from memsim.kernels.rng import (
     jit,
     jit_parallel,
     next_uniform,
+    serial,
     standard_normal_from_uniform,
     stream_seed,
 )
@@ -387,7 +388,6 @@ _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 _H01 = np.uint64(0x0101010101010101)
-_CHANGE_CHUNK_WORDS = 1 << 14
 
 
 @jit
@@ -399,24 +399,16 @@ def _popcount_swar(x: np.uint64) -> int:
     return int((x * _H01) >> np.uint64(56))
 
 
-@jit_parallel
-def _bit_changes_kernel(old: NDArray[np.uint64], new: NDArray[np.uint64]
-                        ) -> tuple[int, int]:
-    n = old.shape[0]
-    n_chunks = (n + _CHANGE_CHUNK_WORDS - 1) // _CHANGE_CHUNK_WORDS
-    up = np.zeros(n_chunks, np.int64)
-    down = np.zeros(n_chunks, np.int64)
-    for c in prange(n_chunks):
-        u = 0
-        d = 0
-        for i in range(c * _CHANGE_CHUNK_WORDS, min(n, (c + 1) * _CHANGE_CHUNK_WORDS)):
-            changed = old[i] ^ new[i]
-            if changed:
-                u += _popcount_swar(changed & new[i])
-                d += _popcount_swar(changed & old[i])
-        up[c] = u
-        down[c] = d
-    return int(up.sum()), int(down.sum())
+@jit
+def _bit_changes_serial(old: NDArray[np.uint64], new: NDArray[np.uint64]) -> tuple[int, int]:
+    u = 0
+    d = 0
+    for i in range(old.shape[0]):
+        changed = old[i] ^ new[i]
+        if changed:
+            u += _popcount_swar(changed & new[i])
+            d += _popcount_swar(changed & old[i])
+    return u, d
 
 
 @jit
@@ -664,15 +656,15 @@ _NO_WORDS = np.empty(0, np.uint64)
 
 def bit_changes(old: NDArray[np.uint64], new: NDArray[np.uint64]) -> tuple[int, int]:
     """(bits 0 in `old` and 1 in `new`, bits 1 in `old` and 0 in `new`) of two word arrays of
-    one length, in one pass without temporaries (integer sums: the same for any thread
-    count)."""
+    one length, in one pass without temporaries."""
     a, b = (np.ascontiguousarray(w) for w in (old, new))  # read-only arrays are fine here
     if a.dtype != np.uint64 or b.dtype != np.uint64 or a.ndim != 1 or b.ndim != 1:
         raise ValueError(f"expected two 1-D uint64 arrays, got {a.dtype} {a.shape} and "
                          f"{b.dtype} {b.shape}")
     if a.shape != b.shape:
         raise ValueError(f"word arrays differ in length: {a.shape[0]} and {b.shape[0]}")
-    return _bit_changes_kernel(a, b)
+    # serial: one memory-bound pass, which threads slowed down 3-20x here (their start-up)
+    return _bit_changes_serial(a, b)
 
 
 def flip_bits_(
@@ -767,7 +759,9 @@ def flip_bits_(
                              "like words")
         tail = -(-n // 64)
         words[tail:] = source[tail:]  # words past the stream: outside every chunk
-    counts = _flip_bits_kernel(
+    # one chunk is no work to share: the serial compilation skips starting threads
+    kernel = _flip_bits_kernel if n > chunk else serial(_flip_bits_kernel)
+    counts = kernel(
         words,
         n,
         p01,
@@ -906,7 +900,8 @@ def flip_levels_(
     leave, cum, targets, rate_bound = _level_tables(matrix, 1 << b)
     trial_seed = _seed("seed", seed)
     chunk = _chunk("chunk_cells", chunk_cells)
-    counts = _flip_levels_kernel(
+    kernel = _flip_levels_kernel if n > chunk else serial(_flip_levels_kernel)
+    counts = kernel(
         words,
         n,
         b,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -57,8 +58,43 @@ def jit(fn: F) -> F:
 
 
 def jit_parallel(fn: F) -> F:
-    """`numba.njit(cache=True, parallel=True)` that keeps the signature for type checkers."""
-    return cast(F, numba.njit(cache=True, parallel=True)(fn))
+    """`numba.njit(cache=True, parallel=True)` that keeps the signature for type checkers, and
+    runs a serial compilation of the same code when numba has one thread: starting the thread
+    pool costs about 0.3 ms a call here, more than a small image's whole read. Results are
+    the same either way (the kernels' chunks do not depend on the thread count)."""
+    return cast(F, _Twin(numba.njit(cache=True, parallel=True)(fn),
+                         numba.njit(cache=True)(_renamed(fn, "_serial"))))
+
+
+def serial(kernel: F) -> F:
+    """The serial compilation of a `jit_parallel` kernel (for work too small to share)."""
+    return cast(F, kernel.serial) if isinstance(kernel, _Twin) else kernel
+
+
+class _Twin:
+    """A parallel kernel and its serial twin; calls go to the twin when numba has one
+    thread."""
+
+    def __init__(self, parallel: Any, serial: Any) -> None:
+        self.parallel = parallel
+        self.serial = serial
+        self.__doc__ = parallel.__doc__
+        self.__name__ = parallel.__name__
+
+    def __call__(self, *args: Any) -> Any:
+        if numba.get_num_threads() == 1:
+            return self.serial(*args)
+        return self.parallel(*args)
+
+
+def _renamed(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
+    """A copy of `fn` under another name: numba's cache is keyed by name, not by flags, so
+    the serial and parallel compilations need files of their own."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
+                              fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__module__ = fn.__module__
+    return copy
 
 
 UINT64_LIMIT = 1 << 64
