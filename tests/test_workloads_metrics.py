@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from memsim.workloads.metrics import (
@@ -107,3 +109,25 @@ def test_inter_neuron_importance_is_the_loss_change() -> None:
     assert flipped.shape == (2,)
     with pytest.raises(ValueError, match="mode"):
         inter_neuron_importance(net, x, y, mode="drop")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(2, 12), st.integers(0, 2**32 - 1), st.booleans())
+def test_one_pass_margins_equal_the_definition(n: int, classes: int, seed: int,
+                                               ties: bool) -> None:
+    """`logit_stats` finds the true-class margin from one top-2; it must match
+    `true_class_margin` bit for bit, ties (counted wrong) included."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, classes, generator=g, dtype=torch.float64)
+    if ties:  # few distinct values: top-1 ties, and ties with the true class
+        logits = torch.round(logits * 1.5)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    margin = true_class_margin(logits, labels)
+    s = logit_stats(logits, labels)
+    assert s.accuracy == float((margin > 0).double().mean())
+    assert s.mean_true_margin == float(margin.mean())
+    assert s.mlm == float(top2_gap(logits).mean())
+    lean = logit_stats(logits, labels, quantiles=False)
+    assert lean.margin_quantiles == () and len(s.margin_quantiles) == 5
+    assert (lean.accuracy, lean.mlm, lean.mlm_normalised, lean.mean_true_margin) == (
+        s.accuracy, s.mlm, s.mlm_normalised, s.mean_true_margin)

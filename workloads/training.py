@@ -347,7 +347,8 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
 
 
 def evaluate_clean(model: nn.Module, dataset: Dataset) -> float:
-    return logit_stats(predict(model, dataset.test.images), dataset.test.labels).accuracy
+    return logit_stats(predict(model, dataset.test.images), dataset.test.labels,
+                       quantiles=False).accuracy
 
 
 # -- checkpoints ----------------------------------------------------------------------------
