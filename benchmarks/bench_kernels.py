@@ -22,25 +22,27 @@ One run measures, on a random image of `--mib` MiB held as packed `np.uint64` wo
   changes (1 − e^(−2·BER))/2 of the bits instead of BER (0.1 % fewer at 1e-3, 1 % at 1e-2,
   9 % at 1e-1). numpy is single-threaded, so it is timed once per BER (threads 1);
 - `flip_bits_symmetric`: memsim's `flip_bits_` with p01 = p10 = BER, the same error model as
-  `numpy_baseline` (the `flip_bits` rows are asymmetric). Its
+  `numpy_baseline` (the `flip_bits` rows are asymmetric), fused as `flip_bits`. Its
   `ratio_to_numpy` (column `x numpy`) is numpy_baseline's seconds over its own at that BER: a
   ratio of speeds, >= 1 when memsim is faster.
 
 A read costs a copy of the stored words plus the faults applied to the copy: that total is the
-time reported for every kernel. Every kernel works in place on a buffer refilled by `np.copyto`
-(what `Chip.read` does), and its `kernel_only_seconds` is the kernel alone. The
-`flip_bits_fused` row instead takes the stored words as `source=` and copies each chunk just
-before flipping it, one pass over memory: it measured slower than copy-then-flip at every BER on
-this repository's machine (its chunked copy runs at about a third of `np.copyto`'s speed), so
-reads no longer use it; the row stays to show the comparison. Every measurement runs once
-untimed (JIT load, page faults) and then keeps the best of at least `--repeats` runs, more for
-short ones (`--min-seconds`, see `measure`). The copy is timed again beside every row (one
-`np.copyto` run before or after each timed run of the row, alternately, best kept): a row's
+time reported for every kernel. `flip_bits` (and `flip_bits+factors`, `flip_bits_symmetric`)
+takes the stored words as `source=` and copies each chunk just before flipping it, while the
+chunk is in cache (what `Chip.read` does when a flip pass comes first): one pass over memory, so
+its rows time that fused pass. The other kernels work in place on a buffer refilled by
+`np.copyto`, and their `kernel_only_seconds` is the kernel alone. The `flip_bits_copy_first` row
+is `flip_bits` that way too, for comparison: it measured slower than the fused pass at every BER
+on this repository's machine (its flips land on words no longer in cache). Every measurement
+runs once untimed (JIT load, page faults) and then keeps the best of at least `--repeats` runs,
+more for short ones (`--min-seconds`, see `measure`). The copy is timed again beside every row
+(one `np.copyto` run before or after each timed run of the row, alternately, best kept): a row's
 `ratio_to_copy` is against that copy time (`copy_seconds`), so a busy spell of the machine hits
 both alike; the `copy` row is the first such measurement, on its own. Each row is measured with
 numba's and torch's thread counts set to its `threads` (1 and 2, capped at
 `numba.config.NUMBA_NUM_THREADS`); `np.copyto` and numpy are single-threaded. GB/s are 10^9
-bytes of the image per second. """
+bytes of the image per second.
+"""
 
 from __future__ import annotations
 
@@ -77,9 +79,10 @@ COPY = "copy"
 NAIVE = "naive_torch"
 NUMPY = "numpy_baseline"
 SYMMETRIC = "flip_bits_symmetric"
-FUSED_ROW = "flip_bits_fused"
-"""flip_bits reading the stored words itself (`source=`), one pass: a comparison row, kept to
-show why reads copy first (it is slower here at every BER) and judged by no target."""
+COPY_FIRST_ROW = "flip_bits_copy_first"
+"""flip_bits on a buffer refilled by np.copyto, in place: a comparison row, kept to show why
+reads fuse the copy into the flip pass (copy first is slower here at every BER) and judged by
+no target."""
 
 COPY_TARGET_MAX_BER = 1e-4
 COPY_TARGET_RATIO = 0.5
@@ -330,7 +333,7 @@ class Settings:
     bers: tuple[float, ...]
 
 
-FUSED = frozenset({FUSED_ROW})
+FUSED = frozenset({"flip_bits", "flip_bits+factors", SYMMETRIC})
 
 _WEAK: dict[int, WeakCells] = {}
 
@@ -354,7 +357,7 @@ def kernel_work(
     """
     n_bits = 64 * buf.shape[0]
     p01, p10 = asymmetric_rates(ber)
-    if kernel in ("flip_bits", FUSED_ROW):
+    if kernel in ("flip_bits", COPY_FIRST_ROW):
         return lambda run: flip_bits_(buf, n_bits, p01, p10, seed=run, source=words)
     if kernel == SYMMETRIC:
         return lambda run: flip_bits_(buf, n_bits, ber, ber, seed=run, source=words)
@@ -438,7 +441,7 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
                 )
             )
             log(f"{NAIVE} ber={ber:g} threads={threads}: {seconds:.2f} s (scaled)")
-        for kernel in (*KERNELS, FUSED_ROW):
+        for kernel in (*KERNELS, COPY_FIRST_ROW):
             fused = kernel in FUSED
             work = kernel_work(kernel, ber, buf, IMAGE_SEED + 1 + k, words if fused else None)
             for threads in settings.threads:
@@ -479,10 +482,10 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
             )
         )
         log(f"{NUMPY} ber={ber:g}: {1e3 * numpy.seconds:.1f} ms")
-        work = kernel_work(SYMMETRIC, ber, buf, IMAGE_SEED + 1 + k)
+        work = kernel_work(SYMMETRIC, ber, buf, IMAGE_SEED + 1 + k, words)
         for threads in settings.threads:
             use_threads(threads)
-            timing = timed(refill, work)
+            timing = timed(_nothing, work)
             rows.append(
                 Row(
                     SYMMETRIC,
@@ -492,7 +495,7 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
                     copy_of(timing) / timing.seconds,
                     naive_seconds[threads] / timing.seconds,
                     timing.seconds,
-                    timing.work_seconds,
+                    None,
                     timing.result.bits_changed / (8 * image_bytes),
                     copy_of(timing),
                     numpy.seconds / timing.seconds,
@@ -658,10 +661,11 @@ def describe(settings: Settings) -> list[str]:
         f"Image {settings.image_mib:g} MiB of random uint64 words; after one warm-up, the best "
         f"of at least {settings.repeats} runs (more, up to {MAX_RUNS}, until the runs add up to "
         f"{settings.min_seconds:g} s); GB/s = 1e9 bytes of the image per second.",
-        "Kernel rows time a whole read: np.copyto of the words into a reused buffer + the "
-        "in-place kernel (what Chip.read does); kernel-only ms is the kernel alone. "
-        f"{FUSED_ROW}: flip_bits copying the words itself in one pass (source=), for comparison "
-        "(no target judges it).",
+        "Kernel rows time a whole read: flip_bits (and +factors, _symmetric) copies and flips "
+        "in one fused pass (source=), what Chip.read does; the others np.copyto of the words "
+        "into a reused buffer + the in-place kernel; kernel-only ms is the kernel alone. "
+        f"{COPY_FIRST_ROW}: flip_bits after np.copyto, in place, for comparison (no target "
+        "judges it).",
         f"{NAIVE} (unpack to bits, torch.rand per bit, compare, xor, repack) is timed on a "
         f"{settings.naive_mib:g} MiB slice and scaled by bytes to the image.",
         "flip_bits: p10 = 2·p01, BER = their mean; +factors: lognormal cell factors "

@@ -186,7 +186,7 @@ def test_quick_run_has_every_row(bench: ModuleType, quick_run: dict[str, Any]) -
     assert len(copies) == 1 and copies[0]["ratio_to_copy"] == 1.0
     keyed = {(r["kernel"], r["ber"], r["threads"]): r for r in rows if r["kernel"] != bench.COPY}
     want = set(
-        itertools.product((bench.NAIVE, *bench.KERNELS, bench.FUSED_ROW, bench.SYMMETRIC),
+        itertools.product((bench.NAIVE, *bench.KERNELS, bench.COPY_FIRST_ROW, bench.SYMMETRIC),
                           bench.BERS, threads)
     ) | set(itertools.product((bench.NUMPY,), bench.BERS, (1,)))
     assert set(keyed) == want

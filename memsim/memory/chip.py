@@ -250,29 +250,35 @@ class Chip:
         # a last multi-level cell may run past the image's words
         n_words = -(-self.n_cells * b // 64) if self.n_bits else 0
         n_total = max(n_words, image.words.shape[0])
-        # copy, then fault in place: np.copyto measured faster than the kernels' fused
-        # copy-and-flip (`flip_bits_(..., source=)`) at every BER (benchmarks/bench_kernels.py)
+        first = spec.faults[self._order[0]] if self._order else None
+        # a first flip pass copies the image itself, chunk by chunk, and flips each chunk
+        # while it is in cache: faster than np.copyto and then flipping in place at every
+        # BER measured (benchmarks/bench_kernels.py, flip_bits against flip_bits_copy_first)
+        fused = (isinstance(first, TransientMechanism | RetentionMechanism)
+                 and n_total == image.words.shape[0])
         words = np.empty(n_total, dtype=np.uint64)
-        np.copyto(words[: image.words.shape[0]], image.words)
-        words[image.words.shape[0]:] = 0
+        if not fused:
+            np.copyto(words[: image.words.shape[0]], image.words)
+            words[image.words.shape[0]:] = 0
         trial_seeds = _seed_words([self.seed, int(seed), 0x54524941], len(spec.faults))  # "TRIA"
         counts: dict[str, FlipCounts] = {}
         stuck = faulty = 0
-        for i in self._order:
+        for k, i in enumerate(self._order):
             mech = spec.faults[i]
             if isinstance(mech, TransientMechanism | RetentionMechanism):
-                counts[mech.name] = self._flip(i, mech, words, values, trial_seeds[i])
+                counts[mech.name] = self._flip(i, mech, words, values, trial_seeds[i],
+                                               image.words if fused and k == 0 else None)
             elif isinstance(mech, LevelConfusionMechanism):
                 seed_i = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seeds[i]
                 matrix = level_matrix(mech, values, spec.cell)
                 counts[mech.name] = flip_levels_(words, self.n_cells, b, self._level_to_code,
                                                  self._code_to_level, matrix, seed_i)
             else:
-                k = self._active(i, values)
-                c = self._apply_persistent(words, self.persistent[i], k)
+                active = self._active(i, values)
+                c = self._apply_persistent(words, self.persistent[i], active)
                 counts[mech.name] = c
                 stuck += c.stuck_cells
-                faulty += k
+                faulty += active
         _clear_padding(words, self.n_bits)
         # the read's own words, trimmed when a last multi-level cell ran past the image
         kept = words if n_total == image.words.shape[0] else words[: image.words.shape[0]].copy()
@@ -281,8 +287,8 @@ class Chip:
         return ReadResult(corrupted, values, up, down, stuck, faulty, counts)
 
     def _flip(self, i: int, mech: TransientMechanism | RetentionMechanism,
-              words: NDArray[np.uint64], values: Mapping[str, float],
-              trial_seed: int) -> FlipCounts:
+              words: NDArray[np.uint64], values: Mapping[str, float], trial_seed: int,
+              source: NDArray[np.uint64] | None = None) -> FlipCounts:
         p01 = evaluate(mech.p_zero_to_one, values)
         p10 = evaluate(mech.p_one_to_zero, values)
         seed = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seed
@@ -296,7 +302,7 @@ class Chip:
                 if weak is None:
                     weak = self._weak[i] = weak_cells(self.n_bits, sigma, self.factor_seeds[i])
         return flip_bits_(words, self.n_bits, p01, p10, seed, factor_sigma=sigma,
-                          factor_seed=self.factor_seeds[i], weak=weak)
+                          factor_seed=self.factor_seeds[i], source=source, weak=weak)
 
     def _apply_persistent(self, words: NDArray[np.uint64], cells: PersistentCells,
                           k: int) -> FlipCounts:
