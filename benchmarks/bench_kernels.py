@@ -27,21 +27,21 @@ One run measures, on a random image of `--mib` MiB held as packed `np.uint64` wo
   ratio of speeds, >= 1 when memsim is faster.
 
 A read costs a copy of the stored words plus the faults applied to the copy: that total is the
-time reported for every kernel. `flip_bits` (and `flip_bits+factors`, `flip_bits_symmetric`)
-takes the stored words as `source=` and copies each chunk just before flipping it, while the
-chunk is in cache (what `Chip.read` does when a flip pass comes first): one pass over memory, so
-its rows time that fused pass. The other kernels work in place on a buffer refilled by
-`np.copyto`, and their `kernel_only_seconds` is the kernel alone. The `flip_bits_copy_first` row
-is `flip_bits` that way too, for comparison: it measured slower than the fused pass at every BER
-on this repository's machine (its flips land on words no longer in cache). Every measurement
-runs once untimed (JIT load, page faults) and then keeps the best of at least `--repeats` runs,
-more for short ones (`--min-seconds`, see `measure`). The copy is timed again beside every row
-(one `np.copyto` run before or after each timed run of the row, alternately, best kept): a row's
-`ratio_to_copy` is against that copy time (`copy_seconds`), so a busy spell of the machine hits
-both alike; the `copy` row is the first such measurement, on its own. Each row is measured with
-numba's and torch's thread counts set to its `threads` (1 and 2, capped at
-`numba.config.NUMBA_NUM_THREADS`); `np.copyto` and numpy are single-threaded. GB/s are 10^9
-bytes of the image per second.
+time reported for every kernel. `flip_bits` (and `flip_bits+factors`, `flip_bits_symmetric`) and
+`flip_levels_mlc2` take the stored words as `source=` and copy each chunk just before changing
+it, while the chunk is in cache (what `Chip.read` does when a flip or level pass comes first):
+one pass over memory, so their rows time that fused pass. `apply_persistent` works in place on a
+buffer refilled by `np.copyto`, and its `kernel_only_seconds` is the kernel alone. The
+`flip_bits_copy_first` row is `flip_bits` that way too, for comparison: it measured slower than
+the fused pass at every BER on this repository's machine (its flips land on words no longer in
+cache). Every measurement runs once untimed (JIT load, page faults) and then keeps the best of
+at least `--repeats` runs, more for short ones (`--min-seconds`, see `measure`). The copy is
+timed again beside every row (one `np.copyto` run before or after each timed run of the row,
+alternately, best kept): a row's `ratio_to_copy` is against that copy time (`copy_seconds`), so
+a busy spell of the machine hits both alike; the `copy` row is the first such measurement, on
+its own. Each row is measured with numba's and torch's thread counts set to its `threads` (1 and
+2, capped at `numba.config.NUMBA_NUM_THREADS`); `np.copyto` and numpy are single-threaded. GB/s
+are 10^9 bytes of the image per second.
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ class Settings:
     bers: tuple[float, ...]
 
 
-FUSED = frozenset({"flip_bits", "flip_bits+factors", SYMMETRIC})
+FUSED = frozenset({"flip_bits", "flip_bits+factors", "flip_levels_mlc2", SYMMETRIC})
 
 _WEAK: dict[int, WeakCells] = {}
 
@@ -371,7 +371,8 @@ def kernel_work(
     if kernel == "flip_levels_mlc2":
         matrix = mlc_matrix(ber)
         n_cells = n_bits // 2
-        return lambda run: flip_levels_(buf, n_cells, 2, GRAY2, GRAY2_INVERSE, matrix, seed=run)
+        return lambda run: flip_levels_(buf, n_cells, 2, GRAY2, GRAY2_INVERSE, matrix, seed=run,
+                                        source=words)
     if kernel == "apply_persistent":
         index, action = stuck_at_faults(n_bits, ber, np.random.default_rng(fault_seed))
         return lambda run: apply_persistent_(buf, index, action)
@@ -661,9 +662,10 @@ def describe(settings: Settings) -> list[str]:
         f"Image {settings.image_mib:g} MiB of random uint64 words; after one warm-up, the best "
         f"of at least {settings.repeats} runs (more, up to {MAX_RUNS}, until the runs add up to "
         f"{settings.min_seconds:g} s); GB/s = 1e9 bytes of the image per second.",
-        "Kernel rows time a whole read: flip_bits (and +factors, _symmetric) copies and flips "
-        "in one fused pass (source=), what Chip.read does; the others np.copyto of the words "
-        "into a reused buffer + the in-place kernel; kernel-only ms is the kernel alone. "
+        "Kernel rows time a whole read: flip_bits (and +factors, _symmetric) and "
+        "flip_levels_mlc2 copy and change the words in one fused pass (source=), what "
+        "Chip.read does; apply_persistent np.copyto of the words into a reused buffer + the "
+        "in-place kernel; kernel-only ms is the kernel alone. "
         f"{COPY_FIRST_ROW}: flip_bits after np.copyto, in place, for comparison (no target "
         "judges it).",
         f"{NAIVE} (unpack to bits, torch.rand per bit, compare, xor, repack) is timed on a "

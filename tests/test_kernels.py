@@ -652,3 +652,26 @@ def test_flip_bits_from_a_source_equals_copy_then_flip(sigma: float, p: float) -
         flip_bits_(b, n_bits, p, p, 9, source=b)
     with pytest.raises(ValueError, match="source"):
         flip_bits_(b, n_bits, p, p, 9, source=source[:-1])
+
+
+@pytest.mark.parametrize(("bits_per_cell", "codes"), [(2, GRAY2), (3, GRAY3)])
+@pytest.mark.parametrize("p", [0.0, 1e-3, 0.3])
+def test_flip_levels_from_a_source_equals_copy_then_flip(
+        threads: Callable[[int], None], bits_per_cell: int, codes: np.ndarray, p: float) -> None:
+    n_levels = 1 << bits_per_cell
+    matrix = np.full((n_levels, n_levels), p / (n_levels - 1))
+    np.fill_diagonal(matrix, 1.0 - p)
+    source = random_words(5000, seed=21)
+    source.setflags(write=False)
+    n_cells = (64 * 4990) // bits_per_cell - 3  # a few words past the cells
+    for n_threads in (1, 2):
+        threads(n_threads)
+        a = source.copy()
+        ca = flip_levels_(a, n_cells, bits_per_cell, codes, inverse(codes), matrix, 5,
+                          chunk_cells=1 << 12)
+        b = np.full_like(a, 0xDEADBEEF)
+        cb = flip_levels_(b, n_cells, bits_per_cell, codes, inverse(codes), matrix, 5,
+                          chunk_cells=1 << 12, source=source)
+        assert ca == cb and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="source"):
+        flip_levels_(b, n_cells, bits_per_cell, codes, inverse(codes), matrix, 5, source=b)

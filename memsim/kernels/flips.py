@@ -331,10 +331,12 @@ def _flip_levels_kernel(
     rate_bound: float,
     seed: np.uint64,
     chunk_cells: int,
+    source: NDArray[np.uint64],
+    copy_source: bool,
 ) -> NDArray[np.int64]:
     n_chunks = (n_cells + chunk_cells - 1) // chunk_cells
     counts = np.zeros((n_chunks, 3), np.int64)
-    if rate_bound <= 0.0:
+    if rate_bound <= 0.0 and not copy_source:
         return counts
     every_cell = rate_bound >= 1.0
     log_q = 0.0 if every_cell else math.log1p(-rate_bound)
@@ -344,6 +346,14 @@ def _flip_levels_kernel(
     for c in prange(n_chunks):
         start = c * chunk_cells
         end = min(start + chunk_cells, n_cells)
+        if copy_source:
+            # a chunk's cells end on a word boundary (chunk_cells is a multiple of 64), so it
+            # copies and changes only its own words, while they are in cache
+            first = (start * bits_per_cell) >> 6
+            last = (end * bits_per_cell + 63) >> 6
+            words[first:last] = source[first:last]
+        if rate_bound <= 0.0:
+            continue
         state = stream_seed(seed, c)
         j = start - 1
         n01 = 0
@@ -752,11 +762,7 @@ def flip_bits_(
         log_f_cap = sigma * weak.z_split - 0.5 * sigma * sigma  # the main pass's bound
     reject_below = _factor_reject_table(p01, p10, sigma, log_f_cap)
     if source is not None:
-        if (not isinstance(source, np.ndarray) or source.dtype != np.uint64
-                or source.shape != words.shape or not source.flags.c_contiguous
-                or np.shares_memory(source, words)):
-            raise ValueError("source: expected a separate C-contiguous uint64 array shaped "
-                             "like words")
+        _check_source(source, words)
         tail = -(-n // 64)
         words[tail:] = source[tail:]  # words past the stream: outside every chunk
     # one chunk is no work to share: the serial compilation skips starting threads
@@ -782,6 +788,14 @@ def flip_bits_(
     z2o = int(counts[:, 0].sum())
     o2z = int(counts[:, 1].sum())
     return FlipCounts(z2o, o2z, 0, z2o + o2z)
+
+
+def _check_source(source: Any, words: NDArray[np.uint64]) -> None:
+    if (not isinstance(source, np.ndarray) or source.dtype != np.uint64
+            or source.shape != words.shape or not source.flags.c_contiguous
+            or np.shares_memory(source, words)):
+        raise ValueError("source: expected a separate C-contiguous uint64 array shaped like "
+                         "words")
 
 
 def apply_persistent_(
@@ -861,6 +875,7 @@ def flip_levels_(
     matrix: NDArray[np.float64],
     seed: int | np.integer[Any],
     chunk_cells: int = DEFAULT_CHUNK_CELLS,
+    source: NDArray[np.uint64] | None = None,
 ) -> FlipCounts:
     """Level confusion in a multi-level memory, in place.
 
@@ -880,6 +895,9 @@ def flip_levels_(
         seed: an integer in [0, 2^64).
         chunk_cells: cells per independently seeded chunk (a positive multiple of 64). Results
             depend on it; keep the default for reproducibility.
+        source: optional words (same shape as `words`, not the same array) copied into
+            `words` chunk by chunk just before each chunk's cells are read: a read of `source`
+            in one pass over memory, with the same result as copying first.
 
     Returns:
         `FlipCounts(zero_to_one, one_to_zero, 0, cells_changed)` counted over bits of changed
@@ -900,6 +918,10 @@ def flip_levels_(
     leave, cum, targets, rate_bound = _level_tables(matrix, 1 << b)
     trial_seed = _seed("seed", seed)
     chunk = _chunk("chunk_cells", chunk_cells)
+    if source is not None:
+        _check_source(source, words)
+        tail = -(-n * b // 64)
+        words[tail:] = source[tail:]  # words past the cells: outside every chunk
     kernel = _flip_levels_kernel if n > chunk else serial(_flip_levels_kernel)
     counts = kernel(
         words,
@@ -913,6 +935,8 @@ def flip_levels_(
         rate_bound,
         trial_seed ^ _TAG_LEVELS,
         chunk,
+        source if source is not None else _NO_WORDS,
+        source is not None,
     )
     return FlipCounts(int(counts[:, 0].sum()), int(counts[:, 1].sum()), 0, int(counts[:, 2].sum()))
 

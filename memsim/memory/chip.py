@@ -251,10 +251,11 @@ class Chip:
         n_words = -(-self.n_cells * b // 64) if self.n_bits else 0
         n_total = max(n_words, image.words.shape[0])
         first = spec.faults[self._order[0]] if self._order else None
-        # a first flip pass copies the image itself, chunk by chunk, and flips each chunk
-        # while it is in cache: faster than np.copyto and then flipping in place at every
+        # a first flip or level pass copies the image itself, chunk by chunk, and changes each
+        # chunk while it is in cache: faster than np.copyto and then flipping in place at every
         # BER measured (benchmarks/bench_kernels.py, flip_bits against flip_bits_copy_first)
-        fused = (isinstance(first, TransientMechanism | RetentionMechanism)
+        fused = (isinstance(first, TransientMechanism | RetentionMechanism
+                            | LevelConfusionMechanism)
                  and n_total == image.words.shape[0])
         words = np.empty(n_total, dtype=np.uint64)
         if not fused:
@@ -271,8 +272,9 @@ class Chip:
             elif isinstance(mech, LevelConfusionMechanism):
                 seed_i = self._program_seed[i] if mech.phase is Phase.PROGRAMMED else trial_seeds[i]
                 matrix = level_matrix(mech, values, spec.cell)
-                counts[mech.name] = flip_levels_(words, self.n_cells, b, self._level_to_code,
-                                                 self._code_to_level, matrix, seed_i)
+                counts[mech.name] = flip_levels_(
+                    words, self.n_cells, b, self._level_to_code, self._code_to_level, matrix,
+                    seed_i, source=image.words if fused and k == 0 else None)
             else:
                 active = self._active(i, values)
                 c = self._apply_persistent(words, self.persistent[i], active)
