@@ -85,7 +85,7 @@ reads fuse the copy into the flip pass (copy first is slower here at every BER) 
 no target."""
 
 COPY_TARGET_MAX_BER = 1e-4
-COPY_TARGET_RATIO = 0.5
+COPY_TARGET_RATIO = 0.7  # issue 17: one thread, for flips, MLC levels and cell factors
 NAIVE_TARGET_MAX_BER = 1e-3
 NAIVE_TARGET_RATIO = 100.0
 THREAD_TARGET_BER = 1e-2
@@ -532,11 +532,12 @@ def evaluate_targets(rows: Sequence[Row]) -> list[Target]:
     kernel_rows = _kernel_rows(rows)
     targets = []
 
-    low = [r for r in kernel_rows if r.ber is not None and r.ber <= COPY_TARGET_MAX_BER]
+    low = [r for r in kernel_rows
+           if r.ber is not None and r.ber <= COPY_TARGET_MAX_BER and r.threads == 1]
     worst = min(low, key=lambda r: r.ratio_to_copy)
     targets.append(
         Target(
-            f">= {COPY_TARGET_RATIO:g}x copy at BER <= {COPY_TARGET_MAX_BER:g}",
+            f">= {COPY_TARGET_RATIO:g}x copy at BER <= {COPY_TARGET_MAX_BER:g}, 1 thread",
             worst.ratio_to_copy >= COPY_TARGET_RATIO,
             f"lowest {worst.ratio_to_copy:.2f}x ({_where(worst)})",
         )
