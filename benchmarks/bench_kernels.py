@@ -404,6 +404,22 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
         assert timing.beside_seconds is not None
         return timing.beside_seconds
 
+    def kernel_row(kernel: str, ber: float, threads: int, timing: Timing[FlipCounts],
+                   fused: bool, ratio_to_numpy: float | None = None) -> Row:
+        return Row(
+            kernel,
+            ber,
+            threads,
+            image_bytes / timing.seconds / GB,
+            copy_of(timing) / timing.seconds,
+            naive_seconds[threads] / timing.seconds,
+            timing.seconds,
+            None if fused else timing.work_seconds,
+            timing.result.bits_changed / (8 * image_bytes),
+            copy_of(timing),
+            ratio_to_numpy,
+        )
+
     def use_threads(threads: int) -> None:
         numba.set_num_threads(threads)
         torch.set_num_threads(threads)
@@ -448,20 +464,7 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
             for threads in settings.threads:
                 use_threads(threads)
                 timing = timed(_nothing if fused else refill, work)
-                rows.append(
-                    Row(
-                        kernel,
-                        ber,
-                        threads,
-                        image_bytes / timing.seconds / GB,
-                        copy_of(timing) / timing.seconds,
-                        naive_seconds[threads] / timing.seconds,
-                        timing.seconds,
-                        None if fused else timing.work_seconds,
-                        timing.result.bits_changed / (8 * image_bytes),
-                        copy_of(timing),
-                    )
-                )
+                rows.append(kernel_row(kernel, ber, threads, timing, fused))
                 log(f"{kernel} ber={ber:g} threads={threads}: {1e3 * timing.seconds:.1f} ms")
         # Issue 17's numpy baseline (single-threaded: timed once, with one numba thread) and
         # memsim on the same symmetric error model, timed right after it.
@@ -487,21 +490,8 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> list[Row]:
         for threads in settings.threads:
             use_threads(threads)
             timing = timed(_nothing, work)
-            rows.append(
-                Row(
-                    SYMMETRIC,
-                    ber,
-                    threads,
-                    image_bytes / timing.seconds / GB,
-                    copy_of(timing) / timing.seconds,
-                    naive_seconds[threads] / timing.seconds,
-                    timing.seconds,
-                    None,
-                    timing.result.bits_changed / (8 * image_bytes),
-                    copy_of(timing),
-                    numpy.seconds / timing.seconds,
-                )
-            )
+            rows.append(kernel_row(SYMMETRIC, ber, threads, timing, True,
+                                   numpy.seconds / timing.seconds))
             log(f"{SYMMETRIC} ber={ber:g} threads={threads}: {1e3 * timing.seconds:.1f} ms")
     return rows
 
