@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,15 @@ class SweepResults:
     every cell both have (`paired_differences`)."""
     overrides: tuple[str, ...] = ()
     """The repricing overrides in force (`memsim pareto DIR --set ...`)."""
+
+    # asked once per cell by every picture of the report: computed once per sweep
+    @cached_property
+    def several_placements(self) -> bool:
+        return len({c.placement for c in self.cells}) > 1
+
+    @cached_property
+    def several_protections(self) -> bool:
+        return len({c.protection for c in self.cells}) > 1
 
 
 def _finite(x: float) -> float | None:

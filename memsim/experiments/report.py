@@ -135,28 +135,12 @@ class _Devices:
 def _variant(results: SweepResults, cell: CellResult) -> str:
     """The storage variant's label: the placement and protection where the sweep has several
     of them."""
-    several_placements, several_protections = _several(results)
     parts: list[str] = []
-    if several_placements:
+    if results.several_placements:
         parts.append(cell.placement)
-    if several_protections:
+    if results.several_protections:
         parts.append(cell.protection)
     return ", ".join(parts)
-
-
-def _several(results: SweepResults) -> tuple[bool, bool]:
-    """Whether the sweep has several placements, several protections: asked once per cell by
-    every picture, so computed once per sweep (was O(cells²), 2.6 s of the demo's report)."""
-    if _SEVERAL[0] is not results.cells:
-        _SEVERAL[:] = [results.cells, (len({c.placement for c in results.cells}) > 1,
-                                       len({c.protection for c in results.cells}) > 1)]
-    answer: tuple[bool, bool] = _SEVERAL[1]
-    return answer
-
-
-_SEVERAL: list[Any] = [None, (False, False)]
-"""The cells `_several` last answered for (kept alive while cached: no reused id) and the
-answer."""
 
 
 def _first_variant(results: SweepResults) -> tuple[str, str]:

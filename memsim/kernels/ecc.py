@@ -22,6 +22,7 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
+from memsim.kernels.flips import popcount64
 from memsim.kernels.rng import jit, jit_parallel
 
 ECC_CLEAN, ECC_CORRECTED, ECC_UNCORRECTABLE = 0, 1, 2
@@ -60,14 +61,6 @@ SYNDROME_TABLE, SYNDROME_TO_DATA_BIT = _tables()
 
 
 @jit
-def _popcount64(x: np.uint64) -> int:
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
-
-
-@jit
 def _syndrome(word: np.uint64, table: NDArray[np.uint8]) -> int:
     s = 0
     for lane in range(8):
@@ -81,7 +74,7 @@ def _encode_kernel(data: NDArray[np.uint64], table: NDArray[np.uint8],
     for w in prange(data.shape[0]):
         word = data[w]
         s = _syndrome(word, table)
-        parity = (_popcount64(word) + _popcount64(np.uint64(s))) & 1
+        parity = (popcount64(word) + popcount64(np.uint64(s))) & 1
         check[w] = np.uint8(s | (parity << 7))
 
 
@@ -93,7 +86,7 @@ def _decode_kernel(data: NDArray[np.uint64], check: NDArray[np.uint8],
         word = data[w]
         c = int(check[w])
         s = _syndrome(word, table) ^ (c & 0x7F)
-        parity = (_popcount64(word) + _popcount64(np.uint64(c))) & 1
+        parity = (popcount64(word) + popcount64(np.uint64(c))) & 1
         if s == 0 and parity == 0:
             outcome[w] = 0
         elif parity == 1:

@@ -183,6 +183,16 @@ def _factor_reject_table(
 
 
 @jit
+def popcount64(x: np.uint64) -> int:
+    """Set bits of a word in a constant number of operations (for dense words; `_popcount`
+    loops once per set bit, for the few bits of a cell)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@jit
 def _popcount(x: np.uint64) -> int:
     n = 0
     while x:
@@ -394,21 +404,6 @@ def _flip_levels_kernel(
     return counts
 
 
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
-
-
-@jit
-def _popcount_swar(x: np.uint64) -> int:
-    """Set bits of a word in a constant number of operations (for dense words)."""
-    x = x - ((x >> np.uint64(1)) & _M1)
-    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
-    x = (x + (x >> np.uint64(4))) & _M4
-    return int((x * _H01) >> np.uint64(56))
-
-
 @jit
 def _bit_changes_serial(old: NDArray[np.uint64], new: NDArray[np.uint64]) -> tuple[int, int]:
     u = 0
@@ -416,8 +411,8 @@ def _bit_changes_serial(old: NDArray[np.uint64], new: NDArray[np.uint64]) -> tup
     for i in range(old.shape[0]):
         changed = old[i] ^ new[i]
         if changed:
-            u += _popcount_swar(changed & new[i])
-            d += _popcount_swar(changed & old[i])
+            u += popcount64(changed & new[i])
+            d += popcount64(changed & old[i])
     return u, d
 
 
