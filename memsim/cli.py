@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from memsim import __version__
 from memsim.errors import MemsimError, RunFailure, SpecError
-from memsim.experiments.commands import add_command, positive_int
+from memsim.experiments.commands import (
+    add_command,
+    add_evaluation_options,
+    evaluation_options,
+    positive_int,
+)
 from memsim.experiments.commands import add_commands as add_experiment_commands
 from memsim.spec.names import ECC_SCHEMES, UNCORRECTABLE_POLICIES, format_knobs
 
@@ -492,6 +497,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = load_device(args.device)
     knobs = device.resolve_knobs(_parse_knobs(args.knob))
     placement = Placement("weights", device, knobs, None, _protection(args))
+    options = evaluation_options(args).resolved(lambda line: print(line, file=sys.stderr))
     point = device.at(**knobs)
     # every checkpoint is loaded and checked before the first (long) evaluation starts
     models = [load_checkpoint(c, data_dir=args.data_dir) for c in args.checkpoint]
@@ -505,7 +511,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for checkpoint, trained in zip(args.checkpoint, models, strict=True):
         test = trained.dataset.test
         result = evaluate_model(trained.model, test.images, test.labels, [placement],
-                                chips=args.chips, trials=args.trials, seed=args.seed)
+                                chips=args.chips, trials=args.trials, seed=args.seed,
+                                options=options)
         report = {"checkpoint": str(checkpoint), "model": trained.spec.name,
                   "device": device.name, "knobs": knobs, "ber": point.ber, "seed": args.seed,
                   **result.to_dict()}
@@ -698,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives now")
     _protection_options(p)
     p.add_argument("--per-trial", action="store_true", help="include every trial in --json")
+    add_evaluation_options(p)
     p.add_argument("--json", action="store_true", help="the evaluation as JSON")
     p.set_defaults(func=cmd_eval)
     add_experiment_commands(sub)

@@ -16,7 +16,8 @@ tests/test_docs.py checks that they are in the figure's section; rerunning a fig
 asks for the pages that quote it to be updated.
 
 Figures (``--list`` prints them): cli-startup (benchmarks/bench_cli.py), kernels
-(benchmarks/bench_kernels.py), paired-example (memsim train and memsim eval: CE against MCEL
+(benchmarks/bench_kernels.py), scale (benchmarks/bench_scale.py), sweep
+(benchmarks/bench_sweep.py), paired-example (memsim train and memsim eval: CE against MCEL
 on the same chips), demo (memsim demo: time and the report's answer), mcel, mcel-scale,
 mcel-vgg3 (scripts/mcel_vs_ce.py), suite (the test suite's time).
 """
@@ -198,6 +199,31 @@ def run_scale(quick: bool) -> str:
     return separate_tables(call_main(bench.main, scale_args(quick)))
 
 
+# The commit before issue 17's work on sweep speed: the sweep figure's baseline.
+SWEEP_BASELINE_COMMIT = "e934332"
+
+
+def sweep_args(quick: bool) -> list[str]:
+    return ["--rounds", "1", "--set", "chips=1", "--set", "trials=1"] if quick else \
+        ["--rounds", "3", "--baseline-src", f"<worktree of {SWEEP_BASELINE_COMMIT}>"]
+
+
+def run_sweep(quick: bool) -> str:
+    bench = load_script(ROOT / "benchmarks" / "bench_sweep.py")
+    if quick:
+        return fenced(call_main(bench.main, sweep_args(quick)))
+    with tempfile.TemporaryDirectory(prefix="sweep-baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree),
+                        SWEEP_BASELINE_COMMIT], cwd=ROOT, check=True, capture_output=True)
+        try:
+            args = [*sweep_args(quick)[:-1], str(tree)]
+            return fenced(call_main(bench.main, args))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                           check=False, capture_output=True)
+
+
 PAIRED_TRAIN = (
     ["train", TRAINING_CONFIG_NAME, "--out", "runs/bnn-ce-fixed", "--set",
      "name=digits-bnn-ce-fixed", "--set", "loss.kind=ce", "--set", "model.options.output_scale=1",
@@ -332,6 +358,11 @@ FIGURES: tuple[Figure, ...] = (
            "with per-cell factors, per MiB (quoted in [memory: scale](memory.md#scale)).",
            lambda q: code("benchmarks/bench_scale.py", scale_args(q)),
            run_scale),
+    Figure("sweep", "evaluations per second of the demo's sweep",
+           "The quickstart sweep on one core: the batched path against the per-read reference "
+           f"path (`--reference-path`) and the code of {SWEEP_BASELINE_COMMIT} (before issue "
+           "17), interleaved (quoted in [experiments](experiments.md#speed-of-a-sweep)).",
+           lambda q: code("benchmarks/bench_sweep.py", sweep_args(q)), run_sweep),
     Figure("paired-example", "CE against MCEL on the same chips",
            "Two BNNs with binary activations and the output scale fixed at 1, trained with CE "
            "and with MCEL, evaluated on the same 10 chips × 5 reads of `symmetric-bitflip` at "

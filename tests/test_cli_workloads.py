@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from memsim.cli import main
 
@@ -132,3 +133,32 @@ def test_eval_of_several_checkpoints_pairs_them_on_the_same_chips(
     assert one_chip["paired_differences"][0]["low"] is None
     code, _, err = run(capsys, "eval", str(checkpoint), str(tmp_path / "missing.pt"), *args)
     assert code == 2 and "missing.pt" in err and err.count("\n") == 1
+
+
+def test_eval_gives_the_same_numbers_on_every_evaluation_path(
+        checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["eval", str(checkpoint), "--device", "sram-14nm", "--knob", "v_rel=0.82",
+            "--chips", "3", "--trials", "2", "--json", "--per-trial"]
+    code, want, err = run(capsys, *base)
+    assert code == 0, err
+    assert len({t["accuracy"] for t in json.loads(want)["per_trial"]}) > 1
+    for extra in (["--reference-path"], ["--reads-per-pass", "1"], ["--reads-per-pass", "4"],
+                  ["--torch-device", "cpu"]):
+        code, out, err = run(capsys, *base, *extra)
+        assert code == 0, err
+        assert out == want, extra
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the fallback without CUDA")
+def test_eval_falls_back_to_the_cpu_with_a_note(checkpoint: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["eval", str(checkpoint), "--device", "sram-14nm", "--knob", "v_rel=0.85",
+            "--chips", "2", "--trials", "1", "--json"]
+    _, want, _ = run(capsys, *base)
+    code, out, err = run(capsys, *base, "--torch-device", "auto")
+    assert code == 0 and out == want
+    assert err.strip() == ("torch device auto: torch sees no CUDA device; evaluating on the "
+                           "CPU")
+    code, out, err = run(capsys, *base, "--torch-device", "cuda")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "torch sees no CUDA device" in err

@@ -24,21 +24,24 @@ sign-magnitude "−0" loads as 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 from torch import nn
 
 from memsim.errors import MemsimError
-from memsim.memory.encoding import Encoding, resolve_encoding
-from memsim.memory.image import MemoryImage
+from memsim.kernels.decode import decode_fields_
+from memsim.memory.encoding import Encoding, decode_unchecked, resolve_encoding
+from memsim.memory.image import MemoryImage, Region
 from memsim.workloads.layers import QuantizedWeightLayer, iter_quantized_layers
 from memsim.workloads.quant import WeightCodes
 
-__all__ = ["BridgeError", "ModelImage", "clear", "region_name"]
+__all__ = ["BridgeError", "ModelImage", "WeightDecoder", "clear", "region_name"]
 
 _ALLOWED: dict[str, tuple[Encoding, ...]] = {
     "sign": (Encoding.BINARY,),
@@ -61,6 +64,54 @@ class _Entry:
     codes: WeightCodes
     encoding: Encoding
     shift: int  # stored value = code - shift (asymmetric codes stored as offset binary)
+
+
+# Dequantisation tables larger than this (rows x 2^bits floats) are not built: a wide per-channel
+# code would need more memory for its table than the weights themselves.
+_MAX_TABLE_ENTRIES = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Field:
+    layer: str
+    shape: tuple[int, ...]
+    bit_offset: int
+    bits: int
+    table: np.ndarray  # (rows, 2^bits) float32: the weight of every stored pattern, per row
+    row_elements: int
+
+
+class WeightDecoder:
+    """Float weights straight from the stored bits of images of one `ModelImage`'s layout.
+
+    Every stored pattern of a layer's field is decoded and dequantised once, with the
+    quantiser's own arithmetic, into a table (per output channel for per-channel scales); a
+    read then costs one table lookup per weight (`memsim.kernels.decode`), with no unpack, code
+    check or float arithmetic, and gives bit for bit the weights `ModelImage.load` would.
+    Several images decode at once into stacked weights, one set per image.
+    """
+
+    def __init__(self, fields: Sequence[_Field], regions: tuple[Region, ...]) -> None:
+        self._fields = tuple(fields)
+        self._regions = regions
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(f.layer for f in self._fields)
+
+    def stacked_weights(self, images: Sequence[MemoryImage]) -> dict[str, torch.Tensor]:
+        """Per layer, the weights of every image stacked: shape (len(images), *weight shape)."""
+        if not images:
+            raise BridgeError("no images to decode")
+        if any(image.regions != self._regions for image in images):
+            raise BridgeError("the image's layout differs from this model image's")
+        words = np.stack([image.words for image in images])
+        out = {}
+        for f in self._fields:
+            buffer = np.empty((len(images), math.prod(f.shape)), dtype=np.float32)
+            decode_fields_(words, f.bit_offset, f.bits, f.table, f.row_elements, buffer)
+            out[f.layer] = torch.from_numpy(buffer).reshape((len(images), *f.shape))
+        return out
 
 
 class ModelImage:
@@ -142,6 +193,23 @@ class ModelImage:
             out[name] = (e.codes, codes)
         return out
 
+    @cached_property
+    def decoder(self) -> WeightDecoder | None:
+        """A `WeightDecoder` for images of this layout, or None where a layer's table cannot be
+        built (weights not float32, a table over a million entries, or a stored pattern the
+        quantiser would refuse to load)."""
+        fields = []
+        for name, e in self._entries.items():
+            region = self.image.region(region_name(name))
+            table = _table(e, region.bits)
+            if table is None:
+                return None
+            rows = table.shape[0]
+            n = math.prod(region.shape)
+            fields.append(_Field(name, region.shape, region.bit_offset, region.bits, table,
+                                 max(1, n // rows)))
+        return WeightDecoder(fields, self.image.regions)
+
     def load(self, model: nn.Module, image: MemoryImage | None = None) -> None:
         """Make `model` run on the weights in `image` (default: the fault-free image)."""
         decoded = self._decode(image if image is not None else self.image)
@@ -152,6 +220,21 @@ class ModelImage:
         for name, (codes, tensor) in decoded.items():
             layer: QuantizedWeightLayer = layers[name]
             layer.load_weight_codes(tensor, codes.scale, codes.zero_point)
+
+    def load_stacked(self, model: nn.Module, images: Sequence[MemoryImage]) -> int:
+        """Make `model` run one forward pass on the weights of all `images` at once (stacked
+        weights, see `QuantizedWeightLayer.load_stacked_weight`); returns the number of images.
+        Raises `BridgeError` if a layer has no `decoder` table."""
+        decoder = self.decoder
+        if decoder is None:
+            raise BridgeError("this model image has no decoding table (see ModelImage.decoder)")
+        layers = dict(iter_quantized_layers(model))
+        missing = [n for n in decoder.layers if n not in layers]
+        if missing:
+            raise BridgeError(f"the model has no quantised layer {missing[0]!r}")
+        for name, weights in decoder.stacked_weights(images).items():
+            layers[name].load_stacked_weight(weights)
+        return len(images)
 
     @contextmanager
     def loaded(self, model: nn.Module, image: MemoryImage | None = None) -> Iterator[nn.Module]:
@@ -165,6 +248,26 @@ class ModelImage:
     def __repr__(self) -> str:
         return (f"ModelImage({len(self._entries)} layers, {self.n_weights} weights, "
                 f"{self.image.n_bits} bits)")
+
+
+def _table(entry: _Entry, bits: int) -> np.ndarray | None:
+    codes = entry.codes
+    rows = int(codes.scale.numel())
+    if codes.scale.dtype != torch.float32 or rows * (1 << bits) > _MAX_TABLE_ENTRIES:
+        return None
+    if rows > 1 and (codes.codes.dim() == 0 or codes.codes.shape[0] != rows):
+        return None  # per-channel scales run along axis 0 of the weight
+    patterns = np.arange(1 << bits, dtype=np.uint32)
+    values = np.asarray(decode_unchecked(patterns, entry.encoding, bits), dtype=np.int64)
+    values = values + entry.shift
+    lo, hi = codes.quantizer.load_range
+    if ((values < lo) | (values > hi)).any() or (
+            codes.scheme == "sign" and (values == 0).any()):
+        return None
+    grid = torch.from_numpy(values).to(torch.int32).expand(rows, -1).contiguous()
+    with torch.no_grad():
+        table = codes.quantizer.dequantize(grid, codes.scale, codes.zero_point)
+    return np.ascontiguousarray(table.numpy(), dtype=np.float32)
 
 
 def clear(model: nn.Module, layers: Sequence[str] | None = None) -> None:

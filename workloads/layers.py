@@ -32,19 +32,23 @@ from memsim.workloads.quant import (
     WeightCodes,
     WeightQuantizer,
     as_code_tensor,
+    needs_gradient,
     resolve_quantizer,
     straight_through,
 )
 
 __all__ = [
+    "ALIGNMENT_BYTES",
     "CodesLike",
     "QuantizedConv2d",
     "QuantizedLinear",
     "QuantizedWeightLayer",
+    "aligned",
     "clear_weight_codes",
     "clip_weights_",
     "iter_quantized_layers",
     "load_weight_codes",
+    "stacked_input",
     "weight_codes",
 ]
 
@@ -74,6 +78,8 @@ class QuantizedWeightLayer(nn.Module):
         """The weight the forward pass uses: loaded codes or ``ŵ``, then the perturbation."""
         if self._loaded_weight is None:
             w = self.quantized_weight()
+        elif not needs_gradient(self.weight):
+            w = self._loaded_weight  # the STE form's value, bit for bit
         else:
             q = self.weight_quantizer
             scale, zero_point = q.params(self.weight)
@@ -115,6 +121,33 @@ class QuantizedWeightLayer(nn.Module):
                                   zero_point.to(self.weight.device))
         self._loaded_weight = weight
 
+    def load_stacked_weight(self, weights: Tensor) -> None:
+        """Run inference on several weight sets at once: ``weights`` is (B, *weight shape), and
+        the forward pass takes an input of B equal groups along its first axis (`stacked_input`),
+        group b going through set b. Each group gets what the layer computes with that set
+        loaded alone, bit for bit: the products and convolutions run per set with the unstacked
+        shapes; the element-wise layers between them run once over all sets (the tests check
+        that these give the same bits). Inference only: `clear_weight_codes` returns to the
+        latent weights."""
+        shape = tuple(self.weight.shape)
+        if weights.dim() != len(shape) + 1 or tuple(weights.shape[1:]) != shape:
+            raise QuantizationError(f"stacked weights must have shape (B, {shape}), got "
+                                    f"{tuple(weights.shape)}")
+        self._loaded_weight = weights.to(device=self.weight.device, dtype=self.weight.dtype)
+
+    @property
+    def stacked_sets(self) -> int:
+        """The number of stacked weight sets loaded (0 when none)."""
+        w = self._loaded_weight
+        return int(w.shape[0]) if w is not None and w.dim() == self.weight.dim() + 1 else 0
+
+    def _stacked_weight(self) -> Tensor:
+        if needs_gradient(self.weight):
+            raise QuantizationError("stacked weights are for inference (no gradient)")
+        w = self._loaded_weight
+        assert w is not None
+        return w if self.weight_perturbation is None else self.weight_perturbation(w)
+
     def clear_weight_codes(self) -> None:
         """Forget loaded codes: the forward pass quantises the latent weights again."""
         self._loaded_weight = None
@@ -139,7 +172,15 @@ class QuantizedLinear(QuantizedWeightLayer, nn.Linear):
         self._init_quantization(weight_quantizer)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.effective_weight(), self.bias)
+        sets = self.stacked_sets
+        if not sets:
+            return F.linear(x, self.effective_weight(), self.bias)
+        # one F.linear per set, of the unstacked shape, so each set sums as it would alone
+        # (a batched GEMM measured no faster on the demo's models, and is not promised to sum
+        # alike); the element-wise layers between run once over all sets
+        w = self._stacked_weight()
+        groups = x.reshape(sets, x.shape[0] // sets, *x.shape[1:])
+        return torch.cat([F.linear(aligned(groups[b]), w[b], self.bias) for b in range(sets)])
 
     def extra_repr(self) -> str:
         return f"{nn.Linear.extra_repr(self)}, {self._quant_repr()}"
@@ -162,14 +203,42 @@ class QuantizedConv2d(QuantizedWeightLayer, nn.Conv2d):
         self._init_quantization(weight_quantizer)
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self._conv_forward(x, self.effective_weight(), self.bias)
-        return out
+        sets = self.stacked_sets
+        if not sets:
+            out: Tensor = self._conv_forward(x, self.effective_weight(), self.bias)
+            return out
+        # one convolution per set, of the unstacked shape: a grouped convolution over all sets
+        # picked other algorithms (other sums) for some shapes on this project's machine
+        w = self._stacked_weight()
+        groups = x.reshape(sets, x.shape[0] // sets, *x.shape[1:])
+        return torch.cat([self._conv_forward(aligned(groups[b]), w[b], self.bias)
+                          for b in range(sets)])
 
     def extra_repr(self) -> str:
         # nn.Conv2d.extra_repr is untyped; the fields that matter here, spelled out.
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, groups={self.groups}, "
                 f"bias={self.bias is not None}, {self._quant_repr()}")
+
+
+ALIGNMENT_BYTES = 64
+"""The address alignment of torch's CPU allocations."""
+
+
+def aligned(x: Tensor) -> Tensor:
+    """``x``, or a copy of it at an aligned address if it starts elsewhere (a view into the
+    middle of a tensor). CPU kernels choose their summation path by the address: F.linear of
+    the same values measured other last bits at an unaligned offset. Inputs of products are
+    aligned (`predict`, stacked layers) so that a result never depends on where it lay."""
+    if x.device.type == "cpu" and x.data_ptr() % ALIGNMENT_BYTES:
+        return x.clone()
+    return x
+
+
+def stacked_input(x: Tensor, sets: int) -> Tensor:
+    """``x`` repeated as ``sets`` groups along the first axis: the input of a model whose
+    layers hold ``sets`` stacked weight sets (`QuantizedWeightLayer.load_stacked_weight`)."""
+    return x.unsqueeze(0).expand(sets, *x.shape).reshape(sets * x.shape[0], *x.shape[1:])
 
 
 def iter_quantized_layers(model: nn.Module) -> Iterator[tuple[str, QuantizedWeightLayer]]:

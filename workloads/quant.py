@@ -51,6 +51,7 @@ __all__ = [
     "WeightQuantizer",
     "as_code_tensor",
     "make_weight_quantizer",
+    "needs_gradient",
     "quantizer_fields",
     "resolve_quantizer",
     "sign_ste",
@@ -79,6 +80,13 @@ def straight_through(value: Tensor, latent: Tensor, mask: Tensor | None = None) 
     return value.detach() + delta
 
 
+def needs_gradient(x: Tensor) -> bool:
+    """Whether autograd will trace an op on ``x`` (grad mode on and ``x`` requires grad):
+    without it a straight-through estimator's value is all that counts, and inference (a
+    sweep's trials) skips the estimator's arithmetic."""
+    return torch.is_grad_enabled() and x.requires_grad
+
+
 def sign_ste(x: Tensor, ste_clip: float = 1.0) -> Tensor:
     """Binarise with sign(0) = −1 and the clipped straight-through estimator.
 
@@ -86,7 +94,10 @@ def sign_ste(x: Tensor, ste_clip: float = 1.0) -> Tensor:
     Pseudo-gradient:  ``∂q/∂x = 1 if |x| ≤ ste_clip else 0`` (the hard-tanh STE of Hubara et
     al. 2016, larq's ``ste_sign`` with ``clip_value = ste_clip``).
     """
-    value = torch.where(x > 0, 1.0, -1.0).to(x.dtype)
+    # 2·[x > 0] − 1: torch.where(x > 0, 1.0, -1.0) exactly, in under half its time
+    value = (x > 0).to(x.dtype).mul_(2).sub_(1)
+    if not needs_gradient(x):
+        return value  # what the STE form computes, bit for bit, without its four extra ops
     mask = (x.abs() <= ste_clip).to(x.dtype)
     return straight_through(value, x, mask)
 
@@ -267,6 +278,8 @@ class WeightQuantizer(ABC):
         scale, zero_point = self.params(weight)
         codes = self.encode(weight.detach(), scale, zero_point)
         value = self.dequantize(codes, scale, zero_point)
+        if not needs_gradient(weight):
+            return value
         return straight_through(value, weight, self.ste_mask(weight, scale, zero_point))
 
     def check_codes(self, codes: Tensor, shape: tuple[int, ...]) -> None:

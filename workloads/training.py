@@ -45,7 +45,12 @@ from memsim.spec.training import (
 )
 from memsim.workloads.bridge import ModelImage, clear
 from memsim.workloads.data import Dataset, load_dataset, make_loader
-from memsim.workloads.layers import clip_weights_, iter_quantized_layers
+from memsim.workloads.layers import (
+    aligned,
+    clip_weights_,
+    iter_quantized_layers,
+    stacked_input,
+)
 from memsim.workloads.losses import (
     ConsistencyRegularization,
     CrossEntropyLoss,
@@ -65,6 +70,8 @@ __all__ = [
     "build_model_for",
     "evaluate_clean",
     "load_checkpoint",
+    "predict",
+    "predict_stacked",
     "select_device",
     "train",
 ]
@@ -342,8 +349,23 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
     out = []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
-            out.append(model(images[start:start + batch_size].to(device)).cpu())
+            out.append(model(aligned(images[start:start + batch_size].to(device))).cpu())
     return torch.cat(out)
+
+
+def predict_stacked(model: nn.Module, images: Tensor, sets: int, batch_size: int = 512
+                    ) -> Tensor:
+    """`predict` for a model holding ``sets`` stacked weight sets: logits (sets, N, classes),
+    set b's equal bit for bit to `predict` with set b loaded alone (same image batches)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start:start + batch_size].to(device)
+            logits = model(stacked_input(chunk, sets))  # set 0 aligned as `predict`'s input
+            out.append(logits.reshape(sets, chunk.shape[0], *logits.shape[1:]).cpu())
+    return torch.cat(out, dim=1)
 
 
 def evaluate_clean(model: nn.Module, dataset: Dataset) -> float:

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from memsim.errors import MemsimError
 from memsim.experiments.executors import EXECUTOR_NAMES
+from memsim.spec.names import DEFAULT_READS_PER_PASS, TORCH_DEVICES
 
 if TYPE_CHECKING:
     from memsim.experiments.aggregation import SweepResults
+    from memsim.experiments.evaluate import EvaluationOptions
 
-__all__ = ["DEMO_CONFIG", "add_command", "add_commands", "cmd_demo", "cmd_pareto", "cmd_run",
-           "positive_int"]
+__all__ = ["DEMO_CONFIG", "add_command", "add_commands", "add_evaluation_options", "cmd_demo",
+           "cmd_pareto", "cmd_run", "evaluation_options", "positive_int"]
 
 DEMO_CONFIG = "quickstart"
 
@@ -63,6 +65,31 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads-per-worker", type=positive_int, default=1, metavar="T",
                    help="torch and numba threads per worker (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_evaluation_options(p)
+
+
+def add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    """How trials run: `--reads-per-pass` and `--reference-path` (never what they give) and
+    `--torch-device`."""
+    p.add_argument("--reads-per-pass", type=positive_int, default=DEFAULT_READS_PER_PASS,
+                   metavar="N",
+                   help="corrupted weight sets evaluated in one batched forward pass (default "
+                        f"{DEFAULT_READS_PER_PASS}, fewer for models with large activations; "
+                        "results are the same for any N)")
+    p.add_argument("--reference-path", action="store_true",
+                   help="evaluate every read on its own, its codes decoded, checked and loaded "
+                        "one at a time (the slower path the batched one is checked against)")
+    p.add_argument("--torch-device", choices=TORCH_DEVICES, default="cpu",
+                   help="where forward passes run (default cpu; auto: CUDA if torch sees a "
+                        "device, else the CPU with a note; results on CUDA are keyed apart)")
+
+
+def evaluation_options(args: argparse.Namespace) -> EvaluationOptions:
+    """The `EvaluationOptions` of `add_evaluation_options`' arguments."""
+    from memsim.experiments.evaluate import EvaluationOptions
+
+    return EvaluationOptions(reads_per_pass=args.reads_per_pass,
+                             reference_path=args.reference_path, torch_device=args.torch_device)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -124,7 +151,8 @@ def _run(config: str, args: argparse.Namespace, overrides: list[str], dry_run: b
     results = run_experiment(
         spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
         threads_per_worker=args.threads_per_worker, dry_run=dry_run,
-        progress=not args.no_progress, log=_log, command=_command_line(args))
+        progress=not args.no_progress, log=_log, command=_command_line(args),
+        evaluation=evaluation_options(args))
     return results, list(results.outputs)
 
 

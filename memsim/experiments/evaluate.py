@@ -12,8 +12,9 @@ placement's `sweep`). A trial (c, t) reads every placement's image once with see
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,22 +24,28 @@ from torch import nn
 from memsim.errors import MemsimError
 from memsim.experiments.records import TrialOutcome
 from memsim.experiments.stats import Interval, cluster_mean_interval
+from memsim.memory.image import MemoryImage
 from memsim.memory.protection import ChipReader, ProtectedImage, Protection, protect
 from memsim.physics.device import Device
+from memsim.spec.names import DEFAULT_READS_PER_PASS, TORCH_DEVICES
 from memsim.workloads.bridge import ModelImage, clear
 from memsim.workloads.layers import iter_quantized_layers
-from memsim.workloads.metrics import logit_stats
-from memsim.workloads.training import predict
+from memsim.workloads.metrics import LogitStats, logit_stats, logit_stats_stacked
+from memsim.workloads.training import predict, predict_stacked
 
 __all__ = [
+    "ACTIVATION_BUDGET_BYTES",
     "EvaluationError",
+    "EvaluationOptions",
     "MemoryRead",
     "ModelEvaluation",
     "Placement",
+    "TrialJob",
     "TrialOutcome",
     "chip_seed",
     "evaluate_model",
     "run_trial",
+    "run_trials",
     "trial_seed",
 ]
 
@@ -88,28 +95,176 @@ class MemoryRead:
     chip_seed: int
 
 
+ACTIVATION_BUDGET_BYTES = 256 << 20
+"""Activations one batched forward pass may hold (estimated, see `EvaluationOptions`)."""
+
+# Models probed for their largest activation per image, by input shape.
+_ACTIVATIONS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], int]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _largest_activation(model: nn.Module, image: torch.Tensor) -> int:
+    """Elements of the largest output any module gives for one image (one probe per model and
+    input shape)."""
+    shapes = _ACTIVATIONS.setdefault(model, {})
+    key = tuple(image.shape)
+    if key not in shapes:
+        largest = [int(image.numel())]
+
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor):
+                largest[0] = max(largest[0], int(output.numel()))
+
+        handles = [m.register_forward_hook(hook) for m in model.modules()]
+        try:
+            predict(model, image[None])
+        finally:
+            for h in handles:
+                h.remove()
+        shapes[key] = largest[0]
+    return shapes[key]
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How a sweep's trials run; none of this changes a result (the tests check it)."""
+
+    reads_per_pass: int = DEFAULT_READS_PER_PASS
+    """Most reads evaluated in one batched forward pass (1: one read per pass)."""
+    reference_path: bool = False
+    """Evaluate every read on its own through `run_trial` (codes decoded, checked and loaded
+    one read at a time): the path the batched one is measured and checked against."""
+    torch_device: str = "cpu"
+    """Where the forward passes run: ``cpu``, ``cuda``, or ``auto`` (CUDA when torch sees a
+    device). The fault kernels and the decoding stay on the CPU. Another device sums in
+    another order: its results are its own (a sweep keys them by device)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reads_per_pass, int) or self.reads_per_pass < 1:
+            raise EvaluationError(f"reads_per_pass must be an integer >= 1, got "
+                                  f"{self.reads_per_pass!r}")
+        if self.torch_device not in TORCH_DEVICES:
+            raise EvaluationError(f"torch_device must be one of {', '.join(TORCH_DEVICES)}, "
+                                  f"got {self.torch_device!r}")
+
+    def resolved(self, log: Callable[[str], None] | None = None) -> EvaluationOptions:
+        """These options with ``auto`` replaced by the device found (a line to `log` when it
+        falls back to the CPU); `EvaluationError` for ``cuda`` without a CUDA device."""
+        cuda = torch.cuda.is_available()
+        if self.torch_device == "cuda" and not cuda:
+            raise EvaluationError("--torch-device cuda, but torch sees no CUDA device (use cpu "
+                                  "or auto)")
+        if self.torch_device != "auto":
+            return self
+        if not cuda and log is not None:
+            log("torch device auto: torch sees no CUDA device; evaluating on the CPU")
+        return replace(self, torch_device="cuda" if cuda else "cpu")
+
+    def sets_per_pass(self, model: nn.Module, images: torch.Tensor) -> int:
+        """`reads_per_pass`, fewer where the activations of an image batch (`predict`'s 512)
+        for that many weight sets would pass `ACTIVATION_BUDGET_BYTES` (counting three live
+        float32 tensors the size of the largest one)."""
+        if self.reads_per_pass == 1 or images.shape[0] == 0:
+            return 1
+        per_set = 3 * 4 * min(512, int(images.shape[0])) * _largest_activation(model, images[0])
+        return max(1, min(self.reads_per_pass, ACTIVATION_BUDGET_BYTES // per_set))
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """One trial to run: every memory of a placement set, the chip index and the trial index."""
+
+    memories: Sequence[MemoryRead]
+    chip: int
+    trial: int
+
+
+@dataclass(frozen=True)
+class _Counts:
+    up: int = 0
+    down: int = 0
+    stuck: int = 0
+    residual: int = 0
+    corrected: int = 0
+    uncorrectable: int = 0
+    under_test: int = 0
+
+
+def _read_all(job: TrialJob) -> tuple[list[MemoryImage], _Counts]:
+    """Read every memory of a job once with trial seed (chip seed, trial)."""
+    images = []
+    up = down = stuck = residual = corrected = uncorrectable = under_test = 0
+    for i, m in enumerate(job.memories):
+        read = m.protected.read(m.chip, m.knobs, seed=trial_seed(m.chip_seed, job.trial))
+        images.append(read.image)
+        up += read.raw.flips_zero_to_one
+        down += read.raw.flips_one_to_zero
+        stuck += read.raw.stuck_cells
+        residual += read.residual_bit_errors
+        corrected += read.ecc.corrected_words
+        uncorrectable += read.ecc.uncorrectable_words
+        if i == 0:
+            under_test = read.raw.bit_errors
+    return images, _Counts(up, down, stuck, residual, corrected, uncorrectable, under_test)
+
+
+def _outcome(job: TrialJob, stats: LogitStats, c: _Counts) -> TrialOutcome:
+    return TrialOutcome(job.chip, job.trial, stats.accuracy, stats.mlm, stats.mlm_normalised,
+                        c.up, c.down, c.stuck, c.residual, c.corrected, c.uncorrectable,
+                        c.under_test)
+
+
 def run_trial(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
               memories: Sequence[MemoryRead], chip: int, trial: int) -> TrialOutcome:
     """Read every memory once with trial seed (chip seed, `trial`), run the model on what was
-    read, and return to the latent weights."""
-    up = down = stuck = residual = corrected = uncorrectable = under_test = 0
+    read, and return to the latent weights: one read per forward pass, its codes decoded,
+    checked and loaded through `ModelImage.load` (the reference path `run_trials` is checked
+    against)."""
+    job = TrialJob(memories, chip, trial)
     try:
-        for i, m in enumerate(memories):
-            read = m.protected.read(m.chip, m.knobs, seed=trial_seed(m.chip_seed, trial))
-            m.image.load(model, read.image)
-            up += read.raw.flips_zero_to_one
-            down += read.raw.flips_one_to_zero
-            stuck += read.raw.stuck_cells
-            residual += read.residual_bit_errors
-            corrected += read.ecc.corrected_words
-            uncorrectable += read.ecc.uncorrectable_words
-            if i == 0:
-                under_test = read.raw.bit_errors
+        read_images, counts = _read_all(job)
+        for m, image in zip(memories, read_images, strict=True):
+            m.image.load(model, image)
         stats = logit_stats(predict(model, images), labels, quantiles=False)
     finally:
         clear(model)
-    return TrialOutcome(chip, trial, stats.accuracy, stats.mlm, stats.mlm_normalised, up, down,
-                        stuck, residual, corrected, uncorrectable, under_test)
+    return _outcome(job, stats, counts)
+
+
+def run_trials(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+               jobs: Sequence[TrialJob], options: EvaluationOptions | None = None
+               ) -> list[TrialOutcome]:
+    """`run_trial` for every job, in order, with the same results: up to
+    `EvaluationOptions.reads_per_pass` reads of the same memories at once, decoded straight
+    into stacked weights (`ModelImage.load_stacked`) and evaluated in one batched forward pass
+    (`predict_stacked`). Falls back to `run_trial` for layouts without a decoding table and
+    with ``options.reference_path``."""
+    options = options or EvaluationOptions()
+    if not jobs:
+        return []
+    if options.reference_path or any(m.image.decoder is None for m in jobs[0].memories):
+        return [run_trial(model, images, labels, j.memories, j.chip, j.trial) for j in jobs]
+    per_pass = options.sets_per_pass(model, images)
+    outcomes: list[TrialOutcome] = []
+    start = 0
+    while start < len(jobs):
+        layout = [m.image for m in jobs[start].memories]
+        stop = start + 1
+        while (stop < len(jobs) and stop - start < per_pass
+               and [m.image for m in jobs[stop].memories] == layout):
+            stop += 1
+        batch = jobs[start:stop]
+        read = [_read_all(job) for job in batch]
+        try:
+            for i, image in enumerate(layout):
+                image.load_stacked(model, [r[0][i] for r in read])
+            logits = predict_stacked(model, images, len(batch))
+        finally:
+            clear(model)
+        stats = logit_stats_stacked(logits, labels, quantiles=False)
+        outcomes += [_outcome(job, s, r[1]) for job, s, r in zip(batch, stats, read, strict=True)]
+        start = stop
+    return outcomes
 
 
 @dataclass(frozen=True)
@@ -196,20 +351,23 @@ def _memories(model: nn.Module, placements: Sequence[Placement]) -> list[_Memory
 
 def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    placements: Sequence[Placement], *, chips: int, trials: int = 1,
-                   seed: int = 0, chip_indices: Sequence[int] | None = None
-                   ) -> ModelEvaluation:
+                   seed: int = 0, chip_indices: Sequence[int] | None = None,
+                   options: EvaluationOptions | None = None) -> ModelEvaluation:
     """Accuracy and margins of `model` over chips × trials of its placements.
 
     `chip_indices` evaluates chosen chips (e.g. a batch of an adaptive sweep) instead of
-    0..chips-1.
+    0..chips-1; `options` says how the trials run (not what they give).
     """
+    options = (options or EvaluationOptions()).resolved()
     if chips < 1 or trials < 1:
         raise EvaluationError(f"chips and trials must be >= 1, got {chips} and {trials}")
+    model.to(options.torch_device)
     model.eval()
     clear(model)
     clean = logit_stats(predict(model, images), labels)
     memories = _memories(model, placements)
-    outcomes = []
+    outcomes: list[TrialOutcome] = []
+    pending: list[TrialJob] = []
     indices = list(range(chips)) if chip_indices is None else list(chip_indices)
     for c in indices:
         reads = []
@@ -219,7 +377,11 @@ def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                                     m.protected.chip(m.placement.device, seed_c,
                                                      m.placement.sweep),
                                     m.placement.knobs, seed_c))
-        outcomes += [run_trial(model, images, labels, reads, c, t) for t in range(trials)]
+        pending += [TrialJob(reads, c, t) for t in range(trials)]
+        if len(pending) >= options.reads_per_pass:  # then let go of these chips
+            outcomes += run_trials(model, images, labels, pending, options)
+            pending = []
+    outcomes += run_trials(model, images, labels, pending, options)
     interval = cluster_mean_interval(_accuracy_by_chip(outcomes), bounds=(0.0, 1.0))
     return ModelEvaluation(
         clean.accuracy, clean.mlm, clean.mlm_normalised, tuple(outcomes), interval,

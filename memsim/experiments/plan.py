@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memsim.experiments.evaluate import chip_seed
+from memsim.experiments.evaluate import EvaluationOptions, chip_seed
 from memsim.experiments.models import LoadedModel, RunnerError
 from memsim.experiments.stats import AdaptiveChips
 from memsim.experiments.store import key_of
@@ -55,6 +55,7 @@ __all__ = [
     "WorkContext",
     "adaptive_rule",
     "chip_rule",
+    "device_key",
     "knob_box",
     "protection_of",
     "trials_of",
@@ -101,6 +102,13 @@ class ChipTask:
     points: tuple[PointTask, ...]
 
 
+def device_key(torch_device: str) -> dict[str, str]:
+    """What a row's key adds for the device its forward passes ran on: nothing for the CPU (so
+    keys from before the option stay valid), ``torch_device`` otherwise (another device sums
+    in another order)."""
+    return {} if torch_device == "cpu" else {"torch_device": torch_device}
+
+
 @dataclass
 class WorkContext:
     """What every worker needs: the models, their test data, the devices."""
@@ -109,6 +117,8 @@ class WorkContext:
     data: dict[str, tuple[torch.Tensor, torch.Tensor]]
     model_data: dict[str, str]
     devices: dict[str, Device]
+    evaluation: EvaluationOptions = field(default_factory=EvaluationOptions)
+    """How trials run (not what they give)."""
 
 
 @dataclass
@@ -208,9 +218,10 @@ class Planner:
     """Turns the spec and the loaded models into cells, row inputs and chip tasks."""
 
     def __init__(self, spec: ExperimentSpec, models: Sequence[LoadedModel], *,
-                 dry_run: bool, torch_threads: int = 1) -> None:
+                 dry_run: bool, torch_threads: int = 1, torch_device: str = "cpu") -> None:
         self.spec = spec
         self.torch_threads = torch_threads
+        self.torch_device = torch_device
         self.models = list(models)
         self.dry_run = dry_run
         self.devices: dict[str, Device] = {}
@@ -344,7 +355,7 @@ class Planner:
             inputs = {"row_format": ROW_FORMAT, "model_hash": model.model_hash,
                       "data_hash": model.data_hash, "seed": spec.seed, "chip": c,
                       "trials": trials_of(spec, self.dry_run), "memories": memories,
-                      "torch_threads": self.torch_threads}
+                      "torch_threads": self.torch_threads, **device_key(self.torch_device)}
             key = key_of(inputs)
             self.inputs[key] = inputs
             cell.keys.append(key)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from memsim.experiments.aggregation import SweepResults, aggregate
+from memsim.experiments.evaluate import EvaluationOptions
 from memsim.experiments.executors import Executor, make_executor, pinned_threads
 from memsim.experiments.manifest import write_manifest
 from memsim.experiments.models import (
@@ -47,6 +48,7 @@ from memsim.experiments.plan import (
     WorkContext,
     adaptive_rule,
     chip_rule,
+    device_key,
     protection_of,
     trials_of,
 )
@@ -76,15 +78,19 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
                    executor: str | Executor = "pool", workers: int | None = None,
                    address: str | None = None, threads_per_worker: int = 1,
                    dry_run: bool = False, progress: bool = True,
-                   log: Log | None = None, command: str = "") -> SweepResults:
+                   log: Log | None = None, command: str = "",
+                   evaluation: EvaluationOptions | None = None) -> SweepResults:
     """Train or load the models, sweep, store every row, aggregate and write the outputs.
 
     `dry_run`: validate and build everything, then evaluate a token amount (every model,
     device, placement and protection at the device's first operating point and scenario, one
     chip, one trial, at most 64 test images; models that would be trained are evaluated
-    untrained) into `out_dir/dry-run/`. `command` is quoted in the report.
+    untrained) into `out_dir/dry-run/`. `command` is quoted in the report. `evaluation`:
+    how trials run (reads per batched forward pass, or the per-read reference path); it never
+    changes a result.
     """
     started = time.perf_counter()
+    evaluation = (evaluation or EvaluationOptions()).resolved(log)
     base = Path(out_dir)
     out = base / DRY_RUN_DIR if dry_run else base
     out.mkdir(parents=True, exist_ok=True)
@@ -96,18 +102,21 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
         for path in import_paths:
             on_path.enter_context(import_path(path))
         models = prepare_models(spec, base, dry_run=dry_run, progress=progress, log=log)
-        planner = Planner(spec, models, dry_run=dry_run, torch_threads=threads_per_worker)
+        planner = Planner(spec, models, dry_run=dry_run, torch_threads=threads_per_worker,
+                          torch_device=evaluation.torch_device)
         planner.plan()
         runner = make_executor(executor, workers, address, threads_per_worker) \
             if isinstance(executor, str) else executor
         with ResultStore.in_dir(out) as store:
-            clean_keys = _clean_rows(store, models, threads_per_worker)
+            clean_keys = _clean_rows(store, models, threads_per_worker,
+                                     evaluation.torch_device)
             write_manifest(out, spec, models, planner, clean_keys, dry_run)
             context = WorkContext(
                 models={m.name: m.model for m in models},
                 data={m.data_hash: (m.images, m.labels) for m in models},
                 model_data={m.name: m.data_hash for m in models},
-                devices=planner.devices)
+                devices=planner.devices,
+                evaluation=evaluation)
             reads: dict[str, list[Mapping[str, float]]] = {}
             for cell in planner.cells:
                 for plan, knobs in zip(planner.groups[cell.group].memories, cell.memory_knobs,
@@ -126,17 +135,19 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
     return replace(results, outputs=tuple(paths))
 
 
-def _clean_rows(store: ResultStore, models: Sequence[LoadedModel], threads: int
-                ) -> dict[str, str]:
+def _clean_rows(store: ResultStore, models: Sequence[LoadedModel], threads: int,
+                torch_device: str = "cpu") -> dict[str, str]:
     """Store the fault-free accuracy and margins of each model; its row key by model."""
     out = {}
     with pinned_threads(threads):
         for m in models:
             inputs = {"row_format": ROW_FORMAT, "kind": "clean", "model_hash": m.model_hash,
-                      "data_hash": m.data_hash, "torch_threads": threads}
+                      "data_hash": m.data_hash, "torch_threads": threads,
+                      **device_key(torch_device)}
             key = key_of(inputs)
             if store.get(key) is None:
                 clear(m.model)
+                m.model.to(torch_device)
                 stats = logit_stats(predict(m.model, m.images), m.labels)
                 store.put(key, inputs, CleanResult(m.name, stats.accuracy, stats.mlm,
                                                    stats.mlm_normalised, stats.n).to_json())
@@ -229,5 +240,5 @@ def _sweep(spec: ExperimentSpec, planner: Planner, store: ResultStore, runner: E
             if bar is not None:
                 bar.close()
     if log is not None:
-        log(f"{done} evaluations in {time.perf_counter() - started:.1f} s "
+        log(f"{done} evaluations in {time.perf_counter() - started:.2f} s "
             f"({skipped} already stored)")

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch import nn
 
-from memsim.experiments.evaluate import MemoryRead, run_trial
+from memsim.experiments.evaluate import MemoryRead, TrialJob, run_trials
 from memsim.experiments.plan import ChipTask, MemoryPlan, WorkContext, knob_box
 from memsim.experiments.records import ChipRecord
 from memsim.memory.protection import ProtectedImage, Protection, protect
@@ -48,15 +48,18 @@ def evaluate_chip(context: WorkContext, task: ChipTask) -> list[tuple[str, ChipR
     chips = [protected.chip(context.devices[plan.device], seed, plan.sweep_dict())
              for plan, (_, protected), seed in zip(task.memories, memories, task.chip_seeds,
                                                     strict=True)]
-    rows = []
+    device = context.evaluation.torch_device  # resolved by the runner: cpu or cuda
+    if next(model.parameters()).device.type != device:
+        model.to(device)
     model.eval()
+    jobs = []
     for point in task.points:
         reads = [MemoryRead(mi, protected, chip, point.knobs[i], task.chip_seeds[i])
                  for i, ((mi, protected), chip) in enumerate(zip(memories, chips, strict=True))]
-        outcomes = [run_trial(model, images, labels, reads, task.chip, t)
-                    for t in range(task.trials)]
-        rows.append((point.key, ChipRecord.of(outcomes)))
-    return rows
+        jobs += [TrialJob(reads, task.chip, t) for t in range(task.trials)]
+    outcomes = run_trials(model, images, labels, jobs, context.evaluation)
+    return [(point.key, ChipRecord.of(outcomes[i * task.trials:(i + 1) * task.trials]))
+            for i, point in enumerate(task.points)]
 
 
 def warm_up(devices: Mapping[str, Device], reads: Mapping[str, Sequence[Mapping[str, float]]],

@@ -9,7 +9,9 @@ from enum import StrEnum
 
 __all__ = [
     "DEFAULT_BUDGETS_POINTS",
+    "DEFAULT_READS_PER_PASS",
     "ECC_SCHEMES",
+    "TORCH_DEVICES",
     "UNCORRECTABLE_POLICIES",
     "EccScheme",
     "UncorrectablePolicy",
@@ -36,6 +38,15 @@ UNCORRECTABLE_POLICIES: tuple[str, ...] = tuple(p.value for p in UncorrectablePo
 
 DEFAULT_BUDGETS_POINTS: tuple[float, ...] = (1.0, 2.0)
 """Accuracy budgets in percentage points below clean accuracy, when a config names none."""
+
+
+DEFAULT_READS_PER_PASS = 16
+"""Most corrupted weight sets a sweep evaluates in one batched forward pass (fewer where the
+activations would pass `memsim.experiments.evaluate.ACTIVATION_BUDGET_BYTES`)."""
+
+
+TORCH_DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+"""Where an evaluation's forward passes may run (``auto``: CUDA when torch sees a device)."""
 
 
 def format_knobs(values: Mapping[str, float], empty: str = "nominal") -> str:
