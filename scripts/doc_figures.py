@@ -16,8 +16,8 @@ tests/test_docs.py checks that they are in the figure's section; rerunning a fig
 asks for the pages that quote it to be updated.
 
 Figures (``--list`` prints them): cli-startup (benchmarks/bench_cli.py), kernels
-(benchmarks/bench_kernels.py), scale (benchmarks/bench_scale.py), sweep
-(benchmarks/bench_sweep.py), paired-example (memsim train and memsim eval: CE against MCEL
+(benchmarks/bench_kernels.py), scale (benchmarks/bench_scale.py), bnn
+(benchmarks/bench_bnn.py), sweep (benchmarks/bench_sweep.py), paired-example (memsim train and memsim eval: CE against MCEL
 on the same chips), demo (memsim demo: time and the report's answer), mcel, mcel-scale,
 mcel-vgg3 (scripts/mcel_vs_ce.py), suite (the test suite's time).
 """
@@ -199,6 +199,15 @@ def run_scale(quick: bool) -> str:
     return separate_tables(call_main(bench.main, scale_args(quick)))
 
 
+def bnn_args(quick: bool) -> list[str]:
+    return ["--markdown", *(["--quick"] if quick else [])]
+
+
+def run_bnn(quick: bool) -> str:
+    bench = load_script(ROOT / "benchmarks" / "bench_bnn.py")
+    return separate_tables(call_main(bench.main, bnn_args(quick)))
+
+
 # The commit before issue 17's work on sweep speed: the sweep figure's baseline.
 SWEEP_BASELINE_COMMIT = "e934332"
 
@@ -358,6 +367,11 @@ FIGURES: tuple[Figure, ...] = (
            "with per-cell factors, per MiB (quoted in [memory: scale](memory.md#scale)).",
            lambda q: code("benchmarks/bench_scale.py", scale_args(q)),
            run_scale),
+    Figure("bnn", "BNN inference on the packed words",
+           "`PackedBNN` (XNOR and popcount on the stored bits) against torch's float inference "
+           "of the same BNN, one thread (quoted in [networks](workloads.md#bnn-inference-on-the-"
+           "packed-words)).",
+           lambda q: code("benchmarks/bench_bnn.py", bnn_args(q)), run_bnn),
     Figure("sweep", "evaluations per second of the demo's sweep",
            "The quickstart sweep on one core: the batched path against the per-read reference "
            f"path (`--reference-path`) and the code of {SWEEP_BASELINE_COMMIT} (before issue "

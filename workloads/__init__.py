@@ -35,6 +35,7 @@ from memsim.workloads.losses import (
     resolve_loss,
 )
 from memsim.workloads.models import ModelError, build_model, model_names
+from memsim.workloads.packed_bnn import PackedBNN, PackedBNNError
 from memsim.workloads.ptq import quantize_model
 from memsim.workloads.quant import (
     AsymmetricQuantizer,
@@ -63,6 +64,8 @@ __all__ = [
     "ModelImage",
     "ModifiedHingeLoss",
     "Normalisation",
+    "PackedBNN",
+    "PackedBNNError",
     "QuantizationError",
     "QuantizedConv2d",
     "QuantizedLinear",
