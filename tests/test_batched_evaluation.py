@@ -33,7 +33,7 @@ from memsim.experiments.evaluate import (
 from memsim.experiments.plan import device_key
 from memsim.experiments.runner import run_experiment
 from memsim.experiments.store import ResultStore
-from memsim.kernels.decode import decode_fields_
+from memsim.kernels.decode import copy_bits_, decode_fields_
 from memsim.memory.image import MemoryImage
 from memsim.memory.protection import Protection, protect
 from memsim.physics.device import load_device
@@ -42,7 +42,7 @@ from memsim.workloads.bridge import ModelImage, clear
 from memsim.workloads.layers import QuantizedConv2d, QuantizedLinear, iter_quantized_layers
 from memsim.workloads.metrics import logit_stats, logit_stats_stacked
 from memsim.workloads.quant import QuantizationError, make_weight_quantizer
-from memsim.workloads.training import predict, predict_stacked
+from memsim.workloads.training import load_checkpoint, predict, predict_stacked
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -382,3 +382,58 @@ def test_a_sweep_on_auto_without_cuda_is_the_cpu_sweep(tmp_path: Path) -> None:
             rows[device] = {row.key: row.outputs for row in store.rows()}
     assert rows["auto"] == rows["cpu"]
     assert "torch device auto: torch sees no CUDA device; evaluating on the CPU" in lines
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(0, 400), src_offset=st.integers(0, 130), dst_offset=st.integers(0, 130),
+       seed=st.integers(0, 2**32 - 1))
+def test_copy_bits_moves_exactly_the_range(n: int, src_offset: int, dst_offset: int,
+                                           seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, 2**64, 10, dtype=np.uint64)
+    dst = rng.integers(0, 2**64, 10, dtype=np.uint64)
+    want = np.unpackbits(dst.view(np.uint8), bitorder="little")
+    source = np.unpackbits(src.view(np.uint8), bitorder="little")
+    want[dst_offset:dst_offset + n] = source[src_offset:src_offset + n]
+    got = copy_bits_(src, src_offset, dst.copy(), dst_offset, n)
+    assert np.array_equal(np.unpackbits(got.view(np.uint8), bitorder="little"), want)
+
+
+def test_copy_bits_refuses_ranges_outside_the_words() -> None:
+    with pytest.raises(ValueError, match="do not fit"):
+        copy_bits_(np.zeros(1, np.uint64), 10, np.zeros(2, np.uint64), 0, 60)
+
+
+def test_bnns_run_on_the_read_words_with_the_same_results(tmp_path: Path) -> None:
+    """The golden BNN with random batch-norm statistics, whole and split over two memories
+    (first layer in SRAM, the rest in undervolted SRAM with SEC-DED): the packed path is taken
+    and gives the reference path's trials."""
+    trained = load_checkpoint(golden_checkpoint_file(tmp_path / "bnn.pt", seed=5))
+    model = trained.model.eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.uniform_(-3, 3)
+                module.running_var.uniform_(0.5, 4)
+    test = trained.dataset.test
+    x, labels = test.images[:100], test.labels[:100]
+    jobs = _jobs(model)
+    layouts = [[m.image for m in jobs[0].memories]]
+    sram = load_device("sram-14nm")
+    whole = ModelImage.of(model)
+    protected = protect(whole.image, Protection())
+    chip = protected.chip(sram, 7)
+    jobs += [TrialJob([MemoryRead(whole, protected, chip, {"v_rel": 0.8}, 7)], 9, t)
+             for t in range(4)]
+    layouts.append([whole])
+    for layout in layouts:
+        assert evaluate_module._packed_path(model, layout) is not None
+    want = [run_trial(model, x, labels, j.memories, j.chip, j.trial) for j in jobs]
+    assert len({w.accuracy for w in want}) > 2
+    assert run_trials(model, x, labels, jobs) == want
+    assert run_trials(model, x, labels, jobs, EvaluationOptions(packed_bnn=False)) == want
+
+
+def test_models_the_packed_path_cannot_run_go_through_torch() -> None:
+    model = _model(4, "symmetric", False)
+    assert evaluate_module._packed_path(model, [ModelImage.of(model)]) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,13 +25,15 @@ from torch import nn
 from memsim.errors import MemsimError
 from memsim.experiments.records import TrialOutcome
 from memsim.experiments.stats import Interval, cluster_mean_interval
+from memsim.kernels.decode import copy_bits_
 from memsim.memory.image import MemoryImage
 from memsim.memory.protection import ChipReader, ProtectedImage, Protection, protect
 from memsim.physics.device import Device
 from memsim.spec.names import DEFAULT_READS_PER_PASS, TORCH_DEVICES
-from memsim.workloads.bridge import ModelImage, clear
+from memsim.workloads.bridge import ModelImage, clear, region_name
 from memsim.workloads.layers import iter_quantized_layers
 from memsim.workloads.metrics import LogitStats, logit_stats, logit_stats_stacked
+from memsim.workloads.packed_bnn import PackedBNN
 from memsim.workloads.training import predict, predict_stacked
 
 __all__ = [
@@ -134,6 +137,9 @@ class EvaluationOptions:
     reference_path: bool = False
     """Evaluate every read on its own through `run_trial` (codes decoded, checked and loaded
     one read at a time): the path the batched one is measured and checked against."""
+    packed_bnn: bool = True
+    """Run BNNs that `PackedBNN` supports straight on the read words (XNOR and popcount, the
+    same logits bit for bit) instead of through torch."""
     torch_device: str = "cpu"
     """Where the forward passes run: ``cpu``, ``cuda``, or ``auto`` (CUDA when torch sees a
     device). The fault kernels and the decoding stay on the CPU. Another device sums in
@@ -231,20 +237,86 @@ def run_trial(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return _outcome(job, stats, counts)
 
 
+@dataclass(frozen=True)
+class _PackedPath:
+    """A BNN's `PackedBNN` over the whole model's layout, and how the words of one trial's
+    memories fill that layout."""
+
+    model: nn.Module
+    memories: tuple[ModelImage, ...]
+    packed: PackedBNN
+    layout: ModelImage
+    plan: tuple[tuple[int, int, int, int], ...]
+    """(memory, bit offset there, bit offset in `layout`, bits) per layer."""
+
+    def logits(self, read: Sequence[MemoryImage], images: torch.Tensor) -> torch.Tensor:
+        if len(read) == 1 and read[0].regions == self.layout.image.regions:
+            return self.packed.logits(read[0], images)
+        words = np.zeros_like(self.layout.image.words)
+        for memory, source, target, bits in self.plan:
+            copy_bits_(read[memory].words, source, words, target, bits)
+        return self.packed.logits(self.layout.image.with_words(words), images)
+
+
+# BNNs compiled for the packed path, per worker process: (id of the model, ids of the memories'
+# images) -> the path, or None where the model is not one PackedBNN runs.
+_PACKED: OrderedDict[tuple[int, tuple[int, ...]], _PackedPath | None] = OrderedDict()
+_PACKED_SIZE = 16
+
+
+def _packed_path(model: nn.Module, memories: Sequence[ModelImage]) -> _PackedPath | None:
+    key = (id(model), tuple(id(m) for m in memories))
+    if key in _PACKED:
+        hit = _PACKED[key]
+        if hit is None or (hit.model is model and all(
+                a is b for a, b in zip(hit.memories, memories, strict=True))):
+            _PACKED.move_to_end(key)
+            return hit
+    path = None
+    layers = sorted(name for name, _ in iter_quantized_layers(model))
+    if sorted(layer for m in memories for layer in m.layers) == layers:
+        try:
+            layout = ModelImage.of(model)
+            packed = PackedBNN(model, layout)
+        except MemsimError:  # not a BNN that PackedBNN runs: torch does
+            packed = None
+        if packed is not None:
+            plan = []
+            for i, m in enumerate(memories):
+                for layer in m.layers:
+                    source = m.image.region(region_name(layer))
+                    target = layout.image.region(region_name(layer))
+                    if (source.bits, source.encoding) != (target.bits, target.encoding):
+                        break
+                    plan.append((i, source.bit_offset, target.bit_offset, source.n_bits))
+                else:
+                    continue
+                break
+            else:
+                path = _PackedPath(model, tuple(memories), packed, layout, tuple(plan))
+    _PACKED[key] = path
+    while len(_PACKED) > _PACKED_SIZE:
+        _PACKED.popitem(last=False)
+    return path
+
+
 def run_trials(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                jobs: Sequence[TrialJob], options: EvaluationOptions | None = None
                ) -> list[TrialOutcome]:
     """`run_trial` for every job, in order, with the same results: up to
     `EvaluationOptions.reads_per_pass` reads of the same memories at once, decoded straight
     into stacked weights (`ModelImage.load_stacked`) and evaluated in one batched forward pass
-    (`predict_stacked`). Falls back to `run_trial` for layouts without a decoding table and
-    with ``options.reference_path``."""
+    (`predict_stacked`), or, for a BNN that `PackedBNN` runs, each read evaluated straight on
+    its words; logit statistics once per batch. Falls back to `run_trial` for layouts without a
+    decoding table and with ``options.reference_path``."""
     options = options or EvaluationOptions()
     if not jobs:
         return []
     if options.reference_path or any(m.image.decoder is None for m in jobs[0].memories):
         return [run_trial(model, images, labels, j.memories, j.chip, j.trial) for j in jobs]
     per_pass = options.sets_per_pass(model, images)
+    packed_ok = (options.packed_bnn and options.torch_device == "cpu"
+                 and images.dtype == torch.float32)
     outcomes: list[TrialOutcome] = []
     start = 0
     while start < len(jobs):
@@ -255,12 +327,16 @@ def run_trials(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             stop += 1
         batch = jobs[start:stop]
         read = [_read_all(job) for job in batch]
-        try:
-            for i, image in enumerate(layout):
-                image.load_stacked(model, [r[0][i] for r in read])
-            logits = predict_stacked(model, images, len(batch))
-        finally:
-            clear(model)
+        path = _packed_path(model, layout) if packed_ok else None
+        if path is not None:
+            logits = torch.stack([path.logits(r[0], images) for r in read])
+        else:
+            try:
+                for i, image in enumerate(layout):
+                    image.load_stacked(model, [r[0][i] for r in read])
+                logits = predict_stacked(model, images, len(batch))
+            finally:
+                clear(model)
         stats = logit_stats_stacked(logits, labels, quantiles=False)
         outcomes += [_outcome(job, s, r[1]) for job, s, r in zip(batch, stats, read, strict=True)]
         start = stop

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from memsim.kernels.rng import jit
 
-__all__ = ["decode_fields_"]
+__all__ = ["copy_bits_", "decode_fields_"]
 
 
 @jit
@@ -63,3 +63,39 @@ def decode_fields_(words: NDArray[np.uint64], bit_offset: int, bits: int,
         raise ValueError(f"fields up to bit {end_bit} do not fit in {words.shape[1]} words")
     _decode_kernel(words, int(bit_offset), int(bits), table, int(row_elements), out)
     return out
+
+
+@jit
+def _copy_bits_kernel(src: NDArray[np.uint64], src_offset: int, dst: NDArray[np.uint64],
+                      dst_offset: int, n_bits: int) -> None:
+    done = 0
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+    while done < n_bits:
+        d = dst_offset + done
+        d_shift = d & 63
+        take = min(n_bits - done, 64 - d_shift)  # never across a destination word
+        s = src_offset + done
+        s_shift = s & 63
+        v = src[s >> 6] >> np.uint64(s_shift)
+        if s_shift and s_shift + take > 64:
+            v |= src[(s >> 6) + 1] << np.uint64(64 - s_shift)
+        mask = ones if take == 64 else (np.uint64(1) << np.uint64(take)) - np.uint64(1)
+        dst[d >> 6] = (dst[d >> 6] & ~(mask << np.uint64(d_shift))) \
+            | ((v & mask) << np.uint64(d_shift))
+        done += take
+
+
+def copy_bits_(src: NDArray[np.uint64], src_offset: int, dst: NDArray[np.uint64],
+               dst_offset: int, n_bits: int) -> NDArray[np.uint64]:
+    """Copy stream bits ``[src_offset, src_offset + n_bits)`` of ``src`` to stream bits from
+    ``dst_offset`` of ``dst`` (both 1-D uint64 streams, in the `memsim.memory.image` bit
+    order), leaving the rest of ``dst`` as it was; returns ``dst``."""
+    for name, words, offset in (("src", src, src_offset), ("dst", dst, dst_offset)):
+        if words.ndim != 1 or words.dtype != np.uint64:
+            raise ValueError(f"{name} must be a 1-D uint64 array, got {words.dtype} "
+                             f"{words.shape}")
+        if offset < 0 or n_bits < 0 or offset + n_bits > words.size * 64:
+            raise ValueError(f"{name} bits [{offset}, {offset + n_bits}) do not fit in "
+                             f"{words.size} words")
+    _copy_bits_kernel(src, int(src_offset), dst, int(dst_offset), int(n_bits))
+    return dst
