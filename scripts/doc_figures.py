@@ -17,9 +17,10 @@ asks for the pages that quote it to be updated.
 
 Figures (``--list`` prints them): cli-startup (benchmarks/bench_cli.py), kernels
 (benchmarks/bench_kernels.py), scale (benchmarks/bench_scale.py), bnn
-(benchmarks/bench_bnn.py), sweep (benchmarks/bench_sweep.py), paired-example (memsim train and memsim eval: CE against MCEL
-on the same chips), demo (memsim demo: time and the report's answer), mcel, mcel-scale,
-mcel-vgg3 (scripts/mcel_vs_ce.py), suite (the test suite's time).
+(benchmarks/bench_bnn.py), sweep (benchmarks/bench_sweep.py), paired-example (memsim train
+and memsim eval: CE against MCEL on the same chips), demo (memsim demo: time and the
+report's answer), mcel, mcel-scale, mcel-vgg3 (scripts/mcel_vs_ce.py), suite (the test
+suite's time).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 import numba
 import numpy as np
 import pytest
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from memsim.kernels import (
     DEFAULT_CHUNK_BITS,
@@ -100,6 +100,18 @@ def test_stream_seeds_are_distinct_and_seed_dependent() -> None:
     b = {int(krng.stream_seed(np.uint64(8), c)) for c in range(5000)}
     assert len(a) == 5000 and len(b) == 5000
     assert not a & b
+
+
+def test_draws_ahead_are_the_sequence_s_draws() -> None:
+    # uniform_ahead(s, k) is the k-th next_uniform from s, skip_ahead(s, k) the state then,
+    # across the wrap of the 64-bit state.
+    for start in (0, 12345, 2**64 - 3):
+        state = np.uint64(start)
+        for k in range(1, 40):
+            state, u = krng.next_uniform(np.uint64(state))  # returns the state as an int
+            assert krng.uniform_ahead(np.uint64(start), k) == u
+            assert krng.skip_ahead(np.uint64(start), k) == state
+        assert krng.skip_ahead(np.uint64(start), 0) == np.uint64(start)
 
 
 def test_cell_uniform_is_counter_based_and_matches_numpy_port() -> None:
@@ -206,21 +218,31 @@ def test_flip_bits_factor_at_p_one_flips_every_strong_cell() -> None:
     assert np.count_nonzero(~flipped) > 0
 
 
+NEVER_QUICK = np.tile([-1.0, 2.0], (1024, 2))
+"""A `_factor_quick_table` that decides nothing quickly: every candidate takes the exact test."""
+
+
 @pytest.mark.parametrize(
     ("sigma", "p01", "p10"),
-    [(0.05, 0.02, 0.01), (0.5, 0.01, 0.0), (0.5, 1e-3, 0.3), (1.5, 1e-4, 2e-4)],
+    [(0.05, 0.02, 0.01), (0.5, 0.01, 0.0), (0.5, 1e-3, 0.3), (1.5, 1e-4, 2e-4), (1.0, 0.2, 0.4)],
 )
-def test_flip_bits_quick_factor_rejection_is_only_a_speed_up(
-    sigma: float, p01: float, p10: float
+@pytest.mark.parametrize("with_list", [False, True])
+def test_flip_bits_quick_factor_decisions_are_only_a_speed_up(
+    sigma: float, p01: float, p10: float, with_list: bool
 ) -> None:
-    # The kernel without its rejection table (every candidate takes the exact path) must make
-    # exactly the same decisions.
+    # The kernel without its quick tables (every candidate takes the exact test) must make
+    # exactly the same decisions, in the main pass and in the weak-cell list's.
     words = random_words(1 << 14, seed=16)
     n_bits = 64 * len(words)
+    chunk = 1 << 16
+    weak = kernel_flips.weak_cells(n_bits, sigma, 9) if with_list else None
     fast = words.copy()
-    flip_bits_(fast, n_bits, p01, p10, 3, factor_sigma=sigma, factor_seed=9, chunk_bits=1 << 16)
+    flip_bits_(fast, n_bits, p01, p10, 3, factor_sigma=sigma, factor_seed=9, chunk_bits=chunk,
+               weak=weak)
     slow = words.copy()
     z_cap, _ = factor_cap(sigma)
+    log_f_cap = sigma * z_cap - sigma**2 / 2
+    no_list = np.empty(0, np.int64)
     kernel_flips._flip_bits_kernel(
         slow,
         n_bits,
@@ -229,23 +251,235 @@ def test_flip_bits_quick_factor_rejection_is_only_a_speed_up(
         np.uint64(3) ^ kernel_flips._TAG_BITS,
         sigma,
         np.uint64(9),
-        sigma * z_cap - sigma**2 / 2,
-        np.full((2, 1024), -1.0),
-        1 << 16,
+        sigma * weak.z_split - sigma**2 / 2 if weak else log_f_cap,
+        NEVER_QUICK,
+        chunk,
         np.empty(0, np.uint64),
         False,
-        np.empty(0, np.int64),
-        np.empty(0, np.int64),
-        2.0,
-        sigma * z_cap - sigma**2 / 2,
+        weak.cells if weak else no_list,
+        weak.offsets(chunk) if weak else no_list,
+        float(ndtr(weak.z_split)) if weak else 2.0,
+        log_f_cap,
+        NEVER_QUICK,
     )
     np.testing.assert_array_equal(fast, slow)
     assert not np.array_equal(fast, words)
 
 
+def test_factor_quick_table_brackets_the_exact_test() -> None:
+    # A cell uniform below a bucket's lower bound rejects and above its upper bound accepts
+    # for every v of the bucket (checked at the bucket's ends against the exact test); the
+    # bounds are ordered and the band between them is narrow.
+    sigma, p01, p10 = 0.7, 2e-3, 5e-3
+    z_cap, _ = factor_cap(sigma)
+    log_f_cap = sigma * z_cap - sigma**2 / 2
+    table = kernel_flips._factor_quick_table(p01, p10, sigma, log_f_cap)
+    p_bound = min(1.0, max(p01, p10) * np.exp(log_f_cap))
+    k = np.arange(1024)
+    for b, p in enumerate((p01, p10)):
+        lo, hi = table[:, 2 * b], table[:, 2 * b + 1]
+        assert np.all(lo <= hi)
+        assert np.mean(np.minimum(hi, 1.0) - np.maximum(lo, 0.0)) < 2e-3
+
+        def accepted(u: np.ndarray, v: np.ndarray, p: float = p) -> np.ndarray:
+            f = np.minimum(np.exp(sigma * ndtri(u) - sigma**2 / 2), np.exp(log_f_cap))
+            return np.asarray(v * p_bound < np.minimum(1.0, p * f))
+
+        below = np.clip(lo - 1e-9, 1e-300, None)
+        above = np.clip(hi + 1e-9, None, 1 - 1e-16)
+        for v in (k / 1024, (k + 1) / 1024 - 1e-12):
+            assert not np.any(accepted(below, v)[lo > 1e-9])
+            assert np.all(accepted(above, v)[hi < 1 - 1e-9])
+
+
 def test_cell_factor_reference_is_truncated_lognormal() -> None:
     f = cell_factor_reference(3, np.arange(10_000, dtype=np.int64), 0.5)
     assert np.all(f > 0) and f.max() <= factor_cap(0.5)[1]
+
+
+# --- the kernels make the draws and decisions of a one-by-one loop ------------------------
+
+
+@numba.njit
+def one_by_one_flip_bits(
+    words: np.ndarray, n_bits: int, p01: float, p10: float, seed: np.uint64, sigma: float,
+    factor_seed: np.uint64, log_f_cap: float, chunk_bits: int, weak_cells: np.ndarray,
+    weak_offsets: np.ndarray, u_weak: float, log_f_weak_cap: float,
+) -> np.ndarray:
+    """The flip kernel as a plain loop, a candidate at a time: a gap draw (`_next_candidate`),
+    then, where the candidate is thinned, its uniform, and the exact test with the cell's
+    factor; weak cells after the main pass of their chunk, from the list. Returns the counts."""
+    one = np.uint64(1)
+    n_chunks = (n_bits + chunk_bits - 1) // chunk_bits
+    counts = np.zeros(2, np.int64)
+    split = weak_offsets.shape[0] > 0
+    p_bound = min(1.0, max(p01, p10) * np.exp(log_f_cap))
+    p_weak = min(1.0, max(p01, p10) * np.exp(log_f_weak_cap))
+    if p_bound <= 0.0:
+        return counts
+    every = p_bound >= 1.0
+    log_q = 0.0 if every else np.log1p(-p_bound)
+    half_var = 0.5 * sigma * sigma
+    for c in range(n_chunks):
+        start = c * chunk_bits
+        end = min(start + chunk_bits, n_bits)
+        state = krng.stream_seed(seed, c)
+        pos = start - 1
+        while True:
+            state, pos = kernel_flips._next_candidate(state, pos, end, every, log_q)
+            if pos >= end:
+                break
+            bit = (words[pos >> 6] >> np.uint64(pos & 63)) & one
+            p = p10 if bit else p01
+            if sigma > 0.0:
+                state, v = krng.next_uniform(state)
+                u = krng.cell_uniform(factor_seed, pos)
+                if u > u_weak:
+                    continue
+                z = krng.standard_normal_from_uniform(u)
+                p = min(1.0, p * np.exp(min(sigma * z - half_var, log_f_cap)))
+                if v * p_bound >= p:
+                    continue
+            elif p < p_bound:
+                state, v = krng.next_uniform(state)
+                if v * p_bound >= p:
+                    continue
+            words[pos >> 6] ^= one << np.uint64(pos & 63)
+            counts[bit] += 1
+        if split and p_weak > 0.0:
+            j = weak_offsets[c] - 1
+            hi = weak_offsets[c + 1]
+            log_qw = 0.0 if p_weak >= 1.0 else np.log1p(-p_weak)
+            while True:
+                state, j = kernel_flips._next_candidate(state, j, hi, p_weak >= 1.0, log_qw)
+                if j >= hi:
+                    break
+                cell = weak_cells[j]
+                bit = (words[cell >> 6] >> np.uint64(cell & 63)) & one
+                state, v = krng.next_uniform(state)
+                z = krng.standard_normal_from_uniform(krng.cell_uniform(factor_seed, cell))
+                p = min(1.0, (p10 if bit else p01) * np.exp(min(sigma * z - half_var,
+                                                                log_f_weak_cap)))
+                if v * p_weak >= p:
+                    continue
+                words[cell >> 6] ^= one << np.uint64(cell & 63)
+                counts[bit] += 1
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("p01", "p10"),
+    [(1e-4, 3e-4), (2e-3, 2e-3), (0.05, 0.01), (0.0, 0.2), (0.3, 1.0), (1.0, 1.0)],
+)
+@pytest.mark.parametrize(("sigma", "with_list"), [(0.0, False), (0.5, False), (0.5, True),
+                                                  (1.2, True)])
+def test_flip_bits_draws_and_decides_as_one_by_one(
+    threads: Callable[[int], None], p01: float, p10: float, sigma: float, with_list: bool
+) -> None:
+    # 4 Mi bits in 2^16-bit chunks: 64 chunks in 2 copy groups, from a source and in place,
+    # at 1 and 2 threads: always the flips of the one-by-one loop.
+    n_bits = (1 << 22) - 77
+    chunk = 1 << 16
+    words = random_words(-(-n_bits // 64) + 2, seed=31)
+    weak = kernel_flips.weak_cells(n_bits, sigma, 12) if with_list else None
+    z_cap, _ = factor_cap(sigma)
+    log_f_cap = sigma * z_cap - sigma**2 / 2
+    want = words.copy()
+    no_list = np.empty(0, np.int64)
+    z2o, o2z = one_by_one_flip_bits(
+        want, n_bits, p01, p10, np.uint64(8) ^ kernel_flips._TAG_BITS, sigma, np.uint64(12),
+        sigma * weak.z_split - sigma**2 / 2 if weak else log_f_cap, chunk,
+        weak.cells if weak else no_list, weak.offsets(chunk) if weak else no_list,
+        float(ndtr(weak.z_split)) if weak else 2.0, log_f_cap)
+    for n_threads in (1, 2):
+        threads(n_threads)
+        for source in (None, words):
+            got = words.copy() if source is None else np.zeros_like(words)
+            counts = flip_bits_(got, n_bits, p01, p10, 8, factor_sigma=sigma, factor_seed=12,
+                                chunk_bits=chunk, source=source, weak=weak)
+            np.testing.assert_array_equal(got, want)
+            assert (counts.zero_to_one, counts.one_to_zero) == (z2o, o2z)
+
+
+@numba.njit
+def one_by_one_flip_levels(
+    words: np.ndarray, n_cells: int, b: int, level_to_code: np.ndarray,
+    code_to_level: np.ndarray, leave: np.ndarray, cum: np.ndarray, targets: np.ndarray,
+    rate_bound: float, seed: np.uint64, chunk_cells: int,
+) -> int:
+    """The level kernel as a plain loop, a candidate at a time: a gap draw, one uniform that
+    accepts (below the level's leaving rate) and picks the target by searching its row."""
+    bb = np.uint64(b)
+    mask = (np.uint64(1) << bb) - np.uint64(1)
+    n_chunks = (n_cells + chunk_cells - 1) // chunk_cells
+    if rate_bound <= 0.0:
+        return 0
+    every = rate_bound >= 1.0
+    log_q = 0.0 if every else np.log1p(-rate_bound)
+    changed = 0
+    for c in range(n_chunks):
+        start = c * chunk_cells
+        end = min(start + chunk_cells, n_cells)
+        state = krng.stream_seed(seed, c)
+        j = start - 1
+        while True:
+            state, j = kernel_flips._next_candidate(state, j, end, every, log_q)
+            if j >= end:
+                break
+            lo = j * b
+            w = lo >> 6
+            off = np.uint64(lo & 63)
+            code = (words[w] >> off) & mask
+            if off + bb > np.uint64(64):
+                code |= (words[w + 1] << (np.uint64(64) - off)) & mask
+            level = code_to_level[code]
+            state, v = krng.next_uniform(state)
+            x = v * rate_bound
+            if x >= leave[level]:
+                continue
+            k = 0
+            while k < targets.shape[1] - 1 and x >= cum[level, k]:
+                k += 1
+            diff = code ^ np.uint64(level_to_code[targets[level, k]])
+            words[w] ^= diff << off
+            if off + bb > np.uint64(64):
+                words[w + 1] ^= diff >> (np.uint64(64) - off)
+            changed += 1
+    return changed
+
+
+@pytest.mark.parametrize(("bits_per_cell", "codes"),
+                         [(1, np.array([1, 0], np.uint8)), (2, GRAY2), (3, GRAY3),
+                          (5, np.random.default_rng(3).permutation(32).astype(np.uint8))])
+@pytest.mark.parametrize("scale", [1e-4, 0.02, 0.5])
+def test_flip_levels_draws_and_decides_as_one_by_one(
+    threads: Callable[[int], None], bits_per_cell: int, codes: np.ndarray, scale: float
+) -> None:
+    # Uneven rows (different leaving rates, targets near and far); cells in 2^10-cell chunks,
+    # several copy groups; from a source and in place, at 1 and 2 threads.
+    n_levels = 1 << bits_per_cell
+    rng = np.random.default_rng(bits_per_cell)
+    matrix = rng.uniform(0.0, 1.0, (n_levels, n_levels)) ** 4
+    np.fill_diagonal(matrix, 0.0)
+    matrix *= scale * rng.uniform(0.2, 1.0, (n_levels, 1)) / matrix.sum(axis=1, keepdims=True)
+    np.fill_diagonal(matrix, 1.0 - matrix.sum(axis=1))
+    n_cells = (1 << 22) // bits_per_cell - 5
+    chunk = 1 << 10
+    words = random_words(-(-n_cells * bits_per_cell // 64) + 1, seed=32)
+    leave, cum, targets, rate_bound = kernel_flips._level_tables(matrix, n_levels)
+    want = words.copy()
+    changed = one_by_one_flip_levels(
+        want, n_cells, bits_per_cell, codes, inverse(codes), leave, cum, targets, rate_bound,
+        np.uint64(6) ^ kernel_flips._TAG_LEVELS, chunk)
+    assert changed > 0
+    for n_threads in (1, 2):
+        threads(n_threads)
+        for source in (None, words):
+            got = words.copy() if source is None else np.zeros_like(words)
+            counts = flip_levels_(got, n_cells, bits_per_cell, codes, inverse(codes), matrix, 6,
+                                  chunk_cells=chunk, source=source)
+            np.testing.assert_array_equal(got, want)
+            assert counts.cells_changed == changed
 
 
 # --- flip_bits_: layout, chunks, padding -------------------------------------------------
@@ -350,6 +584,27 @@ def test_apply_persistent_matches_reference_with_duplicates() -> None:
     np.testing.assert_array_equal(got, want)
     assert counts == want_counts
     assert counts.stuck_cells == int(np.count_nonzero(action < 2))
+
+
+@pytest.mark.parametrize("presorted", [False, True])
+def test_apply_persistent_across_load_batches(presorted: bool) -> None:
+    # Thousands of entries (words are loaded in batches of 256): runs of one bit that straddle
+    # a batch's end, several bits of one word in a batch, sorted (taken as its own order) or
+    # not; always the reference's result.
+    rng = np.random.default_rng(12)
+    words = random_words(400, seed=12)
+    index = rng.integers(0, 64 * 400, size=5000).astype(np.int64)
+    index[250:262] = index[250]  # a run of one bit across the first batch's end
+    index[511:515] = 64 * 7 + np.arange(4)  # four bits of one word
+    action = rng.integers(0, 3, size=5000).astype(np.uint8)
+    if presorted:
+        order = np.argsort(index, kind="stable")
+        index, action = index[order], action[order]
+    got = words.copy()
+    counts = apply_persistent_(got, index, action)
+    want, want_counts = apply_persistent_reference(words, index, action)
+    np.testing.assert_array_equal(got, want)
+    assert counts == want_counts
 
 
 def test_apply_persistent_order_of_duplicates_and_counts() -> None:

@@ -12,7 +12,8 @@ functions are callable from Python too, but slowly; the kernels call them from j
   because the map from `chunk` to a starting state is a bijection for a fixed seed, different
   chunks start at different states, and two chunks' sequences (at most a few million draws
   each) overlap only with probability about draws × chunks² / 2^64.
-  Draws are threaded through jitted code as `state, value = next_u64(state)`.
+  Draws are threaded through jitted code as `state, value = next_u64(state)`; a batch can
+  be drawn at once with `uniform_ahead(state, k)` (the k-th draw) and `skip_ahead`.
 - **Uniforms** in the open interval (0, 1) with 53 random bits: `k · 2^-53` for
   `k = x >> 11` in 1 .. 2^53 − 1, and `k = 0` maps to `2^-54` (so `log(u)` is always finite and
   `u < 1` always; the move of one value of probability 2^-53 by 2^-54 is far below anything a
@@ -156,6 +157,19 @@ def next_uniform(state: np.uint64) -> tuple[np.uint64, float]:
     """One step of the splitmix64 sequence: `(new_state, uniform in (0, 1))`."""
     state = np.uint64(state) + _GAMMA
     return state, u64_to_unit(splitmix64_mix(state))
+
+
+@jit
+def skip_ahead(state: np.uint64, k: int) -> np.uint64:
+    """The state after `k` steps (k ≥ 0) of the sequence: `state + k·γ`."""
+    return np.uint64(state) + np.uint64(k) * _GAMMA
+
+
+@jit
+def uniform_ahead(state: np.uint64, k: int) -> float:
+    """The uniform that the `k`-th step (k ≥ 1) from `state` returns, without stepping: a
+    loop can draw a batch at once (and vectorise it) and stay on the same sequence."""
+    return u64_to_unit(splitmix64_mix(skip_ahead(state, k)))
 
 
 @jit
