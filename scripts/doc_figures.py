@@ -186,9 +186,14 @@ def kernels_args(quick: bool) -> list[str]:
     return ["--markdown", *(["--quick"] if quick else [])]
 
 
+def bench_tables(script: str, args: list[str]) -> str:
+    """A benchmark's markdown output, its tables separated."""
+    bench = load_script(ROOT / "benchmarks" / script)
+    return separate_tables(call_main(bench.main, args))
+
+
 def run_kernels(quick: bool) -> str:
-    bench = load_script(ROOT / "benchmarks" / "bench_kernels.py")
-    return separate_tables(call_main(bench.main, kernels_args(quick)))
+    return bench_tables("bench_kernels.py", kernels_args(quick))
 
 
 def scale_args(quick: bool) -> list[str]:
@@ -196,17 +201,11 @@ def scale_args(quick: bool) -> list[str]:
 
 
 def run_scale(quick: bool) -> str:
-    bench = load_script(ROOT / "benchmarks" / "bench_scale.py")
-    return separate_tables(call_main(bench.main, scale_args(quick)))
-
-
-def bnn_args(quick: bool) -> list[str]:
-    return ["--markdown", *(["--quick"] if quick else [])]
+    return bench_tables("bench_scale.py", scale_args(quick))
 
 
 def run_bnn(quick: bool) -> str:
-    bench = load_script(ROOT / "benchmarks" / "bench_bnn.py")
-    return separate_tables(call_main(bench.main, bnn_args(quick)))
+    return bench_tables("bench_bnn.py", kernels_args(quick))  # the same options
 
 
 # The commit before issue 17's work on sweep speed: the sweep figure's baseline.
@@ -372,7 +371,7 @@ FIGURES: tuple[Figure, ...] = (
            "`PackedBNN` (XNOR and popcount on the stored bits) against torch's float inference "
            "of the same BNN, one thread (quoted in [networks](workloads.md#bnn-inference-on-the-"
            "packed-words)).",
-           lambda q: code("benchmarks/bench_bnn.py", bnn_args(q)), run_bnn),
+           lambda q: code("benchmarks/bench_bnn.py", kernels_args(q)), run_bnn),
     Figure("sweep", "evaluations per second of the demo's sweep",
            "The quickstart sweep on one core: the batched path against the per-read reference "
            f"path (`--reference-path`) and the code of {SWEEP_BASELINE_COMMIT} (before issue "

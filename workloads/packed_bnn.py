@@ -71,7 +71,7 @@ from memsim.kernels.xnor import (
 from memsim.memory.encoding import Encoding
 from memsim.memory.image import MemoryImage, Region
 from memsim.workloads.bridge import ModelImage, region_name
-from memsim.workloads.layers import QuantizedConv2d, QuantizedLinear
+from memsim.workloads.layers import QuantizedConv2d, QuantizedLinear, aligned
 from memsim.workloads.models import MLP, VGG3, VGG7, OutputScale
 from memsim.workloads.quant import SignActivation, SignQuantizer
 
@@ -83,7 +83,6 @@ DEFAULT_BATCH_SIZE = 512
 _MAX_FAN_IN = 1 << 24  # integer sums of ±1 are exact in float32 below this
 _ORACLE_ELEMENTS = 1 << 22  # floats per batch-norm evaluation (bounds the temporaries)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_ALIGNMENT_BYTES = 64  # of torch's CPU allocations, as `predict` aligns its chunks
 _PROBE_EXPONENTS = 12  # probe inputs span 2^-12 … 2^12 (an order of additions shows there)
 
 
@@ -598,7 +597,7 @@ class PackedBNN:
             return float_conv3x3_sign(x.contiguous().numpy(), weight, t, pool=layer.pool,
                                       flat=layer.flat)
         w = torch.from_numpy(weight)
-        parts = [F.conv2d(_aligned(x[a:b]), w, None, 1, 1) for a, b in chunks]
+        parts = [F.conv2d(aligned(x[a:b]), w, None, 1, 1) for a, b in chunks]
         y = parts[0] if len(parts) == 1 else torch.cat(parts)
         return float_sign(y.contiguous().numpy(), t, pool=layer.pool, flat=layer.flat)
 
@@ -610,7 +609,7 @@ class PackedBNN:
         signs = decode_signs(words, layer.region.bit_offset, layer.region.n_elements)
         w = torch.from_numpy(signs.reshape(layer.region.shape))
         n = x.shape[0]
-        parts = [F.linear(_aligned(x[a:a + batch_size]).flatten(1), w)
+        parts = [F.linear(aligned(x[a:a + batch_size]).flatten(1), w)
                  for a in range(0, n, batch_size)]
         y = parts[0] if len(parts) == 1 else torch.cat(parts)
         return np.asarray(y.numpy(), dtype=np.float32)
@@ -624,12 +623,6 @@ class PackedBNN:
             if key not in self._conv_order:
                 self._conv_order[key] = _probe_conv_order(self._first, size)
         return all(self._conv_order[(size, threads)] for size in sizes)
-
-
-def _aligned(x: Tensor) -> Tensor:
-    """A chunk as `predict` hands it to the model: copied to an aligned address if it starts
-    elsewhere (torch's CPU products choose their summation path by the input's address)."""
-    return x.clone() if x.data_ptr() % _ALIGNMENT_BYTES else x
 
 
 def _probe_conv_order(layer: _Layer, size: int) -> bool:

@@ -264,6 +264,23 @@ _PACKED: OrderedDict[tuple[int, tuple[int, ...]], _PackedPath | None] = OrderedD
 _PACKED_SIZE = 16
 
 
+def _build_packed_path(model: nn.Module, memories: Sequence[ModelImage]) -> _PackedPath | None:
+    layers = sorted(name for name, _ in iter_quantized_layers(model))
+    if sorted(layer for m in memories for layer in m.layers) != layers:
+        return None
+    try:
+        layout = ModelImage.of(model)
+        packed = PackedBNN(model, layout)
+    except MemsimError:  # not a BNN that PackedBNN runs: torch does
+        return None
+    pairs = [(i, m.image.region(region_name(layer)), layout.image.region(region_name(layer)))
+             for i, m in enumerate(memories) for layer in m.layers]
+    if any((s.bits, s.encoding) != (t.bits, t.encoding) for _, s, t in pairs):
+        return None
+    plan = tuple((i, s.bit_offset, t.bit_offset, s.n_bits) for i, s, t in pairs)
+    return _PackedPath(model, tuple(memories), packed, layout, plan)
+
+
 def _packed_path(model: nn.Module, memories: Sequence[ModelImage]) -> _PackedPath | None:
     key = (id(model), tuple(id(m) for m in memories))
     if key in _PACKED:
@@ -272,28 +289,7 @@ def _packed_path(model: nn.Module, memories: Sequence[ModelImage]) -> _PackedPat
                 a is b for a, b in zip(hit.memories, memories, strict=True))):
             _PACKED.move_to_end(key)
             return hit
-    path = None
-    layers = sorted(name for name, _ in iter_quantized_layers(model))
-    if sorted(layer for m in memories for layer in m.layers) == layers:
-        try:
-            layout = ModelImage.of(model)
-            packed = PackedBNN(model, layout)
-        except MemsimError:  # not a BNN that PackedBNN runs: torch does
-            packed = None
-        if packed is not None:
-            plan = []
-            for i, m in enumerate(memories):
-                for layer in m.layers:
-                    source = m.image.region(region_name(layer))
-                    target = layout.image.region(region_name(layer))
-                    if (source.bits, source.encoding) != (target.bits, target.encoding):
-                        break
-                    plan.append((i, source.bit_offset, target.bit_offset, source.n_bits))
-                else:
-                    continue
-                break
-            else:
-                path = _PackedPath(model, tuple(memories), packed, layout, tuple(plan))
+    path = _build_packed_path(model, memories)
     _PACKED[key] = path
     while len(_PACKED) > _PACKED_SIZE:
         _PACKED.popitem(last=False)
