@@ -33,6 +33,8 @@ def test_bench_scale_prints_a_row_per_size_and_a_fit() -> None:
 
 def test_bench_scale_rows_fit_a_line() -> None:
     bench = load_script(ROOT / "benchmarks" / "bench_scale.py")
-    rows = [bench.Row("flat", m, 0.87, 1e-3, 0.1, 0.01 * m, 1 << 20, 1 << 20) for m in (1, 2, 4)]
+    rows = [bench.Row("flat", m, 0.87, 1e-3, 0.1, 0.01 * m, 1 << 20, 5 << 20, 3 << 20)
+            for m in (1, 2, 4)]
     assert abs(bench.slope(rows) - 0.01) < 1e-12
     assert "1.00x that at 1 MiB" in bench.footer(rows)[0]
+    assert "beyond the chip's state and the result at most 1 MiB" in bench.footer(rows)[0]

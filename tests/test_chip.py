@@ -345,3 +345,20 @@ def test_chip_memory_is_sparse() -> None:
     candidates = chip.persistent[0].cells.shape[0]
     expected = (1 << 22) * device.at(v_rel=0.9).fault_fraction
     assert candidates < 3 * expected + 100
+
+
+def test_actions_are_numpy_choice_draws_taken_in_slices() -> None:
+    # The chip draws its candidates' actions slice by slice to bound its temporaries; they
+    # must stay Generator.choice's draws (the golden files depend on them), across slices.
+    device = memsim.load_device("sram-14nm")
+    chip = Chip(device, 1 << 22, seed=5, sweep={"v_rel": (0.7, 1.0)})
+    cells = chip.persistent[0]
+    assert cells.cells.shape[0] > 3 * 65536  # several slices
+    rng = np.random.Generator(np.random.PCG64(chip._action_seed[0]))
+    want = rng.choice(np.array([0, 1, 2], np.uint8), size=cells.cells.shape[0],
+                      p=[0.5, 0.5, 0.0])
+    np.testing.assert_array_equal(cells.actions, want)
+    for n, shares in ((0, (1.0, 0.0, 0.0)), (65537, (0.1, 0.3, 0.6)), (3, (0.0, 0.0, 1.0))):
+        rng = np.random.Generator(np.random.PCG64(chip._action_seed[0]))
+        want = rng.choice(np.array([0, 1, 2], np.uint8), size=n, p=list(shares))
+        np.testing.assert_array_equal(chip._actions(0, n, *shares), want)

@@ -9,6 +9,8 @@ from typing import Any
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import ndtr, ndtri
 
 from memsim.kernels import (
@@ -33,6 +35,7 @@ from memsim.kernels.reference import (
     set_levels_reference,
     unpack_bits,
 )
+from memsim.kernels.sampling import sort_by_score_
 
 GRAY2 = np.array([0, 1, 3, 2], np.uint8)
 BINARY3 = np.arange(8, dtype=np.uint8)
@@ -607,6 +610,35 @@ def test_apply_persistent_across_load_batches(presorted: bool) -> None:
     assert counts == want_counts
 
 
+def test_apply_persistent_distinct_applies_an_unsorted_list_as_the_reference() -> None:
+    # a chip's cells: distinct, in score order (random positions), thousands of batches' worth;
+    # several bits of one word in a batch
+    rng = np.random.default_rng(13)
+    words = random_words(500, seed=13)
+    index = rng.permutation(64 * 500)[:6000].astype(np.int64)
+    index[100:104] = 64 * 9 + np.arange(4)
+    action = rng.integers(0, 3, size=6000).astype(np.uint8)
+    got = words.copy()
+    counts = apply_persistent_(got, index, action, distinct=True)
+    want, want_counts = apply_persistent_reference(words, index, action)
+    np.testing.assert_array_equal(got, want)
+    assert counts == want_counts
+
+
+@pytest.mark.parametrize(("bits_per_cell", "codes"), [(2, GRAY2), (3, GRAY3)])
+def test_set_levels_distinct_applies_an_unsorted_list_as_the_reference(
+        bits_per_cell: int, codes: np.ndarray) -> None:
+    rng = np.random.default_rng(14)
+    words = random_words(40, seed=14)
+    index = rng.permutation(64 * 40 // bits_per_cell)[:500].astype(np.int64)
+    level = rng.integers(0, 1 << bits_per_cell, size=500).astype(np.uint8)
+    got = words.copy()
+    counts = set_levels_(got, bits_per_cell, index, level, codes, distinct=True)
+    want, want_counts = set_levels_reference(words, bits_per_cell, index, level, codes)
+    np.testing.assert_array_equal(got, want)
+    assert counts == want_counts
+
+
 def test_apply_persistent_order_of_duplicates_and_counts() -> None:
     words = np.zeros(2, np.uint64)
     counts = apply_persistent_(
@@ -930,3 +962,30 @@ def test_flip_levels_from_a_source_equals_copy_then_flip(
         assert ca == cb and np.array_equal(a, b)
     with pytest.raises(ValueError, match="source"):
         flip_levels_(b, n_cells, bits_per_cell, codes, inverse(codes), matrix, 5, source=b)
+
+
+# --- sort_by_score_ -------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3, 3), max_size=300), st.integers(0, 2**32 - 1))
+def test_sort_by_score_orders_pairs_as_lexsort(ties: list[int], seed: int) -> None:
+    # few distinct scores (many ties, broken by index) or continuous ones, any input order
+    rng = np.random.default_rng(seed)
+    n = len(ties)
+    score = (np.array(ties, np.float64) if seed % 2 else rng.standard_normal(n))
+    index = rng.permutation(10 * n + 1)[:n].astype(np.int64)
+    order = np.lexsort((index, score))
+    want_index, want_score = index[order], score[order]
+    sort_by_score_(score, index)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(score, want_score)
+
+
+def test_sort_by_score_large_sorted_reversed_and_constant() -> None:
+    rng = np.random.default_rng(4)
+    for score in (np.arange(20000.0), np.arange(20000.0)[::-1].copy(), np.zeros(20000)):
+        index = rng.permutation(20000).astype(np.int64)
+        order = np.lexsort((index, score))
+        want = index[order]
+        sort_by_score_(score, index)
+        np.testing.assert_array_equal(index, want)

@@ -52,6 +52,7 @@ from memsim.spec.mechanisms import (
 
 STUCK_AT_ZERO, STUCK_AT_ONE, FLIP = 0, 1, 2
 _SWEEP_POINTS = 65  # per knob, for the largest fault fraction over a sweep
+_ACTION_SLICE = 1 << 16
 
 
 class ChipError(MemsimError):
@@ -70,6 +71,11 @@ class PersistentCells:
     actions: NDArray[np.uint8]
     scores: NDArray[np.float64] | None
     z_max: float = math.inf
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.cells.nbytes + self.actions.nbytes
+                   + (self.scores.nbytes if self.scores is not None else 0))
 
     def active(self, z: float) -> int:
         """How many cells are faulty at critical score `z` (a prefix length)."""
@@ -186,12 +192,29 @@ class Chip:
         return (f"Chip({self.device.name!r}, n_bits={self.n_bits}, seed={self.seed}, "
                 f"candidates={sum(p.cells.shape[0] for p in self.persistent.values())})")
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes this chip holds: its persistent-fault candidates (17 per cell: index, score,
+        action) and the weak-cell lists of its per-cell factors (8 per weak cell). A read
+        needs this plus its result, one image."""
+        return (sum(p.nbytes for p in self.persistent.values())
+                + sum(w.nbytes for w in self._weak.values()))
+
     # -- persistent faults ------------------------------------------------------------------
     def _actions(self, i: int, n: int, sa0: float, sa1: float, flip: float) -> NDArray[np.uint8]:
+        """What each candidate does, in score order: exactly `Generator.choice(..., p=)`'s
+        draws (one uniform each, against the normalised cumulative p), taken in slices so
+        that its float and int64 temporaries do not reach 16 bytes per candidate."""
         rng = np.random.Generator(np.random.PCG64(self._action_seed[i]))
         total = sa0 + sa1 + flip
-        return rng.choice(np.array([STUCK_AT_ZERO, STUCK_AT_ONE, FLIP], dtype=np.uint8), size=n,
-                          p=[sa0 / total, sa1 / total, flip / total])
+        cdf = np.array([sa0 / total, sa1 / total, flip / total]).cumsum()
+        cdf /= cdf[-1]
+        kinds = np.array([STUCK_AT_ZERO, STUCK_AT_ONE, FLIP], dtype=np.uint8)
+        out = np.empty(n, np.uint8)
+        for start in range(0, n, _ACTION_SLICE):
+            uniforms = rng.random(min(_ACTION_SLICE, n - start))
+            out[start:start + uniforms.shape[0]] = kinds[cdf.searchsorted(uniforms, "right")]
+        return out
 
     def _sample_threshold(self, i: int, mech: ThresholdMechanism,
                           z_max: float) -> PersistentCells:
@@ -310,16 +333,19 @@ class Chip:
                           k: int) -> FlipCounts:
         idx, act = cells.cells[:k], cells.actions[:k]
         b = self.bits_per_cell
+        # a mechanism's cells are distinct, and kept in score order (a prefix is the faulty
+        # set): applied as listed, not sorted by position at every read
         if b == 1:
-            return apply_persistent_(words, idx, act)
+            return apply_persistent_(words, idx, act, distinct=True)
         stuck_mask = act != FLIP
         levels = np.where(act[stuck_mask] == STUCK_AT_ZERO, 0,
                           (1 << b) - 1).astype(np.uint8)
-        c = set_levels_(words, b, idx[stuck_mask], levels, self._level_to_code)
+        c = set_levels_(words, b, idx[stuck_mask], levels, self._level_to_code, distinct=True)
         flip_cells = idx[~stuck_mask]
         if flip_cells.size:
             bits = (flip_cells[:, None] * b + np.arange(b)[None, :]).ravel()
-            c2 = apply_persistent_(words, bits, np.full(bits.shape[0], FLIP, np.uint8))
+            c2 = apply_persistent_(words, bits, np.full(bits.shape[0], FLIP, np.uint8),
+                                   distinct=True)
             c = FlipCounts(c.zero_to_one + c2.zero_to_one, c.one_to_zero + c2.one_to_zero,
                            c.stuck_cells, c.cells_changed + int(flip_cells.size))
         return c
