@@ -173,6 +173,26 @@ def test_bad_input_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert not (tmp_path / "models").exists()
 
 
+def test_alias_bombs_and_repeated_keys_are_refused_before_any_work(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb.write_text("\n".join(levels) + "\n")
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text("name: a\nname: b\n")
+    for path, message in ((bomb, "values once YAML aliases are expanded"),
+                          (repeated, "key 'name' given twice")):
+        for argv in (["run", str(path), "--out", str(tmp_path / "run")],
+                     ["train", str(path), "--out", str(tmp_path / "train")],
+                     ["devices", "show", str(path)]):
+            code, _, err = run(capsys, *argv)
+            assert code == 2, argv
+            assert_one_error_line(err)
+            assert message in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "train").exists()
+
+
 def _failing(exc: BaseException) -> object:
     def command(args: argparse.Namespace) -> int:
         raise exc

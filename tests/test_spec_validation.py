@@ -27,6 +27,7 @@ import memsim
 from memsim.errors import MemsimError, SpecError, SpecProblem, UnknownDeviceError
 from memsim.spec.curves import CURVE_KINDS
 from memsim.spec.device import LevelCoding
+from memsim.spec.loader import MAX_YAML_BYTES, read_yaml
 from memsim.spec.mechanisms import MECHANISM_KINDS, StuckAtMechanism, ThresholdMechanism
 
 # ---------------------------------------------------------------------------------------------
@@ -896,7 +897,41 @@ def test_unsafe_yaml_tag_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "tag.yaml"
     path.write_text("name: !!python/object/apply:os.system ['true']\n")
     (p,) = problems_of(path)
-    assert "YAML syntax error" in p.message
+    assert p.message.startswith("YAML error at line 1, column 7: ")
+    assert "could not determine a constructor" in p.message
+
+
+def test_a_key_given_twice_is_refused_but_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("schema_version: 1\nname: a\ncell: {bits_per_cell: 1}\nname: b\n")
+    (p,) = problems_of(path)
+    assert p.message == "YAML error at line 4, column 1: key 'name' given twice in one mapping"
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &base {x: 1, y: 2}\nchild:\n  <<: *base\n  x: 3\n")
+    assert read_yaml(merged) == {"base": {"x": 1, "y": 2}, "child": {"x": 3, "y": 2}}
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")  # 10^9 values once expanded
+    (p,) = problems_of(path)
+    assert p.message == ("more than 1,000,000 values once YAML aliases are expanded, the "
+                         "limit for a file")
+    path.write_text("\n".join(lines[:5]) + "\n")  # about 123,000 values: read
+    assert read_yaml(path)["a4"][9][9][9][9] == [1] * 10
+
+
+def test_oversized_and_too_deep_files_are_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\nnote: '" + "a" * MAX_YAML_BYTES + "'\n")
+    (p,) = problems_of(big)
+    assert p.message == "larger than 4 MiB, the limit for a YAML file"
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("x: " + "[" * 250 + "]" * 250 + "\n")
+    (p,) = problems_of(deep)
+    assert p.message == "nested deeper than 200 levels"
 
 
 def test_directory_is_not_a_device(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ whatever was read before. Its persistent faults (threshold and stuck-at cells) a
 sparse and sorted by critical score, so the faulty cells at any operating point are a prefix
 of one list (nested along the stress). They are drawn for the harshest point asked so far (or
 the `sweep` given) and extended, continuing the same draws, when a harsher point is read: time
-and memory follow the faults read, not the knobs' range. It stores no float per cell beyond
-those candidates: per-cell factors of transient mechanisms come from a counter-based hash of
-(chip seed, cell index).
+and memory follow the faults read, not the knobs' range: a chip holds 17 bytes per candidate
+(cell, score, action; `Chip.nbytes`) and a read holds its result, one image, besides. It stores
+no float per cell beyond those candidates: per-cell factors of transient mechanisms come from a
+counter-based hash of (chip seed, cell index), with a list of the cells whose factor is large
+(8 bytes each) kept to draw fewer candidates per read.
 
 A trial is one read (`Chip.read`) at an operating point: from its seed it draws the read-time
 flips and the retention loss for the age the knobs give. Write errors (transient mechanisms of

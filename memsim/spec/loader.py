@@ -14,6 +14,32 @@ from memsim.spec.device import DeviceSpec, parse_device
 from memsim.spec.fields import nearest_hint, printable
 
 _MAX_EXTENDS_DEPTH = 16
+# Bounds on any YAML file memsim reads (devices, experiment and training configs), checked
+# before the document is copied or validated: the largest shipped file is 27 KB and a few
+# thousand values. Values are counted with aliases expanded, as a copy would make them, so
+# that an alias bomb (a few lines naming one list a billion times) is refused, not copied.
+MAX_YAML_BYTES = 4 << 20
+MAX_YAML_VALUES = 1_000_000
+MAX_YAML_DEPTH = 200
+
+
+class _Loader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (the last would win,
+    silently); keys brought in by a `<<` merge may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node,
+                                                                          yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {printable(str(key))!r} given twice in one mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def catalogue_dir() -> Path:
@@ -51,26 +77,55 @@ def resolve_device_path(name_or_path: str | Path) -> Path:
 
 
 def read_yaml(path: Path) -> Any:
-    """The document in a file, with one-line errors for unreadable files and bad YAML."""
+    """The document in a file, with one-line errors for unreadable files, bad YAML, a key
+    given twice and documents beyond `MAX_YAML_BYTES`, `MAX_YAML_VALUES` or `MAX_YAML_DEPTH`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise SpecError.single(str(path), "", f"larger than {MAX_YAML_BYTES >> 20} MiB, the "
+                                   "limit for a YAML file")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError.single(str(path), "", "not a UTF-8 text file") from None
     except OSError as e:
         raise SpecError.single(str(path), "", f"cannot read: {e.strerror or e}") from None
     try:
-        return yaml.safe_load(text)
+        document = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = e.problem or e.context or "invalid YAML"
-        raise SpecError.single(str(path), "", f"YAML syntax error at {where}{what}") from None
+        kind = "YAML error" if isinstance(e, yaml.constructor.ConstructorError) else (
+            "YAML syntax error")
+        raise SpecError.single(str(path), "", f"{kind} at {where}{what}") from None
     except yaml.YAMLError as e:
         raise SpecError.single(str(path), "", f"YAML error: {e}".splitlines()[0]) from None
     except RecursionError:
         raise SpecError.single(str(path), "", "YAML error: nested too deeply") from None
     except ValueError as e:  # e.g. an integer literal beyond Python's int-string limit
         raise SpecError.single(str(path), "", f"YAML error: {e}".splitlines()[0]) from None
+    _check_bounds(document, str(path))
+    return document
+
+
+def _check_bounds(document: Any, file: str) -> None:
+    """Refuse documents with more than `MAX_YAML_VALUES` values once aliases are expanded, or
+    nested deeper than `MAX_YAML_DEPTH`; stops counting at the bound."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise SpecError.single(file, "", f"more than {MAX_YAML_VALUES:,} values once YAML "
+                                   "aliases are expanded, the limit for a file")
+        if depth > MAX_YAML_DEPTH:
+            raise SpecError.single(file, "", f"nested deeper than {MAX_YAML_DEPTH} levels")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def merge(base: Any, override: Any) -> Any:
