@@ -1,7 +1,7 @@
 """Writing files so that a reader, or a crash, never sees half of one.
 
-The one atomic writer of the project: results CSVs, manifests, reports and checkpoints all go
-through `atomic_write_bytes`. The data goes to a temporary file in the same folder (a unique
+The one atomic writer of the project: results CSVs, manifests, reports, pictures and checkpoints
+all go through `atomic_write_bytes`. The data goes to a temporary file in the same folder (a unique
 name, created exclusively, with the permissions an ordinary new file gets under the process's
 umask), is fsynced, then renamed over the target; the folder is fsynced so that the rename
 survives a power loss. On any failure the temporary file is removed and the target is left as
@@ -11,11 +11,13 @@ it was.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_savefig", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _create_temporary(target: Path) -> tuple[int, Path]:
@@ -51,6 +53,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """`atomic_write_bytes` of `text` in UTF-8, newlines as given."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savefig(figure: Any, path: str | os.PathLike[str], **savefig_options: Any) -> Path:
+    """Render a matplotlib figure in memory, in the format its suffix names, then
+    `atomic_write_bytes` it: a killed or failing run leaves no truncated picture."""
+    out = Path(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=out.suffix.lstrip(".").lower() or "png", **savefig_options)
+    return atomic_write_bytes(out, buffer.getvalue())
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from memsim.errors import KnobError, MemsimError
+from memsim.files import atomic_savefig
 from memsim.physics.device import Device
 from memsim.spec.curves import Scale
 from memsim.spec.device import KnobRole, Quantity
@@ -98,7 +99,7 @@ def plot_devices(devices: Sequence[Device], out: Path, knob: str | None = None,
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(out, dpi=110)
+        atomic_savefig(fig, out, dpi=110)
     except (OSError, ValueError) as e:
         raise MemsimError(f"cannot write {out}: {e}") from None
     finally:

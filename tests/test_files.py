@@ -4,13 +4,19 @@ temporary names, nothing left behind on failure."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from memsim.files import atomic_write_bytes, atomic_write_text
+from memsim.files import atomic_savefig, atomic_write_bytes, atomic_write_text
 
 
 def _umask() -> int:
@@ -67,3 +73,86 @@ def test_concurrent_writers_use_their_own_temporaries(tmp_path: Path) -> None:
     assert not errors
     assert path.read_text() in texts  # one writer's whole text, never a mix
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+PNG_END = b"IEND\xaeB`\x82"
+
+
+def _whole_png(path: Path) -> bool:
+    data = path.read_bytes()
+    return data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(PNG_END)
+
+
+def test_a_picture_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png = atomic_savefig(fig, tmp_path / "a.png", dpi=50)
+    svg = atomic_savefig(fig, tmp_path / "a.svg")
+    plt.close(fig)
+    assert _whole_png(png) and svg.read_text().rstrip().endswith("</svg>")
+
+    class Failing:  # renders half a picture, then fails (a full disk, a bug in a plot)
+        def savefig(self, target: Any, **options: Any) -> None:
+            target.write(b"\x89PNG\r\n\x1a\n half")
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_savefig(Failing(), png)
+    assert _whole_png(png)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.svg"]
+
+
+# Runs `memsim pareto` with every figure's bytes written in two halves: after the first, the
+# process says so through a marker file and sleeps, to be killed there by the test.
+_SLOW_WRITER = """
+import io, pathlib, sys, time
+import matplotlib
+matplotlib.use("Agg")
+from matplotlib.figure import Figure
+original = Figure.savefig
+marker = pathlib.Path(sys.argv[1])
+
+def halting_savefig(self, target, **options):
+    rendered = io.BytesIO()
+    original(self, rendered, **options)
+    data = rendered.getvalue()
+    sink = open(target, "wb") if isinstance(target, (str, pathlib.Path)) else target
+    sink.write(data[: len(data) // 2])
+    sink.flush()
+    marker.write_text("half written")
+    time.sleep(60)
+    sink.write(data[len(data) // 2:])
+
+Figure.savefig = halting_savefig
+from memsim.cli import main
+sys.exit(main(["pareto", sys.argv[2]]))
+"""
+
+
+def test_killing_pareto_mid_write_leaves_no_truncated_picture(
+        small_sweep: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    shutil.copytree(small_sweep[1], out)
+    before = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    assert before and all(_whole_png(out / name) for name in before)
+    marker = tmp_path / "marker"
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(marker), str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)  # as a user's kill -9, halfway through a picture
+        process.wait()
+        if process.stderr:
+            process.stderr.close()
+    # every picture is the old one, whole; the killed write left at most its hidden temporary
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before

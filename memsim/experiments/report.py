@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from memsim.experiments.aggregation import BudgetChoice, CellResult, SweepResults
-from memsim.files import atomic_write_text
+from memsim.files import atomic_savefig, atomic_write_text
 from memsim.spec.deployment import DEPLOYMENT_PRESETS, WeightResidence
 from memsim.spec.device import KnobSpec
 from memsim.spec.experiment import UNDER_TEST
@@ -219,7 +219,7 @@ def accuracy_vs_knob(results: SweepResults, devices: _Devices, label: str, path:
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(len(labels), 1)),
                fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, _legend_space(fig, len(labels), 4), 1, 0.95))
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -243,7 +243,7 @@ def pareto_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
         ax.axis("off")
         ax.text(0.5, 0.5, "no device of this sweep has an energy model: no Pareto front",
                 ha="center", va="center")
-        fig.savefig(path, dpi=110)
+        atomic_savefig(fig, path, dpi=110)
         plt.close(fig)
         return path
     fig, axes = _grid(plt, len(groups), 6.6, 4.4, sharex=True, sharey=True)
@@ -309,7 +309,7 @@ def pareto_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
                  "noise-aware, labelled device and knob values; hollow: assumed energy)",
                  fontsize=10)
     fig.tight_layout(rect=(0, _legend_space(fig, len(handles), 4), 1, 0.97))
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -328,7 +328,7 @@ def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
         ax.axis("off")
         ax.text(0.5, 0.5, "no device of this sweep has an energy model", ha="center",
                 va="center")
-        fig.savefig(path, dpi=110)
+        atomic_savefig(fig, path, dpi=110)
         plt.close(fig)
         return path
     models = list(dict.fromkeys(c.model for c in cells))
@@ -381,7 +381,7 @@ def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
     fig.suptitle(f"What each device's knob saves, {results.deployment.label} deployment "
                  f"(storage: {variant}; labels: knob values)", fontsize=10)
     fig.tight_layout(rect=(0, _legend_space(fig, len(names), 4), 1, 0.95))
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -434,7 +434,7 @@ def ber_vs_knob(results: SweepResults, devices: _Devices, path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     return path
 
