@@ -24,10 +24,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from memsim import __version__
 from memsim.errors import MemsimError, RunFailure, SpecError
 from memsim.experiments.commands import (
+    MAX_CELLS,
+    MAX_CHIPS,
+    MAX_TRIALS,
     add_command,
     add_evaluation_options,
+    bounded_int,
     evaluation_options,
-    positive_int,
+    input_folder,
+    nonnegative_int,
+    output_folder,
+    seed_int,
 )
 from memsim.experiments.commands import add_commands as add_experiment_commands
 from memsim.spec.names import ECC_SCHEMES, UNCORRECTABLE_POLICIES, format_knobs
@@ -562,13 +569,14 @@ KNOB_HELP = "knob value (repeatable); unnamed knobs stay nominal"
 JSON_HELP = "print JSON instead of text"
 
 
-def _protection_options(p: argparse.ArgumentParser) -> None:
+def _protection_options(p: argparse.ArgumentParser, max_msbs: int) -> None:
     p.add_argument("--ecc", choices=ECC_SCHEMES, default="none",
                    help="SEC-DED check bits stored in the same faulty memory (default none)")
-    p.add_argument("--interleave", type=int, default=1, metavar="D",
+    p.add_argument("--interleave", type=bounded_int(1, 64), default=1, metavar="D",
                    help="spread D codewords over adjacent cells (default 1)")
-    p.add_argument("--protect-msbs", type=int, default=0, metavar="K",
-                   help="keep the K most significant bits of each byte in a reliable bank")
+    p.add_argument("--protect-msbs", type=bounded_int(0, max_msbs), default=0, metavar="K",
+                   help=f"keep the K most significant bits of each "
+                        f"{'byte' if max_msbs == 8 else 'weight'} in a reliable bank")
     p.add_argument("--on-uncorrectable", choices=UNCORRECTABLE_POLICIES, default="leave",
                    help="what to do with a word ECC detects but cannot correct (default leave)")
 
@@ -640,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--fault-map", metavar="FILE.npz",
                    help="replay a measured chip instead of a device (see FaultMaps)")
-    p.add_argument("--map-offset", type=int, default=0, metavar="CELL",
+    p.add_argument("--map-offset", type=nonnegative_int, default=0, metavar="CELL",
                    help="first cell of the map to use")
     p.add_argument("--wrap", action="store_true",
                    help="repeat the map cyclically when the file is larger than the map")
@@ -652,9 +660,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="where to write what was read")
     p.add_argument("--bits-per-cell", type=int, choices=(1, 2, 3),
                    help="must match the device's cell")
-    p.add_argument("--chip-seed", type=int, default=0, help="which chip (persistent faults)")
-    p.add_argument("--seed", type=int, default=0, help="which trial (read-time flips)")
-    _protection_options(p)
+    p.add_argument("--chip-seed", type=seed_int, default=0,
+                   help="which chip (persistent faults)")
+    p.add_argument("--seed", type=seed_int, default=0, help="which trial (read-time flips)")
+    _protection_options(p, max_msbs=8)
     p.add_argument("--json", action="store_true", help="the flip counts as a JSON object")
     p.set_defaults(func=cmd_inject)
     p = add_command(msub, "characterise",
@@ -664,9 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", required=True, help=DEVICE_HELP)
     p.add_argument("--sweep", required=True, metavar="KNOB=V1,V2,...",
                    help="the knob and its values to read the chip at")
-    p.add_argument("--cells", type=int, required=True, help="cells (bits) to characterise")
-    p.add_argument("--chip-seed", type=int, default=0, help="which chip (persistent faults)")
-    p.add_argument("--seed", type=int, default=0, help="trial seed of the reads")
+    p.add_argument("--cells", type=bounded_int(1, MAX_CELLS), required=True,
+                   help=f"cells (bits) to characterise, at most {MAX_CELLS:,}")
+    p.add_argument("--chip-seed", type=seed_int, default=0,
+                   help="which chip (persistent faults)")
+    p.add_argument("--seed", type=seed_int, default=0, help="trial seed of the reads")
     p.add_argument("--out", required=True, metavar="FILE.npz",
                    help="the fault maps, for memory inject --fault-map")
     p.add_argument("--json", action="store_true", help="the stuck-cell counts as JSON")
@@ -682,7 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "memsim train digits-bnn-mcel.yaml --out runs/bnn-mcel --set loss.margin=64\n"
                     "         (digits-bnn-mcel.yaml: the training config in docs/workloads.md)")
     p.add_argument("config", metavar="CONFIG.yaml", help="a training config file")
-    p.add_argument("--out", metavar="DIR", help="output directory (default runs/<name>)")
+    p.add_argument("--out", type=output_folder, metavar="DIR",
+                   help="output directory (default runs/<name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. --set loss.margin=64 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -697,13 +709,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one or more; the others are compared with the first")
     p.add_argument("--device", required=True, help=DEVICE_HELP)
     p.add_argument("--knob", action="append", metavar="NAME=VALUE", help=KNOB_HELP)
-    p.add_argument("--chips", type=positive_int, default=5, metavar="N",
+    p.add_argument("--chips", type=bounded_int(1, MAX_CHIPS), default=5, metavar="N",
                    help="simulated chips (persistent faults; the interval's clusters; default 5)")
-    p.add_argument("--trials", type=positive_int, default=3, metavar="M",
+    p.add_argument("--trials", type=bounded_int(1, MAX_TRIALS), default=3, metavar="M",
                    help="reads of each chip (read-time flips; default 3)")
-    p.add_argument("--seed", type=int, default=0, help="experiment seed (chips and trials)")
-    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives now")
-    _protection_options(p)
+    p.add_argument("--seed", type=seed_int, default=0, help="experiment seed (chips and trials)")
+    p.add_argument("--data-dir", type=input_folder, metavar="DIR",
+                   help="where the data set lives now")
+    _protection_options(p, max_msbs=64)
     p.add_argument("--per-trial", action="store_true", help="include every trial in --json")
     add_evaluation_options(p)
     p.add_argument("--json", action="store_true", help="the evaluation as JSON")

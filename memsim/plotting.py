@@ -44,6 +44,27 @@ def sweep(device: Device, knob: str, fixed: Mapping[str, float],
     return xs, out
 
 
+def _check_knobs(devices: Sequence[Device], knob: str | None,
+                 fixed: Mapping[str, float]) -> None:
+    """Refuse a knob no device has, a fixed value outside a device's range, and a fixed knob
+    that is every one of its devices' x axis (it would be ignored)."""
+    known = sorted({k for d in devices for k in d.spec.knob_names})
+    if knob is not None and knob not in known:
+        raise KnobError(f"--sweep {knob}: none of these devices has that knob; they have "
+                        f"{', '.join(known)}")
+    for name, value in fixed.items():
+        having = [d for d in devices if name in d.spec.knob_names]
+        if not having:
+            raise KnobError(f"--knob {name}: none of these devices has that knob; they have "
+                            f"{', '.join(known)}")
+        for d in having:
+            d.resolve_knobs({name: value})  # a value outside the knob's range is a KnobError
+        if all((knob if knob in d.spec.knob_names else default_knob(d)) == name
+               for d in having):
+            raise KnobError(f"--knob {name}: it is the x axis of the plot; --knob fixes the "
+                            "other knobs")
+
+
 def plot_devices(devices: Sequence[Device], out: Path, knob: str | None = None,
                  fixed: Mapping[str, float] | None = None) -> Path:
     """One row per device: error rates (log) and energy per bit versus a knob."""
@@ -54,6 +75,7 @@ def plot_devices(devices: Sequence[Device], out: Path, knob: str | None = None,
 
     if not devices:
         raise MemsimError("nothing to plot: give at least one device")
+    _check_knobs(devices, knob, fixed or {})
     fig, axes = plt.subplots(len(devices), 2, figsize=(11, 3.3 * len(devices)), squeeze=False)
     for row, device in enumerate(devices):
         name = knob if knob is not None and knob in device.spec.knob_names else default_knob(

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +25,22 @@ if TYPE_CHECKING:
     from memsim.experiments.aggregation import SweepResults
     from memsim.experiments.evaluate import EvaluationOptions
 
-__all__ = ["DEMO_CONFIG", "add_command", "add_commands", "add_evaluation_options", "cmd_demo",
-           "cmd_pareto", "cmd_run", "evaluation_options", "positive_int"]
+__all__ = [
+    "DEMO_CONFIG",
+    "add_command",
+    "add_commands",
+    "add_evaluation_options",
+    "bounded_int",
+    "cmd_demo",
+    "cmd_pareto",
+    "cmd_run",
+    "evaluation_options",
+    "input_folder",
+    "nonnegative_int",
+    "output_folder",
+    "positive_int",
+    "seed_int",
+]
 
 DEMO_CONFIG = "quickstart"
 
@@ -42,27 +57,58 @@ def add_command(subparsers: Any, name: str, help: str, example: str) -> argparse
     return parser
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a bad count is a usage error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an integer in [low, high] (a bad count is a usage error, exit 2). The
+    upper bounds keep a typo from allocating without limit; each is named in the message."""
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            span = ("from 0 to 2^64 - 1" if (low, high) == (0, (1 << 64) - 1)
+                    else f">= {low}" if high >= 1 << 62 else f"from {low:,} to {high:,}")
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}")
+        return value
+
+    return integer
+
+
+def output_folder(text: str) -> str:
+    """argparse type: a folder to write into, existing or not, but not a file."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
+
+
+def input_folder(text: str) -> str:
+    """argparse type: an existing folder to read from."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder" if not Path(text).exists()
+                                         else f"{text} is a file, not a folder")
+    return text
+
+
+# Bounds of the count options: as a config's `chips.max` and `trials`; workers and threads
+# beyond any machine's cores; 2^32 cells characterised make 512 MiB per fault map.
+MAX_CHIPS, MAX_TRIALS, MAX_WORKERS, MAX_READS_PER_PASS = 1 << 20, 1 << 16, 1024, 4096
+MAX_CELLS = 1 << 32
+positive_int = bounded_int(1, 1 << 62)
+seed_int = bounded_int(0, (1 << 64) - 1)
+nonnegative_int = bounded_int(0, 1 << 62)
 
 
 def _executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTOR_NAMES, default="pool",
                    help="where evaluations run: this process, a local process pool (default, "
                         "all cores) or Ray")
-    p.add_argument("--workers", type=positive_int, metavar="N",
+    p.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), metavar="N",
                    help="worker processes (pool) or CPUs of a local Ray instance (default: all "
                         "cores)")
     p.add_argument("--address", metavar="HOST:PORT",
                    help="a running Ray cluster (with --executor ray); default: start a local one")
-    p.add_argument("--threads-per-worker", type=positive_int, default=1, metavar="T",
+    p.add_argument("--threads-per-worker", type=bounded_int(1, MAX_WORKERS), default=1,
+                   metavar="T",
                    help="torch and numba threads per worker (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_evaluation_options(p)
@@ -71,7 +117,8 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
 def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     """How trials run: `--reads-per-pass` and `--reference-path` (never what they give) and
     `--torch-device`."""
-    p.add_argument("--reads-per-pass", type=positive_int, default=DEFAULT_READS_PER_PASS,
+    p.add_argument("--reads-per-pass", type=bounded_int(1, MAX_READS_PER_PASS),
+                   default=DEFAULT_READS_PER_PASS,
                    metavar="N",
                    help="corrupted weight sets evaluated in one batched forward pass (default "
                         f"{DEFAULT_READS_PER_PASS}, fewer for models with large activations; "
@@ -99,10 +146,10 @@ def add_commands(subparsers: Any) -> None:
         "memsim run quickstart --out runs/quickstart\n"
         "         memsim run configs/quickstart.yaml --out runs/try --dry-run --set trials=2")
     p.add_argument("config", help="built-in config name (e.g. quickstart) or YAML file")
-    p.add_argument("--out", required=True, metavar="DIR",
+    p.add_argument("--out", type=output_folder, required=True, metavar="DIR",
                    help="output directory (results.sqlite, results.csv, pareto.csv, ...); "
                         "rerunning into it skips finished evaluations")
-    p.add_argument("--data-dir", metavar="DIR",
+    p.add_argument("--data-dir", type=input_folder, metavar="DIR",
                    help="directory of the experiment's data set (overrides data.dir)")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config field (value read as YAML), e.g. --set trials=2")
@@ -121,7 +168,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="reprice: override the deployment, reference or pareto section (value "
                         "read as YAML), e.g. --set deployment.inference_rate_hz=10")
-    p.add_argument("--out", metavar="DIR2",
+    p.add_argument("--out", type=output_folder, metavar="DIR2",
                    help="write the CSVs and the report here instead of into DIR (the store "
                         "stays in DIR)")
     p.set_defaults(func=cmd_pareto)
@@ -130,7 +177,7 @@ def add_commands(subparsers: Any) -> None:
         subparsers, "demo", f"the built-in {DEMO_CONFIG} experiment: digits, BNN and 4-bit "
                             "models with CE and MCEL, swept over the catalogue",
         "memsim demo --out memsim-demo --workers 2")
-    p.add_argument("--out", default="memsim-demo", metavar="DIR",
+    p.add_argument("--out", type=output_folder, default="memsim-demo", metavar="DIR",
                    help="output directory (default: memsim-demo)")
     _executor_options(p)
     p.set_defaults(func=cmd_demo)

@@ -329,7 +329,14 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def _row(r: tuple[str, str, str]) -> StoredRow:
-    return StoredRow(r[0], json.loads(r[1]), json.loads(r[2]))
+    try:
+        inputs, outputs = json.loads(r[1]), json.loads(r[2])
+    except (TypeError, ValueError):
+        inputs = outputs = None
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        raise StoreError(f"row {_short(str(r[0]), 16)} is not JSON objects: the store is "
+                         "corrupted (move it away and run the sweep again)")
+    return StoredRow(r[0], inputs, outputs)
 
 
 def _sort_value(v: Any) -> tuple[int, Any]:
