@@ -22,6 +22,7 @@ import torch
 from sweeps import STORAGE_VARIANTS, golden_checkpoint_file, sweep_config
 
 import memsim
+from memsim.cli import main
 from memsim.errors import MemsimError
 from memsim.experiments.aggregation import SweepResults
 from memsim.experiments.commands import add_commands
@@ -514,16 +515,51 @@ def test_training_and_user_models_in_one_sweep(tmp_path: Path) -> None:
         deployment: throughput
         """))
     out = tmp_path / "out"
-    results = _run(config, out)
+    results = _run(config, out, allow_code=True)
     assert str(tmp_path) not in sys.path  # the user's folder was on it for the import only
     assert (out / "models" / "trained" / "checkpoint.pt").is_file()
     assert {c.model for c in results.cells} == {"trained", "mine"}
     assert results.clean["mine"].accuracy < 0.5  # an untrained user model, quantised
     assert results.clean["trained"].accuracy > 0.6
     lines: list[str] = []
-    _run(config, out, log=lines.append)  # complete checkpoint: no training, nothing to do
+    _run(config, out, log=lines.append, allow_code=True)  # nothing left to do
     assert not any(line.startswith("trained") for line in lines)
     assert any(line.startswith("0 evaluations") for line in lines)
+
+
+def test_a_builder_runs_only_with_allow_code(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "marker"
+    torch.save({}, tmp_path / "net.pt")
+    config = tmp_path / "exp.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        schema_version: 1
+        data: {{name: digits, test_images: 50}}
+        models:
+          - name: shell
+            torch_model:
+              builder: os:system
+              args: {{command: "touch {marker}"}}
+              weights: net.pt
+            ptq: {{weight_bits: 4}}
+        devices: [{{device: sram-14nm, sweep: {{v_rel: [0.8]}}}}]
+        chips: 1
+        deployment: throughput
+        """))
+    for extra in ([], ["--dry-run"]):
+        argv = ["run", str(config), "--out", str(tmp_path / "out"), "--executor", "inprocess",
+                *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == ("error: model shell: torch_model imports and calls os:system from "
+                       f"{tmp_path}, code named by the config; pass --allow-code "
+                       "(allow_code=True) if you trust it\n")
+        assert not marker.exists() and not (tmp_path / "out").exists()
+    # on request it runs, and what it returns is then refused: not an nn.Module
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--executor",
+                 "inprocess", "--allow-code"]) == 2
+    assert marker.exists()
+    assert "os:system returned int, not a torch.nn.Module" in capsys.readouterr().err
 
 
 def test_bad_input_is_a_one_line_memsim_error(tmp_path: Path) -> None:

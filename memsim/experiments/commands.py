@@ -157,6 +157,9 @@ def add_commands(subparsers: Any) -> None:
                    help="validate, build everything and evaluate a token amount (one chip, "
                         "one trial, first operating point, 64 test images, untrained models) "
                         "into DIR/dry-run")
+    p.add_argument("--allow-code", action="store_true",
+                   help="let the config's torch_model builders be imported and called: they "
+                        "run Python code named in the config (off: such a config is refused)")
     _executor_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -199,7 +202,7 @@ def _run(config: str, args: argparse.Namespace, overrides: list[str], dry_run: b
         spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
         threads_per_worker=args.threads_per_worker, dry_run=dry_run,
         progress=not args.no_progress, log=_log, command=_command_line(args),
-        evaluation=evaluation_options(args))
+        evaluation=evaluation_options(args), allow_code=getattr(args, "allow_code", False))
     return results, list(results.outputs)
 
 

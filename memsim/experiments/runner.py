@@ -79,7 +79,8 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
                    address: str | None = None, threads_per_worker: int = 1,
                    dry_run: bool = False, progress: bool = True,
                    log: Log | None = None, command: str = "",
-                   evaluation: EvaluationOptions | None = None) -> SweepResults:
+                   evaluation: EvaluationOptions | None = None,
+                   allow_code: bool = False) -> SweepResults:
     """Train or load the models, sweep, store every row, aggregate and write the outputs.
 
     `dry_run`: validate and build everything, then evaluate a token amount (every model,
@@ -87,8 +88,17 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
     chip, one trial, at most 64 test images; models that would be trained are evaluated
     untrained) into `out_dir/dry-run/`. `command` is quoted in the report. `evaluation`:
     how trials run (reads per batched forward pass, or the per-read reference path); it never
-    changes a result.
+    changes a result. `allow_code`: a config with `torch_model` entries is refused unless it is
+    given, since their builders are imported and called (code named by the config runs), in a
+    dry run too; nothing else in a config runs code.
     """
+    if not allow_code:
+        for m in spec.models:
+            if m.torch_model is not None:
+                raise RunnerError(
+                    f"model {m.name}: torch_model imports and calls {m.torch_model.builder}"
+                    f"{f' from {m.torch_model.path}' if m.torch_model.path else ''}, code "
+                    "named by the config; pass --allow-code (allow_code=True) if you trust it")
     started = time.perf_counter()
     evaluation = (evaluation or EvaluationOptions()).resolved(log)
     base = Path(out_dir)
