@@ -587,6 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="exit status: 0 success, 2 bad input or usage, 1 a failure while "
                             "running, 130 interrupted; see docs/cli.md")
     parser.add_argument("--version", action="version", version=f"memsim {__version__}")
+    parser.add_argument("--extends-anywhere", action="store_true",
+                        help="let device files' extends: name files outside their own folder "
+                             "and the catalogue (before the command: memsim --extends-anywhere "
+                             "devices show FILE)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
                                 help="memsim COMMAND --help for its options and an example")
 
@@ -736,6 +740,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = " ".join(
         ["memsim", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
     try:
+        if args.extends_anywhere:
+            from memsim.spec.loader import extends_anywhere
+
+            with extends_anywhere():
+                return int(args.func(args))
         return int(args.func(args))
     except SpecError as e:
         for p in e.problems:

@@ -55,6 +55,8 @@ BAD_DEVICE_TEXTS: dict[str, str] = {
     "deep.yaml": "x: " + "[" * 300 + "]" * 300 + "\n",
     "extends-loop.yaml": "extends: extends-loop.yaml\nname: loop\n",
     "extends-missing.yaml": "extends: no-such-parent.yaml\nname: orphan\n",
+    "extends-up.yaml": "extends: ../up.yaml\nname: climber\n",
+    "extends-etc.yaml": "extends: /etc/passwd\nname: reader\n",
 }
 
 
@@ -357,3 +359,17 @@ def test_bad_input_is_one_clean_line(case: Case, files: Path, tmp_path: Path,
         assert case.message in err
     assert sorted(os.listdir(files)) == before  # nothing written beside the inputs
     assert not os.listdir(cwd)  # nor in the working folder
+
+
+def test_extends_outside_the_folder_needs_the_global_flag(
+        files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (files.parent / "up.yaml").write_text(yaml.safe_dump(minimal_doc()), encoding="utf-8")
+    try:
+        child = str(files / "extends-up.yaml")
+        assert main(["devices", "validate", child]) == 2
+        assert "lies outside" in capsys.readouterr().err
+        assert main(["--extends-anywhere", "devices", "validate", child]) == 0
+        assert "ok: " in capsys.readouterr().out
+        assert main(["devices", "validate", child]) == 2  # for that command only
+    finally:
+        (files.parent / "up.yaml").unlink()

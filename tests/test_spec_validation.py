@@ -27,7 +27,7 @@ import memsim
 from memsim.errors import MemsimError, SpecError, SpecProblem, UnknownDeviceError
 from memsim.spec.curves import CURVE_KINDS
 from memsim.spec.device import LevelCoding
-from memsim.spec.loader import MAX_YAML_BYTES, read_yaml
+from memsim.spec.loader import MAX_YAML_BYTES, extends_anywhere, read_yaml
 from memsim.spec.mechanisms import MECHANISM_KINDS, StuckAtMechanism, ThresholdMechanism
 
 # ---------------------------------------------------------------------------------------------
@@ -1018,12 +1018,40 @@ def test_extends_merges_sources_by_id(write: Write) -> None:
 
 def test_extends_relative_path_is_relative_to_the_file(write: Write, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    write(minimal_doc(), "base/toy.yaml")
-    child = write({"extends": "../base/toy.yaml", "name": "toy-2"}, "variants/child.yaml")
-    monkeypatch.chdir(tmp_path / "base")  # not the file's folder
+    write(minimal_doc(), "variants/base/toy.yaml")
+    write(minimal_doc(), "base/toy.yaml")  # what the cwd would find: not read
+    child = write({"extends": "base/toy.yaml", "name": "toy-2"}, "variants/child.yaml")
+    monkeypatch.chdir(tmp_path)  # not the file's folder
     device = load(child)
     assert device.spec.name == "toy-2"
     assert device.spec.knob("vdd").nominal.value == 1.0
+
+
+def test_extends_stays_inside_the_file_s_folder_unless_allowed(write: Write,
+                                                               tmp_path: Path) -> None:
+    write(minimal_doc(), "base/toy.yaml")
+    (tmp_path / "secret.txt").write_text("password: hunter2\n")
+    outside = {"../base/toy.yaml": "variants/up.yaml",
+               str(tmp_path / "secret.txt"): "variants/absolute.yaml"}
+    for ref, name in outside.items():
+        child = write({"extends": ref, "name": "toy-2"}, name)
+        (p,) = problems_of(child)
+        assert p.path == "extends"
+        assert p.message == (f"{ref} lies outside {(tmp_path / 'variants').resolve()} and the "
+                             "catalogue; pass --extends-anywhere to allow it")
+    # a link inside the folder that points out of it is outside too
+    (tmp_path / "variants" / "link.yaml").symlink_to(tmp_path / "base" / "toy.yaml")
+    (p,) = problems_of(write({"extends": "link.yaml", "name": "x"}, "variants/linked.yaml"))
+    assert "lies outside" in p.message
+    with extends_anywhere():
+        assert load(tmp_path / "variants" / "up.yaml").spec.name == "toy-2"
+        (p,) = problems_of(tmp_path / "variants" / "absolute.yaml")
+        # not a device: refused before its values could be merged and quoted in errors
+        assert p.file == str(tmp_path / "secret.txt") and "hunter2" not in str(p)
+        assert p.message == ("not a device file (no schema_version), extended by "
+                             f"{tmp_path / 'variants' / 'absolute.yaml'}")
+    (p,) = problems_of(tmp_path / "variants" / "up.yaml")  # the block is over
+    assert "lies outside" in p.message
 
 
 def test_extends_chain_of_files(write: Write) -> None:

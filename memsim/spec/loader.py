@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +163,32 @@ def _keyed_list(value: Any, key: str) -> bool:
         isinstance(item, Mapping) and isinstance(item.get(key), str) for item in value)
 
 
+_EXTENDS_ANYWHERE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "extends_anywhere", default=False)
+
+
+@contextlib.contextmanager
+def extends_anywhere(allowed: bool = True) -> Iterator[None]:
+    """Within this block, `extends:` may name any file (`memsim --extends-anywhere`)."""
+    token = _EXTENDS_ANYWHERE.set(allowed)
+    try:
+        yield
+    finally:
+        _EXTENDS_ANYWHERE.reset(token)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
 def load_document(path: Path, _chain: tuple[Path, ...] = ()) -> Any:
-    """The document in `path` with its `extends:` chain applied."""
+    """The document in `path` with its `extends:` chain applied.
+
+    A parent named by `extends:` is a built-in device or a file inside the folder of the file
+    that starts the chain (symbolic links resolved), so that a device file from elsewhere
+    cannot make memsim read, and quote in its errors, any file of the machine; within
+    `extends_anywhere()` it may be any file.
+    """
     data = read_yaml(path)
     if not isinstance(data, Mapping) or "extends" not in data:
         return data
@@ -180,11 +206,21 @@ def load_document(path: Path, _chain: tuple[Path, ...] = ()) -> Any:
         parent_path = candidate if candidate.is_file() else resolve_device_path(parent_ref)
     except UnknownDeviceError as e:
         raise SpecError.single(str(path), "extends", str(e)) from None
+    root = (_chain[0] if _chain else resolved).parent
+    target = parent_path.resolve()
+    if not (_EXTENDS_ANYWHERE.get() or _inside(target, root)
+            or _inside(target, catalogue_dir().resolve())):
+        raise SpecError.single(str(path), "extends", f"{printable(parent_ref)} lies outside "
+                               f"{root} and the catalogue; pass --extends-anywhere to allow it")
     parent = load_document(parent_path, (*_chain, resolved))
     if not isinstance(parent, Mapping):
         got = type(parent).__name__ if parent is not None else "an empty document"
         raise SpecError.single(str(parent_path), "", f"expected a mapping of device fields at "
                                f"the top level (extended by {path}), got {got}")
+    if "schema_version" not in parent:
+        # checked before merging: errors about the merged fields would quote its values
+        raise SpecError.single(str(parent_path), "", f"not a device file (no schema_version), "
+                               f"extended by {path}")
     child = {k: v for k, v in data.items() if k != "extends"}
     return merge(parent, child)
 
