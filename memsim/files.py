@@ -14,10 +14,25 @@ import contextlib
 import io
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_savefig", "atomic_write_bytes", "atomic_write_text"]
+from memsim.errors import MemsimError
+
+try:  # POSIX; elsewhere folders are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["FolderInUse", "atomic_savefig", "atomic_write_bytes", "atomic_write_text",
+           "folder_lock"]
+
+LOCK_FILENAME = ".memsim.lock"
+
+
+class FolderInUse(MemsimError):
+    """Another process holds an output folder's lock."""
 
 
 def _create_temporary(target: Path) -> tuple[int, Path]:
@@ -62,6 +77,28 @@ def atomic_savefig(figure: Any, path: str | os.PathLike[str], **savefig_options:
     buffer = io.BytesIO()
     figure.savefig(buffer, format=out.suffix.lstrip(".").lower() or "png", **savefig_options)
     return atomic_write_bytes(out, buffer.getvalue())
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], command: str) -> Iterator[None]:
+    """Hold `folder`'s lock (an OS lock on `folder/.memsim.lock`) while the block runs, or
+    raise `FolderInUse` at once if another process holds it. The kernel releases it when its
+    holder exits, however (kill -9 too), so a killed run never leaves the folder locked."""
+    path = Path(folder) / LOCK_FILENAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                raise FolderInUse(f"{folder}: in use by {holder or 'another process'}; wait "
+                                  "for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{command} (pid {os.getpid()})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from memsim.files import atomic_savefig, atomic_write_bytes, atomic_write_text
+from memsim.files import (
+    FolderInUse,
+    atomic_savefig,
+    atomic_write_bytes,
+    atomic_write_text,
+    folder_lock,
+)
 
 
 def _umask() -> int:
@@ -156,3 +162,47 @@ def test_killing_pareto_mid_write_leaves_no_truncated_picture(
             process.stderr.close()
     # every picture is the old one, whole; the killed write left at most its hidden temporary
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before
+
+
+_HOLDER = """
+import sys, time
+from memsim.files import folder_lock
+with folder_lock(sys.argv[1], "holder"):
+    open(sys.argv[2], "w").close()
+    time.sleep(60)
+"""
+
+
+def test_a_folder_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> None:
+    marker = tmp_path / "locked"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        with pytest.raises(FolderInUse, match=rf"in use by holder \(pid {holder.pid}\)"), \
+                folder_lock(tmp_path, "second"):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)  # no handler runs: the kernel drops the lock
+        holder.wait()
+    with folder_lock(tmp_path, "third"):
+        assert (tmp_path / ".memsim.lock").read_text() == f"third (pid {os.getpid()})\n"
+
+
+def test_a_second_run_on_a_busy_folder_is_refused_before_any_work(
+        small_sweep: tuple[Path, Path, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from memsim.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out, "memsim run elsewhere"):
+        status = main(["run", str(small_sweep[0]), "--out", str(out), "--executor",
+                       "inprocess", "--no-progress"])
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"error: {out}: in use by memsim run elsewhere (pid {os.getpid()}); wait for it to "
+        "finish or choose another --out\n")
+    assert sorted(p.name for p in out.iterdir()) == [".memsim.lock"]  # nothing trained or swept

@@ -55,6 +55,7 @@ from memsim.experiments.plan import (
 from memsim.experiments.records import ChipRecord, CleanResult
 from memsim.experiments.store import ResultStore, key_of
 from memsim.experiments.worker import evaluate_chip, warm_up
+from memsim.files import folder_lock
 from memsim.spec.experiment import ExperimentSpec
 from memsim.workloads.bridge import clear
 from memsim.workloads.metrics import logit_stats
@@ -104,6 +105,18 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
     base = Path(out_dir)
     out = base / DRY_RUN_DIR if dry_run else base
     out.mkdir(parents=True, exist_ok=True)
+    # one run per folder: a second would train and evaluate everything again beside it
+    with folder_lock(base, command or "memsim run"):
+        return _run_locked(spec, base, out, started, executor=executor, workers=workers,
+                           address=address, threads_per_worker=threads_per_worker,
+                           dry_run=dry_run, progress=progress, log=log, command=command,
+                           evaluation=evaluation)
+
+
+def _run_locked(spec: ExperimentSpec, base: Path, out: Path, started: float, *,
+                executor: str | Executor, workers: int | None, address: str | None,
+                threads_per_worker: int, dry_run: bool, progress: bool, log: Log | None,
+                command: str, evaluation: EvaluationOptions) -> SweepResults:
     # a user model's folder is importable for the whole run, in this process as in the
     # workers (its module may import lazily), and gone afterwards
     import_paths = [m.torch_model.path for m in spec.models
