@@ -38,6 +38,7 @@ class Case:
     status: int = 2
     message: str = ""  # a fragment the error line must hold, if given
     known_failure: str = ""  # why it fails today (xfail, strict)
+    absent: str = ""  # a path (with `{files}`) that must not exist afterwards
 
 
 # -- the shared files ------------------------------------------------------------------------
@@ -234,8 +235,10 @@ def _path_cases() -> Iterator[Case]:
     for a, b in [("missing.bin", "weights.bin"), ("weights.bin", "missing.bin"),
                  ("weights.bin", "empty.bin"), ("dir.yaml", "weights.bin")]:
         yield Case(f"diff/{a} {b}", ("memory", "diff", f"{F}/{a}", f"{F}/{b}"))
-    for name in ["missing.pt", "garbage.pt", "truncated.pt", "dir.yaml", "weights.bin"]:
-        yield Case(f"eval/checkpoint {name}", ("eval", f"{F}/{name}", *EVAL[2:]))
+    for name in ["missing.pt", "garbage.pt", "truncated.pt", "dir.yaml", "weights.bin",
+                 *BROKEN_CHECKPOINTS]:
+        yield Case(f"eval/checkpoint {name}", ("eval", f"{F}/{name}", *EVAL[2:]),
+                   message=BROKEN_CHECKPOINTS.get(name, ""))
     for name in ["missing", "not-a-sweep", "bad-manifest", "weights.bin", "garbage-store",
                  "garbage-manifest", "bad-row", "bad-accuracy"]:
         yield Case(f"pareto/{name}", ("pareto", f"{F}/{name}"), message=SWEEP_MESSAGES.get(
@@ -249,6 +252,66 @@ def _path_cases() -> Iterator[Case]:
     yield Case("inject/--out a folder", (*INJECT[:-1], f"{F}/not-a-sweep"), status=1)
 
 
+# golden.pt with one field broken (name: (field, value, what the error says))
+BROKEN_CHECKPOINTS = {
+    "epoch-text.pt": "epoch '3' is not an integer >= 0",
+    "epoch-negative.pt": "epoch -1 is not an integer >= 0",
+    "history-not-list.pt": "history is not a list",
+    "history-entry.pt": "history entry 0 is not a record of epoch, loss",
+    "history-text.pt": "history entry 0 is not a record of epoch, loss",
+    "no-history.pt": "checkpoint lacks 'history'",
+}
+
+
+def _broken_checkpoints(folder: Path) -> None:
+    import torch
+
+    good = torch.load(folder / "golden.pt", weights_only=True)
+    record = {"epoch": 1, "loss": 0.5, "train_accuracy": 0.9, "test_accuracy": 0.8,
+              "seconds": 1.0}
+    changes: dict[str, tuple[str, Any]] = {
+        "epoch-text.pt": ("epoch", "3"), "epoch-negative.pt": ("epoch", -1),
+        "history-not-list.pt": ("history", {"a": 1}),
+        "history-entry.pt": ("history", [{"epoch": 1, "lr": 0.1}]),
+        "history-text.pt": ("history", [{**record, "loss": "low"}]),
+    }
+    for name, (key, value) in changes.items():
+        torch.save({**good, key: value}, folder / name)
+    torch.save({k: v for k, v in good.items() if k != "history"}, folder / "no-history.pt")
+
+
+# user builders (with --allow-code): a syntax error, a raise at import, a raise when called
+USER_MODULES = {
+    "user_syntax_for_memsim.py": "def make(:\n",
+    "user_raises_for_memsim.py": "raise RuntimeError('no GPU here')\n",
+    "user_builder_raises_for_memsim.py": "def make(**kw):\n    raise ValueError('bad width')\n",
+}
+BUILDER_CONFIGS = {
+    "builder-syntax.yaml": ("user_syntax_for_memsim:make", "importing user_syntax_for_memsim "
+                                                           "failed: SyntaxError"),
+    "builder-import-raises.yaml": ("user_raises_for_memsim:make",
+                                   "failed: RuntimeError: no GPU here"),
+    "builder-raises.yaml": ("user_builder_raises_for_memsim:make",
+                            "user_builder_raises_for_memsim:make failed: ValueError: bad width"),
+    "builder-missing.yaml": ("no_such_module_for_memsim:make", "cannot import"),
+    "builder-not-callable.yaml": ("os:sep", "has no function sep"),
+}
+
+
+def _builder_files(folder: Path) -> None:
+    import torch
+
+    for name, text in USER_MODULES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    torch.save({}, folder / "net.pt")
+    for name, (builder, _) in BUILDER_CONFIGS.items():
+        (folder / name).write_text(
+            "schema_version: 1\ndata: {name: digits, test_images: 20}\nmodels:\n"
+            f"  - name: mine\n    torch_model: {{builder: '{builder}', weights: net.pt}}\n"
+            "    ptq: {weight_bits: 4}\ndevices: [{device: sram-14nm}]\nchips: 1\n"
+            "deployment: throughput\n", encoding="utf-8")
+
+
 def _config_cases() -> Iterator[Case]:
     for name in CONFIG_FILES:
         yield Case(f"run/{name}", ("run", f"{F}/{name}", "--out", "{out}/run"))
@@ -259,6 +322,13 @@ def _config_cases() -> Iterator[Case]:
                      "devices=[]", "models=7", "seed=-1", "bogus.path=1", "name=../../x"]:
         yield Case(f"run/--set {override}", ("run", "quickstart", "--out", "{out}/run",
                                              "--set", override))
+    for name, (_, message) in BUILDER_CONFIGS.items():
+        yield Case(f"run --allow-code/{name}", ("run", f"{F}/{name}", "--out", "{out}/run",
+                                                "--allow-code", "--executor", "inprocess"),
+                   message=message)
+    yield Case("run/a corrupt store", ("run", "quickstart", "--out", f"{F}/garbage-store"),
+               message="not a readable memsim results store",
+               absent=f"{F}/garbage-store/models")  # refused before training
     for command in ["nope", "devices nope", "memory nope"]:
         yield Case(f"usage/{command}", tuple(command.split()))
     yield Case("usage/run without --out", ("run", "quickstart"))
@@ -279,7 +349,8 @@ def all_cases() -> list[Case]:
     known = _known_failures()
     cases = [*_device_cases(), *_knob_cases(), *_integer_cases(), *_path_cases(),
              *_config_cases()]
-    return [Case(c.name, c.argv, c.status, c.message, known.get(c.name, "")) for c in cases]
+    return [Case(c.name, c.argv, c.status, c.message, known.get(c.name, ""), c.absent)
+            for c in cases]
 
 
 CASES = all_cases()
@@ -324,6 +395,8 @@ def files(tmp_path_factory: pytest.TempPathFactory,
     folder = tmp_path_factory.mktemp("bad-inputs")
     _write_files(folder)
     golden_checkpoint_file(folder / "golden.pt")
+    _broken_checkpoints(folder)
+    _builder_files(folder)
     _broken_sweeps(folder, small_sweep[1])
     return folder
 
@@ -358,6 +431,8 @@ def test_bad_input_is_one_clean_line(case: Case, files: Path, tmp_path: Path,
     if case.message:
         assert case.message in err
     assert sorted(os.listdir(files)) == before  # nothing written beside the inputs
+    if case.absent:
+        assert not Path(case.absent.replace("{files}", str(files))).exists()
     assert not os.listdir(cwd)  # nor in the working folder
 
 

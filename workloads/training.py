@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -434,10 +434,37 @@ def load_checkpoint(path: str | Path, *, data_dir: str | None = None) -> Trained
         raise CheckpointError(f"{p}: weights do not fit the model "
                               f"({str(e).splitlines()[0][:120]})") from None
     model.eval()
-    history = tuple(EpochRecord(**h) for h in payload["history"])
-    return TrainedModel(spec, model, dataset, int(payload["epoch"]),
-                        bool(payload.get("complete", False)), history,
+    return TrainedModel(spec, model, dataset, _epoch(p, payload["epoch"]),
+                        bool(payload.get("complete", False)), _history(p, payload["history"]),
                         str(payload.get("code_version", "?")))
+
+
+def _epoch(path: Path, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CheckpointError(f"{path}: epoch {_short_repr(value)} is not an integer >= 0")
+    return value
+
+
+def _history(path: Path, entries: Any) -> tuple[EpochRecord, ...]:
+    """The per-epoch records, each checked: a checkpoint is read weights-only, but its plain
+    values may still be anything."""
+    if not isinstance(entries, list | tuple):
+        raise CheckpointError(f"{path}: history is not a list")
+    names = [f.name for f in fields(EpochRecord)]
+    out = []
+    for i, h in enumerate(entries):
+        if (not isinstance(h, dict) or sorted(h) != sorted(names)
+                or not all(isinstance(h[n], int | float) and not isinstance(h[n], bool)
+                           for n in names) or not isinstance(h["epoch"], int)):
+            raise CheckpointError(f"{path}: history entry {i} is not a record of "
+                                  f"{', '.join(names)} (numbers)")
+        out.append(EpochRecord(**h))
+    return tuple(out)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _with_data_dir(spec: TrainSpec, data_dir: str) -> TrainSpec:

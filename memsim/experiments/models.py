@@ -107,6 +107,12 @@ def import_path(path: str | None) -> Iterator[None]:
             sys.path.remove(path)
 
 
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    first = text[0][:160] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def _import_builder(entry: ModelEntry) -> Callable[..., Any]:
     tm = entry.torch_model
     assert tm is not None
@@ -115,6 +121,9 @@ def _import_builder(entry: ModelEntry) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise RunnerError(f"model {entry.name}: cannot import {module_name} ({e})") from None
+    except Exception as e:  # the user's module itself fails: a syntax error, a raise
+        raise RunnerError(f"model {entry.name}: importing {module_name} failed: "
+                          f"{_one_line(e)}") from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise RunnerError(f"model {entry.name}: {module_name} has no function {func_name}")
@@ -125,7 +134,12 @@ def _torch_model(entry: ModelEntry) -> nn.Module:
     tm, ptq = entry.torch_model, entry.ptq
     assert tm is not None and ptq is not None
     with import_path(tm.path):
-        model = _import_builder(entry)(**dict(tm.args))
+        builder = _import_builder(entry)
+        try:
+            model = builder(**dict(tm.args))
+        except Exception as e:  # the user's code: any error is theirs to fix
+            raise RunnerError(f"model {entry.name}: {tm.builder} failed: {_one_line(e)}"
+                              ) from None
     if not isinstance(model, nn.Module):
         raise RunnerError(f"model {entry.name}: {tm.builder} returned "
                           f"{type(model).__name__}, not a torch.nn.Module")

@@ -124,6 +124,7 @@ def _run_locked(spec: ExperimentSpec, base: Path, out: Path, started: float, *,
     with contextlib.ExitStack() as on_path:
         for path in import_paths:
             on_path.enter_context(import_path(path))
+        ResultStore.in_dir(out).close()  # a corrupt store is refused before any training
         models = prepare_models(spec, base, dry_run=dry_run, progress=progress, log=log)
         planner = Planner(spec, models, dry_run=dry_run, torch_threads=threads_per_worker,
                           torch_device=evaluation.torch_device)
