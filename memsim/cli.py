@@ -33,6 +33,7 @@ from memsim.experiments.commands import (
     evaluation_options,
     input_folder,
     nonnegative_int,
+    output_file,
     output_folder,
     seed_int,
 )
@@ -349,6 +350,7 @@ def _read_bytes(path: str) -> bytes:
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
+    from memsim.files import atomic_write_bytes
     from memsim.memory.image import MemoryImage
     from memsim.memory.protection import ChipReader, Protection, protect
     from memsim.memory.replay import FaultMaps, MeasuredChip
@@ -379,7 +381,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
         source = f"fault map {args.fault_map}"
     result = protected.read(chip, knobs, seed=args.seed)
     try:
-        Path(args.out).write_bytes(result.image.to_bytes())
+        atomic_write_bytes(args.out, result.image.to_bytes())
     except OSError as e:
         raise RunFailure(f"{args.out}: cannot write: {e.strerror or e}") from None
     report: dict[str, object] = {"device": source, **result.raw.to_dict(),
@@ -627,7 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "         memsim devices plot sram-14nm --sweep v_rel --out sram.png")
     p.add_argument("devices", nargs="*", metavar="DEVICE", help="built-in names or YAML files")
     p.add_argument("--all", action="store_true", help="every built-in device")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="the picture to write")
+    p.add_argument("--out", type=output_file, required=True, metavar="FILE.png",
+                   help="the picture to write (PNG, or the format its suffix names)")
     p.add_argument("--sweep", metavar="KNOB",
                    help="knob for the x axis (default: each device's first control knob)")
     p.add_argument("--knob", action="append", metavar="NAME=VALUE",
@@ -661,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--knob", action="append", metavar="NAME=VALUE", help=KNOB_HELP)
     p.add_argument("--in", dest="input", required=True, metavar="FILE",
                    help="the file to store and read back")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write what was read")
+    p.add_argument("--out", type=output_file, required=True, metavar="FILE",
+                   help="where to write what was read")
     p.add_argument("--bits-per-cell", type=int, choices=(1, 2, 3),
                    help="must match the device's cell")
     p.add_argument("--chip-seed", type=seed_int, default=0,
@@ -682,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chip-seed", type=seed_int, default=0,
                    help="which chip (persistent faults)")
     p.add_argument("--seed", type=seed_int, default=0, help="trial seed of the reads")
-    p.add_argument("--out", required=True, metavar="FILE.npz",
+    p.add_argument("--out", type=output_file, required=True, metavar="FILE.npz",
                    help="the fault maps, for memory inject --fault-map")
     p.add_argument("--json", action="store_true", help="the stuck-cell counts as JSON")
     p.set_defaults(func=cmd_characterise)

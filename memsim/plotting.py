@@ -119,7 +119,6 @@ def plot_devices(devices: Sequence[Device], out: Path, knob: str | None = None,
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         atomic_savefig(fig, out, dpi=110)
     except (OSError, ValueError) as e:

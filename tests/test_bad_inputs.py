@@ -249,7 +249,15 @@ def _path_cases() -> Iterator[Case]:
     # an output path that is a file where a folder is needed
     yield Case("run/--out a file", ("run", "quickstart", "--out", f"{F}/weights.bin"))
     yield Case("demo/--out a file", ("demo", "--out", f"{F}/weights.bin"))
-    yield Case("inject/--out a folder", (*INJECT[:-1], f"{F}/not-a-sweep"), status=1)
+    yield Case("inject/--out a folder", (*INJECT[:-1], f"{F}/not-a-sweep"),
+               message="is a folder; name the file to write")
+    for command, base in (("inject", INJECT), ("characterise", CHARACTERISE),
+                          ("plot", ("devices", "plot", "sram-14nm", "--out", "{out}/p.png"))):
+        yield Case(f"{command}/--out in a missing folder",
+                   (*base[:-1], "{out}/no/such/folder/x.bin"), message="no such folder",
+                   absent="{out}/no")
+    yield Case("plot/--out a folder", ("devices", "plot", "sram-14nm", "--out", f"{F}/dir.yaml"),
+               message="is a folder")
 
 
 # golden.pt with one field broken (name: (field, value, what the error says))
@@ -432,7 +440,8 @@ def test_bad_input_is_one_clean_line(case: Case, files: Path, tmp_path: Path,
         assert case.message in err
     assert sorted(os.listdir(files)) == before  # nothing written beside the inputs
     if case.absent:
-        assert not Path(case.absent.replace("{files}", str(files))).exists()
+        assert not Path(case.absent.replace("{files}", str(files)).replace(
+            "{out}", str(out))).exists()
     assert not os.listdir(cwd)  # nor in the working folder
 
 

@@ -137,6 +137,7 @@ def test_plot_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                            write_yaml: WriteYaml) -> None:
     toy = write_yaml(MINIMAL_DEVICE)
     out_png = tmp_path / "sub" / "catalogue.png"
+    out_png.parent.mkdir()  # an output file's folder must exist
     # the whole catalogue is plotted by docs/catalogue.md's command; a subset keeps this fast
     code, _out, err = run(capsys, "devices", "plot", "sram-14nm", "pcm-mlc", str(toy), "--out",
                           str(out_png))

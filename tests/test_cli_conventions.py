@@ -233,14 +233,21 @@ def test_os_error_exits_1(capsys: pytest.CaptureFixture[str],
     assert "No space left" in err
 
 
-def test_unwritable_output_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_unwritable_output_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "weights.bin"
     src.write_bytes(b"\x00" * 64)
+
+    def disk_full(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)  # the atomic writer's last step
     code, _, err = run(capsys, "memory", "inject", "--device", "sram-14nm", "--in", str(src),
-                       "--out", str(tmp_path / "no-such-dir" / "read.bin"))
+                       "--out", str(tmp_path / "read.bin"))
     assert code == 1
     assert_one_error_line(err)
-    assert "cannot write" in err
+    assert "No space left on device" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.bin"]  # no temporary left
 
 
 def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str],

@@ -37,6 +37,7 @@ __all__ = [
     "evaluation_options",
     "input_folder",
     "nonnegative_int",
+    "output_file",
     "output_folder",
     "positive_int",
     "seed_int",
@@ -78,6 +79,18 @@ def output_folder(text: str) -> str:
     """argparse type: a folder to write into, existing or not, but not a file."""
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file to write, in a folder that exists (not created silently)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; name the file to write")
+    parent = path.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{parent}: no such folder" if not parent.exists()
+                                         else f"{parent} is not a folder")
     return text
 
 

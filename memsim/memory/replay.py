@@ -19,6 +19,7 @@ File format (`FaultMaps.save`, `FaultMaps.load`): an `.npz` archive holding
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import zipfile
@@ -32,6 +33,7 @@ import numpy.typing as npt
 from numpy.typing import NDArray
 
 from memsim.errors import MemsimError
+from memsim.files import atomic_write_bytes
 from memsim.kernels import apply_persistent_
 from memsim.memory.chip import STUCK_AT_ONE, STUCK_AT_ZERO, Chip, ChipError, ReadResult
 from memsim.memory.image import MemoryImage
@@ -190,8 +192,9 @@ class FaultMaps:
             "description": np.str_(self.description)}
         if self.unit is not None:
             arrays["unit"] = np.str_(self.unit)
-        with open(path, "wb") as f:  # a file object: numpy would append ".npz" to a name
-            np.savez_compressed(f, **arrays)
+        buffer = io.BytesIO()  # a file object: numpy would append ".npz" to a name
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FaultMaps:
