@@ -121,6 +121,8 @@ def _write_files(folder: Path) -> None:
         "config-repeated.yaml": "name: a\nname: b\n",
         "config-bomb.yaml": BAD_DEVICE_TEXTS["bomb.yaml"],
         "config-unknown-field.yaml": "schema_version: 1\nname: x\nflavour: sweet\n",
+        "train-escape.yaml": ("schema_version: 1\nname: ../../escape\ndata: {name: digits}\n"
+                              "model: {name: mlp, weight_bits: 1}\nepochs: 1\n"),
     }
     for name, text in bad_configs.items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -330,6 +332,9 @@ def _config_cases() -> Iterator[Case]:
                      "devices=[]", "models=7", "seed=-1", "bogus.path=1", "name=../../x"]:
         yield Case(f"run/--set {override}", ("run", "quickstart", "--out", "{out}/run",
                                              "--set", override))
+    # runs/<name> under the working folder: a name with a path in it would write outside
+    yield Case("train/a name that climbs out", ("train", f"{F}/train-escape.yaml"),
+               message="name: expected a name of letters", absent="{out}/../escape")
     for name, (_, message) in BUILDER_CONFIGS.items():
         yield Case(f"run --allow-code/{name}", ("run", f"{F}/{name}", "--out", "{out}/run",
                                                 "--allow-code", "--executor", "inprocess"),

@@ -30,7 +30,7 @@ from typing import Any
 from memsim.errors import MemsimError, SpecError, SpecProblem, UnknownDeviceError
 from memsim.spec.deployment import DEPLOYMENT_PRESETS, Deployment, parse_deployment
 from memsim.spec.device import DeviceSpec, KnobRole, parse_device
-from memsim.spec.fields import Node, entries, nearest_hint, printable
+from memsim.spec.fields import Node, entries, nearest_hint, printable, safe_name
 from memsim.spec.loader import load_document, read_yaml, resolve_device_path
 from memsim.spec.names import DEFAULT_BUDGETS_POINTS, ECC_SCHEMES, UNCORRECTABLE_POLICIES
 from memsim.spec.training import (
@@ -76,7 +76,6 @@ SCHEMA_VERSION = 1
 UNDER_TEST = "under-test"
 """The name of the memory that holds the swept device (seeds its chips)."""
 NOMINAL_SCENARIO = "nominal"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _BUILDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 _NO_SWEEP: tuple[tuple[str, tuple[float, ...]], ...] = ()
 _NO_NAMES: tuple[str, ...] = ()
@@ -348,14 +347,6 @@ def _relative(node: Node, text: str) -> Path:
     return p if p.is_absolute() else _base(node.file) / p
 
 
-def _name(n: Node) -> str:
-    text = n.string()
-    if not _NAME.fullmatch(text):
-        raise n.fail("expected a name of letters, digits and . _ + - (starting with a letter "
-                     f"or digit), got {printable(text)!r}")
-    return text
-
-
 def _existing_file(n: Node) -> str:
     path = _relative(n, n.string())
     if not path.is_file():
@@ -477,7 +468,7 @@ def _held(n: Node, spec: DeviceSpec) -> dict[str, float]:
 def _device_entry(n: Node, scenario_names: Sequence[str]) -> DeviceEntry:
     with n.fields() as f:
         ref = f.required("device", _device_ref)
-        label = f.collect("label", _name, ref.spec.name)
+        label = f.collect("label", safe_name, ref.spec.name)
         sweep = f.collect("sweep", lambda m: _sweep(m, ref.spec), _NO_SWEEP)
         held = f.collect("knobs", lambda m: _held(m, ref.spec), _no_knobs())
         scenarios = f.collect("scenarios", lambda m: _scenario_names(m, scenario_names),
@@ -504,7 +495,7 @@ def _scenario_names(n: Node, valid: Sequence[str]) -> tuple[str, ...]:
 
 def _scenario(n: Node) -> Scenario:
     with n.fields() as f:
-        name = f.required("name", _name)
+        name = f.required("name", safe_name)
         knobs = f.collect("knobs", lambda m: {k: c.number() for k, c in entries(m)},
                           _no_knobs())
     return Scenario(name, knobs)
@@ -520,7 +511,7 @@ def _layers(n: Node) -> tuple[str, ...]:
 def _fixed_memory(n: Node) -> FixedMemory:
     with n.fields() as f:
         ref = f.required("device", _device_ref)
-        name = f.collect("name", _name, ref.spec.name)
+        name = f.collect("name", safe_name, ref.spec.name)
         layers = f.collect_required("layers", _layers, _NO_NAMES)
         knobs = f.collect("knobs", lambda m: _held(m, ref.spec), _no_knobs())
         capacity = f.collect("capacity_mib", lambda m: m.number_in(0.0, None, low_open=True),
@@ -533,7 +524,7 @@ def _fixed_memory(n: Node) -> FixedMemory:
 
 def _placement(n: Node) -> PlacementSpec:
     with n.fields() as f:
-        name = f.required("name", _name)
+        name = f.required("name", safe_name)
         no_fixed: tuple[FixedMemory, ...] = ()
         fixed = f.collect("fixed", lambda m: tuple(_items(m, _fixed_memory)), no_fixed)
         f.check()
@@ -555,7 +546,7 @@ def _placement(n: Node) -> PlacementSpec:
 def _protection(n: Node) -> ProtectionSpec:
     d = ProtectionSpec("none")
     with n.fields() as f:
-        name = f.required("name", _name)
+        name = f.required("name", safe_name)
         return ProtectionSpec(
             name=name,
             protected_msbs=f.collect("protected_msbs", lambda m: m.integer(0, 64),
@@ -699,7 +690,7 @@ def _train(n: Node, model_name: str, data: DataSelection | None) -> TrainSpec:
 
 def _model(n: Node, data: DataSelection | None) -> ModelEntry:
     with n.fields() as f:
-        name = f.required("name", _name)
+        name = f.required("name", safe_name)
         sources = [k for k in ("train", "checkpoint", "torch_model") if f.has(k)]
         train = f.collect("train", lambda m: _train(m, name, data), None)
         checkpoint = f.collect("checkpoint", _existing_file, None)
@@ -759,7 +750,7 @@ def parse_experiment(document: Any, file: str = "<config>") -> ExperimentSpec:
             f.problems.append(root.child("schema_version", version).problem(
                 f"expected {SCHEMA_VERSION}, got {version}"))
         stem = Path(file).stem if file != "<config>" else "experiment"
-        name = f.collect("name", _name, stem)
+        name = f.collect("name", safe_name, stem)
         description = f.collect("description", Node.string, "")
         seed = f.collect("seed", lambda n: n.integer(0, (1 << 63) - 1), 0)
         data = f.collect("data", _data, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -340,3 +341,16 @@ def entries(node: Node) -> Iterator[tuple[str, Node]]:
     """The (key, child) pairs of a mapping node."""
     for key, value in node.mapping().items():
         yield key, node.child(key, value)
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def safe_name(n: Node) -> str:
+    """A name that is also safe as a file or folder name: letters, digits and . _ + -,
+    starting with a letter or digit (no path separators, no `..`)."""
+    text = n.string()
+    if not SAFE_NAME.fullmatch(text):
+        raise n.fail("expected a name of letters, digits and . _ + - (starting with a letter "
+                     f"or digit), got {printable(text)!r}")
+    return text

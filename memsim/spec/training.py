@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from memsim.errors import SpecError
-from memsim.spec.fields import Node, entries
+from memsim.spec.fields import Node, entries, safe_name
 from memsim.spec.loader import read_yaml
 
 SCHEMA_VERSION = 1
@@ -282,7 +282,7 @@ def parse_training(document: Any, file: str = "<config>") -> TrainSpec:
             f.problems.append(root.child("schema_version", version).problem(
                 f"expected {SCHEMA_VERSION}, got {version}"))
         spec = TrainSpec(
-            name=f.collect_required("name", _name, "?"),
+            name=f.collect_required("name", safe_name, "?"),  # names runs/<name>/
             seed=f.collect("seed", lambda n: n.integer(0, (1 << 63) - 1), d.seed),
             data=f.collect("data", _data, d.data),
             model=f.collect("model", _model, d.model),
