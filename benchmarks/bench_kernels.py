@@ -416,7 +416,7 @@ def kernel_work(
                                         source=words)
     if kernel == "apply_persistent":
         index, action = stuck_at_faults(n_bits, ber, np.random.default_rng(fault_seed))
-        return lambda run: apply_persistent_(buf, index, action)
+        return lambda run: apply_persistent_(buf, index, action, distinct=True)  # as Chip
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
@@ -709,8 +709,9 @@ def describe(settings: Settings) -> list[str]:
         f"{settings.naive_mib:g} MiB slice and scaled by bytes to the image.",
         "flip_bits: p10 = 2·p01, BER = their mean; +factors: lognormal cell factors "
         f"σ = {FACTOR_SIGMA:g}; flip_levels_mlc2: 2-bit Gray cells, adjacent-level errors; "
-        "apply_persistent: stuck-at faults on a fraction BER of the cells (sorted list; about "
-        "half already hold their value). copy is single-threaded; apply_persistent_ is serial.",
+        "apply_persistent: stuck-at faults on a fraction BER of the cells (a sorted list of "
+        "distinct cells, applied as listed, as Chip does; about half already hold their "
+        "value). copy is single-threaded; apply_persistent_ is serial.",
         f"{NUMPY} (issue 17; np.copyto, k ~ Binomial(n, BER), k positions by rng.integers, "
         "np.bitwise_xor.at; a position drawn twice flips back, so it changes (1 - e^(-2 BER))/2 "
         f"of the bits) is single-threaded and timed once per BER; {SYMMETRIC} is flip_bits with "
