@@ -295,6 +295,60 @@ def test_factor_quick_table_brackets_the_exact_test() -> None:
             assert np.all(accepted(above, v)[hi < 1 - 1e-9])
 
 
+@numba.njit
+def exact_gaps(u: np.ndarray, log_q: float) -> np.ndarray:
+    """The gaps of `_next_candidate`, floor(log(u)/log_q) with the library's log, clipped."""
+    out = np.empty(u.shape[0], np.int64)
+    for i in range(u.shape[0]):
+        out[i] = int(min(np.log(u[i]) / log_q, float(1 << 62)))
+    return out
+
+
+@pytest.mark.parametrize("p", [1e-300, 1e-12, 1e-6, 3e-4, 0.01, 0.3, 0.5, 0.9, 1 - 1e-12])
+def test_fast_gaps_are_the_exact_gaps_or_left_to_the_exact_log(p: float) -> None:
+    # `_gaps` must give floor(log(u)/log q) exactly, or -1 (the caller then takes the exact
+    # log), for uniforms as the generator makes them (k·2^-53): random ones, the smallest,
+    # those next to 1 and to powers of two (where the log's exponent changes).
+    rng = np.random.default_rng(41)
+    k = rng.integers(1, 2**53, size=1_000_000, dtype=np.int64)
+    powers = 2.0 ** -np.arange(1, 54)
+    u = np.concatenate([
+        k.astype(np.float64) * 2.0**-53,
+        np.floor(np.exp(-37.0 * rng.random(200_000)) * 2.0**53) * 2.0**-53,  # all exponents
+        np.arange(1, 20_000) * 2.0**-53,
+        (2.0**53 - np.arange(1, 20_000)) * 2.0**-53,
+        [2.0**-54], powers, np.nextafter(powers, 0.0), np.nextafter(powers, 1.0),
+    ])
+    u = u[(u > 0.0) & (u < 1.0)]
+    log_q = float(np.log1p(-p))
+    inv_log_q = 1.0 / log_q
+    got = np.empty(u.shape[0], np.int64)
+    n_unsure = kernel_flips._gaps(u, inv_log_q, kernel_flips._LOG_TOLERANCE * abs(inv_log_q),
+                                  got)
+    sure = got >= 0
+    assert n_unsure == np.count_nonzero(~sure)
+    np.testing.assert_array_equal(got[sure], exact_gaps(u, log_q)[sure])
+    if 1e-4 <= p < 1 - 1e-9:
+        # a speed-up: the exact log stays rare for random uniforms (the first million)
+        assert np.count_nonzero(~sure[:1_000_000]) < 100
+
+
+def test_float32_quick_table_decides_only_what_the_float64_table_does() -> None:
+    # Rounded outwards: a float32 lower bound never above the float64 one, an upper bound
+    # never below it, and within a float32 rounding step of it.
+    for sigma, p01, p10 in ((0.5, 2e-4 / 3, 4e-4 / 3), (0.05, 0.02, 0.01), (2.0, 1e-6, 0.3),
+                            (1.0, 0.0, 1e-3)):
+        z_cap, _ = factor_cap(sigma)
+        log_f_cap = sigma * z_cap - sigma**2 / 2
+        table = kernel_flips._factor_quick_table(p01, p10, sigma, log_f_cap)
+        small = kernel_flips._factor_quick_table32(p01, p10, sigma, log_f_cap)
+        assert small.dtype == np.float32 and small.shape == table.shape
+        wide = small.astype(np.float64)
+        assert np.all(wide[:, 0::2] <= table[:, 0::2])
+        assert np.all(wide[:, 1::2] >= table[:, 1::2])
+        np.testing.assert_allclose(wide, table, rtol=2.5e-7, atol=1e-45)
+
+
 def test_cell_factor_reference_is_truncated_lognormal() -> None:
     f = cell_factor_reference(3, np.arange(10_000, dtype=np.int64), 0.5)
     assert np.all(f > 0) and f.max() <= factor_cap(0.5)[1]

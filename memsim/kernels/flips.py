@@ -204,6 +204,26 @@ def _factor_quick_table(
     return table
 
 
+@lru_cache(maxsize=64)
+def _factor_quick_table32(
+    p01: float, p10: float, sigma: float, log_f_cap: float
+) -> NDArray[np.float32]:
+    """`_factor_quick_table` in float32, each bound rounded outwards (lower bounds down, upper
+    bounds up), so it decides quickly only what the float64 table does: the same decisions.
+    Half the bytes: the kernel reads one row per candidate at random, and the float64 table
+    (32 KiB) filled the first-level cache."""
+    table = _factor_quick_table(p01, p10, sigma, log_f_cap)
+    small = table.astype(np.float32)
+    wide = small.astype(np.float64)
+    lower = np.zeros(table.shape, bool)
+    lower[:, 0::2] = True
+    down = lower & (wide > table)
+    up = ~lower & (wide < table)
+    small[down] = np.nextafter(small[down], np.float32(-np.inf))
+    small[up] = np.nextafter(small[up], np.float32(np.inf))
+    return small
+
+
 # --------------------------------------------------------------------------------------------
 # Jitted kernels (private; arguments already validated and typed)
 
@@ -241,8 +261,63 @@ def _next_candidate(state: np.uint64, pos: int, end: int, every: bool,
     return state, pos + 1 + int(gap)
 
 
-_BATCH = 64
-"""Candidates a factor pass draws before deciding them (see `_factor_batch`)."""
+_BATCH = 128
+"""Most candidates a factor pass draws before deciding them (see `_factor_batch`); fewer near
+a range's end (`_draw_candidates`). 128: fewer calls per chunk than 64 (a chunk's main pass
+has ~330 candidates at BER 1e-4), as fast or slightly faster."""
+
+_GAP_LIMIT = float(1 << 62)
+"""Gaps are kept as integers, clipped here: far beyond any chunk."""
+
+_LOG_TABLE_BITS = 7
+_LOG_SHIFT = np.uint64(52 - _LOG_TABLE_BITS)
+_LOG_C = 1.0 / (1.0 + (np.arange(1 << _LOG_TABLE_BITS) + 0.5) / (1 << _LOG_TABLE_BITS))
+"""`_gaps`' log: the mantissa m in [1, 2) of a uniform is scaled by `_LOG_C[j]` (j: its top
+bits) to within 1/256 of 1, and `log m = log(m·c_j) − log c_j`."""
+_LOG_MINUS_LOG_C = -np.log(_LOG_C)
+_MANTISSA = np.uint64((1 << 52) - 1)
+_S52 = np.uint64(52)
+_LN2 = math.log(2.0)
+_TWO_M52 = 2.0**-52
+_GAP_TOLERANCE = 1e-9
+"""Relative distance from an integer under which `_gaps` leaves a gap to the exact log."""
+_LOG_TOLERANCE = 1e-12
+"""Absolute error of `_gaps`' log that its tolerance allows for (measured: < 1e-14)."""
+
+
+@jit
+def _gaps(u: NDArray[np.float64], inv_log_q: float, tol: float,
+          gap: NDArray[np.int64]) -> int:
+    """`gap[i] = floor(log(u[i]) / log_q)` for uniforms `u[i]` in (0, 1), or −1 where this
+    cheaper log cannot vouch for the floor; returns the number of −1s.
+
+    numba's `math.log` is a scalar library call (~4 ns, most of a candidate's draws); this
+    log (exponent, table, degree-6 series of log1p on |r| < 1/256) vectorises, and is within
+    ~5e-16·|log u| + 3e-16 of the library's (measured over 5e7 uniforms of all exponents).
+    Its quotient q (by the multiplication with `inv_log_q = 1/log_q`) is then within
+    `_GAP_TOLERANCE`·q + `tol` (`tol = _LOG_TOLERANCE/|log_q|`) of the exact quotient, by
+    far: where q's fractional part lies farther than that from 0 and 1, both floors agree;
+    elsewhere (~2e-9·q of the gaps) the caller takes the exact log.
+    """
+    bits = u.view(np.uint64)
+    n_unsure = 0
+    for i in range(u.shape[0]):
+        b = bits[i]
+        e = float(np.int64(b >> _S52) - 1023)
+        mantissa = b & _MANTISSA
+        j = np.int64(mantissa >> _LOG_SHIFT)
+        r = (1.0 + float(np.int64(mantissa)) * _TWO_M52) * _LOG_C[j] - 1.0
+        log1p_r = r * (1.0 + r * (-0.5 + r * (1.0 / 3.0 + r * (-0.25 + r * (0.2 + r * (
+            -1.0 / 6.0))))))
+        q = (e * _LN2 + (_LOG_MINUS_LOG_C[j] + log1p_r)) * inv_log_q
+        f = np.floor(q)
+        frac = q - f
+        margin = _GAP_TOLERANCE * abs(q) + tol
+        # not sure also where q is huge, inf or nan (then no comparison holds)
+        sure = (frac > margin) & (frac < 1.0 - margin) & (q < _GAP_LIMIT)
+        gap[i] = np.int64(f) if sure else -1
+        n_unsure += not sure
+    return n_unsure
 
 
 @jit
@@ -259,8 +334,12 @@ def _draw_candidates(
     """Up to `len(cells)` next candidates after `pos` below `end` into `cells`, each with its
     thinning uniform in `v`: the draws of `_next_candidate` then `next_uniform` per candidate
     (the draw that finds no candidate left is only a gap draw), made as a batch so that the
-    generator's arithmetic vectorises. `u` is scratch. Returns (state, last position, number
-    of candidates, whether the range is exhausted)."""
+    generator's arithmetic and the logs vectorise (`_gaps`). `u` is scratch. Returns (state,
+    last position, number of candidates, whether the range is exhausted).
+
+    A batch holds about 1.25 times the candidates the rest of the range is expected to have
+    (+16), at most `len(cells)`: draws past the range's end are made in vain. The batches
+    only group the one-by-one draws, so their sizes do not change the result."""
     n_max = cells.shape[0]
     if every:
         for i in range(n_max):
@@ -271,16 +350,24 @@ def _draw_candidates(
             v[i] = x
             cells[i] = pos
         return state, pos, n_max, False
-    for i in range(n_max):
+    n = min(n_max, int(min(-1.25 * math.expm1(log_q) * (end - pos - 1), _GAP_LIMIT)) + 16)
+    for i in range(n):
         u[i] = uniform_ahead(state, 2 * i + 1)
         v[i] = uniform_ahead(state, 2 * i + 2)
-    for i in range(n_max):
-        gap = math.log(u[i]) / log_q  # as in _next_candidate
+    inv_log_q = 1.0 / log_q
+    if _gaps(u[:n], inv_log_q, _LOG_TOLERANCE * abs(inv_log_q), cells):
+        for i in range(n):
+            if cells[i] < 0:
+                cells[i] = int(min(math.log(u[i]) / log_q, _GAP_LIMIT))  # as _next_candidate
+    for i in range(n):
+        # an integer gap g and `end − pos − 1` compare as the float gap of `_next_candidate`
+        # would (floor(x) ≥ k ⟺ x ≥ k for an integer k)
+        gap = cells[i]
         if gap >= end - pos - 1:
             return skip_ahead(state, 2 * i + 1), end, i, True
-        pos = pos + 1 + int(gap)
+        pos = pos + 1 + gap
         cells[i] = pos
-    return skip_ahead(state, 2 * n_max), pos, n_max, False
+    return skip_ahead(state, 2 * n), pos, n, False
 
 
 @jit
@@ -291,29 +378,29 @@ def _factor_batch(
     v: NDArray[np.float64],
     u: NDArray[np.float64],
     factor_seed: np.uint64,
-    quick: NDArray[np.float64],
+    quick: NDArray[np.floating[Any]],
     u_limit: float,
     p_of_bit: NDArray[np.float64],
     sigma: float,
     log_f_cap: float,
     p_bound: float,
-    d_cell: NDArray[np.int64],
-    d_v: NDArray[np.float64],
-    d_u: NDArray[np.float64],
+    unsure: NDArray[np.int64],
 ) -> tuple[np.uint64, np.uint64]:
     """Decide the first `n` candidates (distinct cells, thinning uniforms) of a factor pass:
     flip cell i where `v_i·p_bound < min(1, p_b·f_i)`, f_i capped at `exp(log_f_cap)`, and
     never where its cell uniform exceeds `u_limit` (a weak cell, left to the list). Returns
-    (flips, flips of stored ones). `u` and `d_*` are scratch.
+    (flips, flips of stored ones). `u` and `unsure` are scratch.
 
     The cell uniforms are hashed first, in a loop that vectorises. The `quick` table
-    (`_factor_quick_table`) gives, per stored value and bucket of v, the cell uniforms below
-    which the factor is certainly too small and above which it is certainly large enough: all
-    but about 1/1024 of the candidates are decided without Φ⁻¹ and exp, and without a branch
-    on random data (a masked xor). The others are collected in `d_*` and take the exact test
-    after the loop (a rare branch to Φ⁻¹ inside it made every candidate ~40 % slower). Each
-    cell is visited once, so the order of the flips does not matter: the decisions are the
-    exact test's for every candidate.
+    (`_factor_quick_table`, or its float32 copy `_factor_quick_table32`) gives, per stored
+    value and bucket of v, the cell uniforms below which the factor is certainly too small and
+    above which it is certainly large enough: all but about 1/1024 of the candidates are
+    decided without Φ⁻¹ and exp, and without a branch on random data (a masked xor). The
+    others' indices are collected in `unsure` (one store a candidate; storing the cell, v and
+    u there cost ~1.5 % of a 64 MiB read) and take the exact test after the loop (a rare
+    branch to Φ⁻¹ inside it made every candidate ~40 % slower). Each cell is visited once, so
+    the order of the flips does not matter: the decisions are the exact test's for every
+    candidate.
     """
     for i in range(n):
         u[i] = cell_uniform(factor_seed, cells[i])
@@ -333,24 +420,23 @@ def _factor_batch(
         lo = quick[bucket, col]
         hi = quick[bucket, col + 1]
         strong = u_cell <= u_limit
-        d_cell[n_d] = cell
-        d_v[n_d] = v[i]
-        d_u[n_d] = u_cell
+        unsure[n_d] = i
         n_d += strong & (u_cell >= lo) & (u_cell <= hi)
         a = np.uint64(strong & (u_cell > hi))
         words[w] = word ^ (a << shift)
         n_flips += a
         n_ones += bit & a
     half_var = 0.5 * sigma * sigma
-    for i in range(n_d):
-        cell = d_cell[i]
+    for k in range(n_d):
+        i = unsure[k]
+        cell = cells[i]
         w = cell >> 6
         shift = np.uint64(cell & 63)
         word = words[w]
         bit = (word >> shift) & _ONE
-        z = standard_normal_from_uniform(d_u[i])
+        z = standard_normal_from_uniform(u[i])
         p = min(1.0, p_of_bit[bit] * math.exp(min(sigma * z - half_var, log_f_cap)))
-        a = np.uint64(d_v[i] * p_bound < p)
+        a = np.uint64(v[i] * p_bound < p)
         words[w] = word ^ (a << shift)
         n_flips += a
         n_ones += bit & a
@@ -359,9 +445,6 @@ def _factor_batch(
 
 _PLAIN_DRAWS = 256
 """Most draws a plain flip pass makes at once (see `_plain_flips`)."""
-
-_GAP_LIMIT = float(1 << 62)
-"""Gaps are kept as integers, clipped here: far beyond any chunk."""
 
 
 @jit
@@ -434,7 +517,7 @@ def _flip_bits_kernel(
     sigma: float,
     factor_seed: np.uint64,
     log_f_cap: float,
-    quick: NDArray[np.float64],
+    quick: NDArray[np.floating[Any]],
     chunk_bits: int,
     source: NDArray[np.uint64],
     copy_source: bool,
@@ -442,12 +525,13 @@ def _flip_bits_kernel(
     weak_offsets: NDArray[np.int64],
     u_weak: float,
     log_f_weak_cap: float,
-    quick_weak: NDArray[np.float64],
+    quick_weak: NDArray[np.floating[Any]],
 ) -> NDArray[np.int64]:
     # With a weak-cell list (`weak_offsets` non-empty), `log_f_cap` is the split level f_t:
     # cells whose factor exceeds it (cell uniform > `u_weak`) are skipped by the main pass and
     # drawn from the list instead, against `log_f_weak_cap` (the true cap). `quick` and
-    # `quick_weak` are the two passes' `_factor_quick_table`s.
+    # `quick_weak` are the two passes' `_factor_quick_table`s (float32 copies from
+    # `flip_bits_`, which decide the same).
     #
     # Every path makes the draws and the decisions of the one-by-one loop (per candidate: a
     # gap draw, then a thinning draw where one is needed), so the flips for a seed are the
@@ -485,9 +569,7 @@ def _flip_bits_kernel(
         batch = _BATCH if use_factor else 0
         g_cell = np.empty(batch, np.int64)
         g_v = np.empty(batch, np.float64)
-        d_cell = np.empty(batch, np.int64)
-        d_v = np.empty(batch, np.float64)
-        d_u = np.empty(batch, np.float64)
+        unsure = np.empty(batch, np.int64)
         g_u = np.empty(_BATCH if use_factor else _PLAIN_DRAWS, np.float64)
         g_gap = np.empty(0 if use_factor else _PLAIN_DRAWS, np.int64)
         for c in range(c_first, c_end):
@@ -507,7 +589,7 @@ def _flip_bits_kernel(
                                                              log_q, g_u, g_v, g_cell)
                     f, o = _factor_batch(words, n_g, g_cell, g_v, g_u, factor_seed, quick,
                                          u_weak, p_of_bit, sigma, log_f_cap, p_bound,
-                                         d_cell, d_v, d_u)
+                                         unsure)
                     n_flips += f
                     n_ones += o
                 if split and p_weak > 0.0:
@@ -528,7 +610,7 @@ def _flip_bits_kernel(
                             g_cell[i] = weak_cells[g_cell[i]]
                         f, o = _factor_batch(words, n_g, g_cell, g_v, g_u, factor_seed,
                                              quick_weak, 2.0, p_of_bit, sigma,
-                                             log_f_weak_cap, p_weak, d_cell, d_v, d_u)
+                                             log_f_weak_cap, p_weak, unsure)
                         n_flips += f
                         n_ones += o
             elif not every_bit and min(p01, p10) >= p_bound:
@@ -1091,8 +1173,8 @@ def flip_bits_(
         weak_offsets = weak.offsets(chunk)
         u_weak = float(ndtr(weak.z_split))
         log_f_cap = sigma * weak.z_split - 0.5 * sigma * sigma  # the main pass's bound
-    quick = _factor_quick_table(p01, p10, sigma, log_f_cap)
-    quick_weak = (_factor_quick_table(p01, p10, sigma, log_f_weak_cap) if weak_offsets.size
+    quick = _factor_quick_table32(p01, p10, sigma, log_f_cap)
+    quick_weak = (_factor_quick_table32(p01, p10, sigma, log_f_weak_cap) if weak_offsets.size
                   else quick)
     if source is not None:
         _check_source(source, words)
