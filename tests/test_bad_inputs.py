@@ -348,6 +348,12 @@ def _config_cases() -> Iterator[Case]:
     yield Case("usage/unknown config", ("run", "no-such-config", "--out", "{out}/run"))
     yield Case("usage/executor and address", ("run", "quickstart", "--out", "{out}/run",
                                               "--address", "h:1"))
+    for address, status, message in (("127.0.0.1:1", 1, "cannot reach Ray at 127.0.0.1:1"),
+                                     ("nohost", 2, "--address expects HOST:PORT"),
+                                     ("h:99999", 2, "--address expects HOST:PORT")):
+        yield Case(f"run/--address {address}", ("run", "quickstart", "--out", "{out}/run",
+                                                "--executor", "ray", "--address", address),
+                   status=status, message=message, absent="{out}/run")
     yield Case("usage/inprocess with workers", ("demo", "--out", "{out}/demo", "--executor",
                                                 "inprocess", "--workers", "2"))
     yield Case("usage/torch device", (*EVAL, "--torch-device", "tpu"))

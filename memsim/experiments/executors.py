@@ -25,6 +25,7 @@ import importlib
 import multiprocessing
 import os
 import pickle
+import socket
 import sys
 import tempfile
 import threading
@@ -291,6 +292,8 @@ class RayExecutor(Executor):
         self.address = address
         self.workers = None if workers is None else _check_count("workers", workers)
         self.threads = _check_count("threads", threads)
+        if address is not None and address != "auto":
+            _probe(address)
         self._started = False
         self._remote: Any = None
         self._box: list[Any] = []
@@ -364,6 +367,26 @@ def _check_count(what: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ExecutorError(f"{what} must be an integer >= 1, got {value!r}")
     return value
+
+
+def _probe(address: str) -> None:
+    """Refuse at once a cluster address that is malformed or where nothing listens: Ray itself
+    retried a closed port for minutes, printing its own warnings."""
+    host, sep, port_text = address.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not sep or not host or not 0 < port < 65536:
+        raise ExecutorError(f"--address expects HOST:PORT (or auto), got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), port), timeout=_PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise ExecutorFailure(f"cannot reach Ray at {address}: "
+                              f"{e.strerror or type(e).__name__}") from None
+
+
+_PROBE_TIMEOUT_S = 5.0
 
 
 def make_executor(kind: str, workers: int | None = None, address: str | None = None,

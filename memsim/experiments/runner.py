@@ -102,21 +102,22 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
                     "named by the config; pass --allow-code (allow_code=True) if you trust it")
     started = time.perf_counter()
     evaluation = (evaluation or EvaluationOptions()).resolved(log)
+    # executor settings are checked first (an unreachable Ray cluster is refused in seconds)
+    runner = make_executor(executor, workers, address, threads_per_worker) \
+        if isinstance(executor, str) else executor
     base = Path(out_dir)
     out = base / DRY_RUN_DIR if dry_run else base
     out.mkdir(parents=True, exist_ok=True)
     # one run per folder: a second would train and evaluate everything again beside it
     with folder_lock(base, command or "memsim run"):
-        return _run_locked(spec, base, out, started, executor=executor, workers=workers,
-                           address=address, threads_per_worker=threads_per_worker,
-                           dry_run=dry_run, progress=progress, log=log, command=command,
-                           evaluation=evaluation)
+        return _run_locked(spec, base, out, started, runner=runner,
+                           threads_per_worker=threads_per_worker, dry_run=dry_run,
+                           progress=progress, log=log, command=command, evaluation=evaluation)
 
 
 def _run_locked(spec: ExperimentSpec, base: Path, out: Path, started: float, *,
-                executor: str | Executor, workers: int | None, address: str | None,
-                threads_per_worker: int, dry_run: bool, progress: bool, log: Log | None,
-                command: str, evaluation: EvaluationOptions) -> SweepResults:
+                runner: Executor, threads_per_worker: int, dry_run: bool, progress: bool,
+                log: Log | None, command: str, evaluation: EvaluationOptions) -> SweepResults:
     # a user model's folder is importable for the whole run, in this process as in the
     # workers (its module may import lazily), and gone afterwards
     import_paths = [m.torch_model.path for m in spec.models
@@ -129,8 +130,6 @@ def _run_locked(spec: ExperimentSpec, base: Path, out: Path, started: float, *,
         planner = Planner(spec, models, dry_run=dry_run, torch_threads=threads_per_worker,
                           torch_device=evaluation.torch_device)
         planner.plan()
-        runner = make_executor(executor, workers, address, threads_per_worker) \
-            if isinstance(executor, str) else executor
         with ResultStore.in_dir(out) as store:
             clean_keys = _clean_rows(store, models, threads_per_worker,
                                      evaluation.torch_device)
