@@ -8,6 +8,7 @@ from memsim._lazy import lazy_attributes
 from memsim.errors import KnobError, MemsimError, RunFailure, SpecError, UnknownDeviceError
 
 if TYPE_CHECKING:
+    from memsim.experiments.table import results
     from memsim.physics.device import Device, MechanismFigures, OperatingPoint, load_device
     from memsim.spec.loader import builtin_device_files
 
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "builtin_device_files",
     "load_device",
+    "results",
 ]
 
 # Imported on first use (PEP 562): the physics pulls in numpy, scipy and numba, which
@@ -35,6 +37,7 @@ _LAZY = {
     "OperatingPoint": "memsim.physics.device",
     "load_device": "memsim.physics.device",
     "builtin_device_files": "memsim.spec.loader",
+    "results": "memsim.experiments.table",
 }
 
 

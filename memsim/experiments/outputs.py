@@ -23,6 +23,7 @@ __all__ = [
     "PARETO_CSV",
     "RESULTS_CSV",
     "knob_names",
+    "result_rows",
     "write_outputs",
 ]
 
@@ -58,6 +59,17 @@ def _knob_cells(knobs: Sequence[str], values: dict[str, float]) -> list[Any]:
     return [values.get(k) for k in knobs]
 
 
+def result_rows(cells: Sequence[CellResult]) -> tuple[list[str], list[list[Any]]]:
+    """`results.csv`'s header and rows (one per cell): the cell's names, one `knob.<name>`
+    column per knob of the sweep (empty where a device has no such knob), then every field of
+    `CellResult.columns`. `memsim.results` returns the same table."""
+    knobs = knob_names(cells)
+    after = [n for n in CellResult.columns() if n not in _WHERE]
+    header = [*_WHERE, *(f"knob.{k}" for k in knobs), *after]
+    return header, [[*(getattr(c, n) for n in _WHERE), *_knob_cells(knobs, c.knobs),
+                     *(getattr(c, n) for n in after)] for c in cells]
+
+
 def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = "",
                   elapsed_s: float | None = None) -> list[Path]:
     """Write the CSVs, the plots and `report.md`; return the paths."""
@@ -68,10 +80,7 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
     cells = results.cells
     knobs = knob_names(cells)
     knob_header = [f"knob.{k}" for k in knobs]
-    after = [n for n in CellResult.columns() if n not in _WHERE]
-    paths = [write_csv(out / RESULTS_CSV, [*_WHERE, *knob_header, *after], [
-        [*(getattr(c, n) for n in _WHERE), *_knob_cells(knobs, c.knobs),
-         *(getattr(c, n) for n in after)] for c in cells])]
+    paths = [write_csv(out / RESULTS_CSV, *result_rows(cells))]
     front_rows = []
     for members in results.fronts.values():
         for i in members:
