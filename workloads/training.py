@@ -481,9 +481,9 @@ ProgressFactory = Callable[[int, str], Any]
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
-                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+    from memsim.progress import progress_bar
+
+    return progress_bar(total, desc, "batch", leave=False)
 
 
 def train(spec: TrainSpec, out_dir: str | Path, *, progress: bool = False,

@@ -69,10 +69,9 @@ Log = Callable[[str], None]
 def _progress_bar(enabled: bool, desc: str) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
+    from memsim.progress import progress_bar
 
-    return tqdm(total=0, desc=desc, unit="eval", dynamic_ncols=True, smoothing=0.05,
-                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+    return progress_bar(0, desc, "eval", smoothing=0.05)
 
 
 def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,

@@ -1,0 +1,25 @@
+"""Progress bars show in a terminal and in a notebook, and hide in logs."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from memsim.progress import in_notebook, progress_bar
+
+
+def test_no_bar_where_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert not in_notebook()
+    bar = progress_bar(10, "train", "batch")  # pytest captures stderr: not a terminal
+    assert bar.disable
+    bar.close()
+
+
+def test_a_notebook_gets_its_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ipykernel", object())  # as inside a Jupyter kernel
+    assert in_notebook()
+    bar = progress_bar(10, "sweep", "eval", leave=False)
+    assert not bar.disable and bar.total == 10 and bar.desc.startswith("sweep")
+    bar.close()
