@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -256,3 +257,28 @@ def test_sigkill_loses_no_committed_row_and_the_rerun_matches(
     with ResultStore(killed) as store:
         store.export_csv(tmp_path / "resumed.csv")
     assert (tmp_path / "resumed.csv").read_bytes() == (tmp_path / "clean.csv").read_bytes()
+
+
+def test_a_store_that_cannot_be_written_is_read_immutable(
+        small_sweep: tuple[Path, Path, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archived sweep (a folder without write access: as root here, simulated) reads
+    through an immutable connection, which makes no -wal/-shm files, and aggregates the same."""
+    from memsim.experiments.aggregation import aggregate
+
+    out = tmp_path / "archived"
+    shutil.copytree(small_sweep[1], out)
+    store_file = out / "results.sqlite"
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) in (
+        store_file, out) and mode == os.W_OK else real_access(p, mode))
+    with ResultStore.for_reading(store_file) as store:
+        assert store.read_only and len(store) > 0
+        with pytest.raises(StoreError, match="readonly"):
+            store.put(key_of({"x": 1}), {"x": 1}, {"y": 2})
+    assert sorted(p.name for p in out.glob("results.sqlite*")) == ["results.sqlite"]
+    again = aggregate(out)
+    assert [c.accuracy for c in again.cells] == [c.accuracy for c in small_sweep[2].cells]
+    (out / "results.sqlite-wal").write_bytes(b"\x00" * 32)  # rows the store does not hold yet
+    with pytest.raises(StoreError, match="write-ahead log holds rows"):
+        ResultStore.for_reading(store_file)

@@ -635,7 +635,7 @@ def aggregate(out_dir: str | Path, overrides: Sequence[str] = ()) -> SweepResult
     c = manifest["chips"]
     rule = adaptive_rule(ChipRule(c["batch"], c["min"], c["max"], c["target_half_width"],
                                   c["confidence"]))
-    with ResultStore(out / STORE_FILENAME) as store:
+    with ResultStore.for_reading(out / STORE_FILENAME) as store:
         clean: dict[str, CleanResult] = {}
         for m in manifest["models"]:
             row = store.get(m["clean_key"])

@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -144,20 +145,46 @@ class ResultStore:
     """Finished evaluations in an SQLite file, opened or created at `path`; a context manager
     (`close` on exit). See the module docstring for keys and durability."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
+        wal = self.path.with_name(self.path.name + "-wal")
+        if read_only and wal.is_file() and wal.stat().st_size > 0:
+            # an immutable read would not see the rows still in the log
+            raise StoreError(f"{self.path}: its write-ahead log holds rows not yet in the store "
+                             "and the folder cannot be written; copy the sweep somewhere "
+                             "writable")
         try:
-            self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            if read_only:
+                # immutable: no write-ahead-log files are made, so a store in a folder that
+                # cannot be written (an archive) still reads; nothing may write it meanwhile
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1",
+                                           uri=True, isolation_level=None)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S,
+                                           isolation_level=None)
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: cannot open the results store ({e})") from None
         try:
-            self._init_schema()
+            if read_only:
+                self._check_schema()
+            else:
+                self._init_schema()
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise StoreError(f"{self.path}: not a readable memsim results store ({e})") from None
         except StoreError:
             self._db.close()
             raise
+
+    @classmethod
+    def for_reading(cls, path: str | Path) -> ResultStore:
+        """A store to read: opened as usual, or read-only where its folder or file cannot be
+        written (an archived sweep)."""
+        p = Path(path)
+        if p.is_file() and not (os.access(p, os.W_OK) and os.access(p.parent, os.W_OK)):
+            return cls(p, read_only=True)
+        return cls(p)
 
     @classmethod
     def in_dir(cls, out_dir: str | Path) -> ResultStore:
@@ -191,6 +218,19 @@ class ResultStore:
             elif row[0] != str(SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: results store schema version {row[0]}, this "
                                  f"memsim reads version {SCHEMA_VERSION}")
+
+    def _check_schema(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE "
+                                                  "type = 'table'")}
+        if "memsim_meta" not in tables or "results" not in tables:
+            raise StoreError(f"{self.path}: not a memsim results store (tables: "
+                             f"{', '.join(sorted(tables)) or 'none'})")
+        row = self._db.execute("SELECT value FROM memsim_meta WHERE name = 'schema_version'"
+                               ).fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise StoreError(f"{self.path}: results store schema version "
+                             f"{row[0] if row else 'missing'}, this memsim reads version "
+                             f"{SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
