@@ -4,6 +4,7 @@ one read at a time through `ModelImage.load`, bit for bit."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import textwrap
 from pathlib import Path
@@ -20,22 +21,24 @@ from torch import nn
 from torch.nn import functional as F
 
 from memsim.experiments import evaluate as evaluate_module
+from memsim.experiments import worker as worker_module
 from memsim.experiments.evaluate import (
     EvaluationError,
     EvaluationOptions,
     MemoryRead,
     Placement,
+    ReadStats,
     TrialJob,
     evaluate_model,
     run_trial,
     run_trials,
 )
-from memsim.experiments.plan import device_key
+from memsim.experiments.plan import MemoryPlan, device_key
 from memsim.experiments.runner import run_experiment
 from memsim.experiments.store import ResultStore
 from memsim.kernels.decode import copy_bits_, decode_fields_
 from memsim.memory.image import MemoryImage
-from memsim.memory.protection import Protection, protect
+from memsim.memory.protection import ProtectedImage, Protection, protect
 from memsim.physics.device import load_device
 from memsim.spec.experiment import load_experiment
 from memsim.workloads.bridge import ModelImage, clear
@@ -227,6 +230,23 @@ def test_stacked_statistics_are_each_sets_statistics() -> None:
         logit_stats_stacked(logits[0], labels)
 
 
+@pytest.mark.parametrize("n", [32767, 40000])
+def test_stacked_statistics_of_long_rows_on_two_threads(n: int) -> None:
+    """torch splits a mean of one row of 32768 values or more among its threads (in another
+    order of additions): the stacked figures still equal each set's own."""
+    g = torch.Generator().manual_seed(n)
+    logits = torch.randn(3, n, 10, generator=g) * torch.exp2(
+        torch.randint(-20, 20, (3, n, 1), generator=g).float())
+    labels = torch.randint(0, 10, (n,), generator=g)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        stacked = logit_stats_stacked(logits, labels, quantiles=False)
+        assert stacked == [logit_stats(logits[b], labels, quantiles=False) for b in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+
+
 # -- trials -------------------------------------------------------------------------------------
 
 
@@ -261,6 +281,149 @@ def test_batched_trials_equal_the_reference_path(reads_per_pass: int) -> None:
     assert got == want
     assert run_trials(model, x, labels, jobs, EvaluationOptions(reference_path=True)) == want
     assert not any(layer.has_loaded_codes for _, layer in iter_quantized_layers(model))
+
+
+def _distinct_reads(jobs: list[TrialJob]) -> int:
+    return len({tuple(image.words.tobytes() for image in evaluate_module._read_all(j)[0])
+                for j in jobs})
+
+
+def test_reads_with_the_same_words_are_evaluated_once(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """Fault-free reads, and a job repeated, give the same words: one set in a forward pass
+    for all of them, and still the reference path's trials (their flip counts included)."""
+    model = _model(4, "symmetric", True, seed=8)
+    x = torch.randn(40, 2, 4, 4, generator=torch.Generator().manual_seed(3))
+    labels = torch.randint(0, 3, (40,), generator=torch.Generator().manual_seed(4))
+    jobs = _jobs(model)
+    sram = load_device("sram-14nm")
+    whole = ModelImage.of(model)
+    protected = protect(whole.image, Protection())
+    chip = protected.chip(sram, 5)
+    nominal = [TrialJob([MemoryRead(whole, protected, chip, {"v_rel": 1.0}, 5)], 0, t)
+               for t in range(5)]
+    harsh = [TrialJob([MemoryRead(whole, protected, chip, {"v_rel": 0.8}, 5)], 0, t)
+             for t in range(3)]
+    jobs = [*jobs, *jobs[:4], *nominal, *harsh, *harsh]
+    want = [run_trial(model, x, labels, j.memories, j.chip, j.trial) for j in jobs]
+    passes: list[int] = []
+    real = evaluate_module.predict_stacked
+
+    def counting(model: nn.Module, images: torch.Tensor, sets: int) -> torch.Tensor:
+        passes.append(sets)
+        return real(model, images, sets)
+
+    monkeypatch.setattr(evaluate_module, "predict_stacked", counting)
+    assert run_trials(model, x, labels, jobs, EvaluationOptions(reads_per_pass=4)) == want
+    distinct = _distinct_reads(jobs[:16]) + _distinct_reads(jobs[16:])  # two layouts
+    assert _distinct_reads(nominal) == 1
+    assert sum(passes) == distinct <= len(jobs) - 4 - 4 - 3
+    assert max(passes) <= 4
+
+
+def test_a_memory_held_at_one_point_is_read_once_per_trial(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """The first layer's nominal SRAM gives the same read at both swept points: it is read
+    once per chip and trial, the swept memory at every job."""
+    model = _model(4, "symmetric", True, seed=8)
+    x = torch.randn(40, 2, 4, 4, generator=torch.Generator().manual_seed(3))
+    labels = torch.randint(0, 3, (40,), generator=torch.Generator().manual_seed(4))
+    jobs = _jobs(model)
+    want = [run_trial(model, x, labels, j.memories, j.chip, j.trial) for j in jobs]
+    reads: list[int] = []
+    real = ProtectedImage.read
+
+    def counting(self: ProtectedImage, *args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProtectedImage, "read", counting)
+    assert run_trials(model, x, labels, jobs) == want
+    assert len(reads) == 2 * 3 + len(jobs)  # (chip, trial) pairs of the edge, every job
+
+
+def test_known_reads_are_not_evaluated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ReadStats` carries the statistics of the reads evaluated to later calls for the same
+    model, data and device, and is ignored for others."""
+    model = _model(4, "symmetric", True, seed=8)
+    x = torch.randn(40, 2, 4, 4, generator=torch.Generator().manual_seed(3))
+    labels = torch.randint(0, 3, (40,), generator=torch.Generator().manual_seed(4))
+    jobs = _jobs(model)
+    want = [run_trial(model, x, labels, j.memories, j.chip, j.trial) for j in jobs]
+    passes: list[int] = []
+    real = evaluate_module.predict_stacked
+
+    def counting(model: nn.Module, images: torch.Tensor, sets: int) -> torch.Tensor:
+        passes.append(sets)
+        return real(model, images, sets)
+
+    monkeypatch.setattr(evaluate_module, "predict_stacked", counting)
+    known = ReadStats(model, x, labels, "cpu")
+    assert run_trials(model, x, labels, jobs[:6], known=known) == want[:6]
+    first = sum(passes)
+    assert run_trials(model, x, labels, jobs, known=known) == want
+    assert first > 0
+    assert sum(passes) == _distinct_reads(jobs)  # the first six's reads were known
+    passes.clear()
+    run_trials(model, x, labels, jobs, known=known)
+    assert not passes
+    # other images or labels (equal values, other tensors) are not what `known` holds
+    assert run_trials(model, x.clone(), labels, jobs, known=known) == want
+    assert run_trials(model, x, labels.clone(), jobs, known=known) == want
+    assert sum(passes) == 2 * _distinct_reads(jobs)
+    assert known.fits(model, x, labels, "cpu")
+    assert not known.fits(model, x, labels, "cuda")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert not known.fits(model, x, labels, "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    passes.clear()
+    small = ReadStats(model, x, labels, "cpu", limit=2)  # a call keeps what it needs
+    for _ in range(2):
+        assert run_trials(model, x, labels, jobs, known=small) == want
+    assert sum(passes) == 2 * _distinct_reads(jobs) and len(small.stats) > 2
+
+
+def test_a_worker_builds_each_chip_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks that share a chip (device, bits, seed, sweep) get the one built first, which
+    reads as a new chip would after its harsher reads; another device object, or eviction
+    past the count or the byte budget, builds it again."""
+    sram = load_device("sram-14nm")
+    image = MemoryImage.pack({"w": (np.arange(-8, 8).repeat(256), "twos_complement", 4)})
+    protected = protect(image, Protection())
+    plan = MemoryPlan("m", "sram", ("w",), Protection(), (("v_rel", 0.8, 1.0),))
+    built: list[int] = []
+    real = ProtectedImage.chip
+
+    def counting(self: ProtectedImage, *args: Any) -> Any:
+        built.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(ProtectedImage, "chip", counting)
+    chips = worker_module._Chips(size=2, budget=1 << 30)
+    chip = chips.get(sram, plan, protected, 1)
+    harsh = protected.read(chip, {"v_rel": 0.8}, seed=3)
+    assert harsh.raw.bit_errors > 0
+    chips.settle()
+    assert chips.get(sram, plan, protected, 1) is chip and len(built) == 1
+    fresh = real(protected, sram, 1, plan.sweep_dict())
+    for knobs in ({"v_rel": 0.9}, {"v_rel": 0.8}):
+        assert np.array_equal(protected.read(chip, knobs, seed=4).image.words,
+                              protected.read(fresh, knobs, seed=4).image.words)
+    other = copy.copy(sram)  # the same spec, another object: its own chip
+    assert chips.get(other, plan, protected, 1) is not chip and len(built) == 2
+    chip = chips.get(sram, plan, protected, 1)
+    for seed in (2, 3):  # past two chips: the least recently used (seed 1) goes
+        chips.get(sram, plan, protected, seed)
+    chips.settle()
+    assert chips.get(sram, plan, protected, 1) is not chip
+    tight = worker_module._Chips(size=8, budget=0)  # one chip kept, whatever its size
+    first = tight.get(sram, plan, protected, 1)
+    tight.get(sram, plan, protected, 2)
+    tight.settle()
+    assert tight.get(sram, plan, protected, 1) is not first
 
 
 def test_the_activation_budget_limits_the_sets_per_pass(monkeypatch: pytest.MonkeyPatch
@@ -404,7 +567,9 @@ def test_copy_bits_refuses_ranges_outside_the_words() -> None:
         copy_bits_(np.zeros(1, np.uint64), 10, np.zeros(2, np.uint64), 0, 60)
 
 
-def test_bnns_run_on_the_read_words_with_the_same_results(tmp_path: Path) -> None:
+def test_bnns_run_on_the_read_words_with_the_same_results(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
     """The golden BNN with random batch-norm statistics, whole and split over two memories
     (first layer in SRAM, the rest in undervolted SRAM with SEC-DED): the packed path is taken
     and gives the reference path's trials."""
@@ -432,6 +597,17 @@ def test_bnns_run_on_the_read_words_with_the_same_results(tmp_path: Path) -> Non
     assert len({w.accuracy for w in want}) > 2
     assert run_trials(model, x, labels, jobs) == want
     assert run_trials(model, x, labels, jobs, EvaluationOptions(packed_bnn=False)) == want
+    calls: list[int] = []
+    real = evaluate_module._PackedPath.logits
+
+    def counting(self: Any, read: Any, images: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return real(self, read, images)
+
+    monkeypatch.setattr(evaluate_module._PackedPath, "logits", counting)
+    # the layouts alternate: a read of the first met again after the second is not rerun
+    assert run_trials(model, x, labels, [*jobs, *jobs]) == want + want
+    assert len(calls) == _distinct_reads(jobs[:-4]) + _distinct_reads(jobs[-4:])
 
 
 def test_models_the_packed_path_cannot_run_go_through_torch() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,7 +27,13 @@ from memsim.experiments.records import TrialOutcome
 from memsim.experiments.stats import Interval, cluster_mean_interval
 from memsim.kernels.decode import copy_bits_
 from memsim.memory.image import MemoryImage
-from memsim.memory.protection import ChipReader, ProtectedImage, Protection, protect
+from memsim.memory.protection import (
+    ChipReader,
+    ProtectedImage,
+    ProtectedReadResult,
+    Protection,
+    protect,
+)
 from memsim.physics.device import Device
 from memsim.spec.names import DEFAULT_READS_PER_PASS, TORCH_DEVICES
 from memsim.workloads.bridge import ModelImage, clear, region_name
@@ -43,6 +49,7 @@ __all__ = [
     "MemoryRead",
     "ModelEvaluation",
     "Placement",
+    "ReadStats",
     "TrialJob",
     "TrialOutcome",
     "chip_seed",
@@ -196,12 +203,17 @@ class _Counts:
     under_test: int = 0
 
 
-def _read_all(job: TrialJob) -> tuple[list[MemoryImage], _Counts]:
-    """Read every memory of a job once with trial seed (chip seed, trial)."""
+def _read_all(job: TrialJob, reader: _Reader | None = None
+              ) -> tuple[list[MemoryImage], _Counts]:
+    """Read every memory of a job once with trial seed (chip seed, trial), through `reader`
+    where given."""
     images = []
     up = down = stuck = residual = corrected = uncorrectable = under_test = 0
     for i, m in enumerate(job.memories):
-        read = m.protected.read(m.chip, m.knobs, seed=trial_seed(m.chip_seed, job.trial))
+        if reader is None:
+            read = m.protected.read(m.chip, m.knobs, seed=trial_seed(m.chip_seed, job.trial))
+        else:
+            read = reader.read(m, job.trial)
         images.append(read.image)
         up += read.raw.flips_zero_to_one
         down += read.raw.flips_one_to_zero
@@ -212,6 +224,41 @@ def _read_all(job: TrialJob) -> tuple[list[MemoryImage], _Counts]:
         if i == 0:
             under_test = read.raw.bit_errors
     return images, _Counts(up, down, stuck, residual, corrected, uncorrectable, under_test)
+
+
+_ReadOf = tuple[int, int, tuple[tuple[str, float], ...], int, int]
+"""A read of a memory: ids of its protected image and chip, knobs, chip seed, trial."""
+
+
+class _Reader:
+    """The reads of some jobs, each read once: a chip's read is a function of its image, the
+    knobs and the trial seed, so a memory held at one operating point while another is swept
+    (SRAM edges) gives the same read at every point, kept from its first until its last job.
+    Trial seeds are derived once per (chip, trial)."""
+
+    def __init__(self, jobs: Sequence[TrialJob]) -> None:
+        self._left = Counter(self._of(m, j.trial) for j in jobs for m in j.memories)
+        self._kept: dict[_ReadOf, ProtectedReadResult] = {}
+        self._seeds: dict[tuple[int, int], int] = {}
+
+    @staticmethod
+    def _of(m: MemoryRead, trial: int) -> _ReadOf:
+        return (id(m.protected), id(m.chip), tuple(sorted(m.knobs.items())), m.chip_seed,
+                trial)
+
+    def read(self, m: MemoryRead, trial: int) -> ProtectedReadResult:
+        of = self._of(m, trial)
+        left = self._left[of] = self._left[of] - 1
+        hit = self._kept.pop(of, None) if left == 0 else self._kept.get(of)
+        if hit is not None:
+            return hit
+        seed = self._seeds.get((m.chip_seed, trial))
+        if seed is None:
+            seed = self._seeds[(m.chip_seed, trial)] = trial_seed(m.chip_seed, trial)
+        read = m.protected.read(m.chip, m.knobs, seed=seed)
+        if left > 0:
+            self._kept[of] = read
+        return read
 
 
 def _outcome(job: TrialJob, stats: LogitStats, c: _Counts) -> TrialOutcome:
@@ -296,15 +343,85 @@ def _packed_path(model: nn.Module, memories: Sequence[ModelImage]) -> _PackedPat
     return path
 
 
+_ReadKey = tuple[tuple[int, ...], bytes]
+"""A read in `run_trials`: the ids of its layout's model images and the digest of its words."""
+
+
+class ReadStats:
+    """Statistics of the distinct reads `run_trials` evaluated for one model on one test set,
+    torch device and torch thread count (the current one), kept across calls by a caller that
+    changes none of them (a sweep's worker): a read met again, in a later task or of another
+    memory device, takes them instead of a forward pass. At most `limit` reads are kept
+    (then it starts over)."""
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 torch_device: str, limit: int = 1 << 14) -> None:
+        self.owner = (model, images, labels)
+        self.torch_device = torch_device
+        self.threads = torch.get_num_threads()  # another count sums in another order
+        self.limit = limit
+        self.stats: dict[_ReadKey, LogitStats] = {}
+        # every model image a key names, held so that no other object takes its id
+        self._layouts: dict[int, ModelImage] = {}
+
+    def fits(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             torch_device: str) -> bool:
+        """Whether these are the model, data and device (and the thread count) the statistics
+        are of."""
+        return (torch_device == self.torch_device and torch.get_num_threads() == self.threads
+                and all(a is b for a, b in zip(self.owner, (model, images, labels),
+                                               strict=True)))
+
+    def trim(self) -> None:
+        """Start over if `limit` reads are kept (between calls: a call needs its own)."""
+        if len(self.stats) >= self.limit:
+            self.stats.clear()
+            self._layouts.clear()
+
+    def hold(self, layout: Sequence[ModelImage]) -> None:
+        for image in layout:
+            self._layouts[id(image)] = image
+
+
+def _fingerprint(read: Sequence[MemoryImage]) -> bytes:
+    """A 256-bit digest (BLAKE2b) of the words of one job's reads, of one layout: equal words
+    give equal digests, and different ones collide with odds the results store already
+    trusts (it keys rows by the SHA-256 of their inputs); a digest holds no copy of a read."""
+    h = hashlib.blake2b(digest_size=32)
+    for image in read:
+        h.update(np.ascontiguousarray(image.words).data)
+    return h.digest()
+
+
+def _evaluate_reads(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                    layout: Sequence[ModelImage], reads: Sequence[Sequence[MemoryImage]],
+                    path: _PackedPath | None) -> list[LogitStats]:
+    """Logit statistics of each read (all of `layout`): on its words through `path`, or
+    decoded into stacked weights and evaluated in one batched forward pass."""
+    if path is not None:
+        logits = torch.stack([path.logits(read, images) for read in reads])
+    else:
+        try:
+            for i, image in enumerate(layout):
+                image.load_stacked(model, [read[i] for read in reads])
+            logits = predict_stacked(model, images, len(reads))
+        finally:
+            clear(model)
+    return logit_stats_stacked(logits, labels, quantiles=False)
+
+
 def run_trials(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-               jobs: Sequence[TrialJob], options: EvaluationOptions | None = None
-               ) -> list[TrialOutcome]:
-    """`run_trial` for every job, in order, with the same results: up to
-    `EvaluationOptions.reads_per_pass` reads of the same memories at once, decoded straight
-    into stacked weights (`ModelImage.load_stacked`) and evaluated in one batched forward pass
-    (`predict_stacked`), or, for a BNN that `PackedBNN` runs, each read evaluated straight on
-    its words; logit statistics once per batch. Falls back to `run_trial` for layouts without a
-    decoding table and with ``options.reference_path``."""
+               jobs: Sequence[TrialJob], options: EvaluationOptions | None = None,
+               known: ReadStats | None = None) -> list[TrialOutcome]:
+    """`run_trial` for every job, in order, with the same results: reads whose words equal
+    an earlier read's of the same memories (fault-free ones, or persistent faults alone) take
+    its statistics, which are a function of the words; up to
+    `EvaluationOptions.reads_per_pass` distinct reads at once decoded straight into stacked
+    weights (`ModelImage.load_stacked`) and evaluated in one batched forward pass
+    (`predict_stacked`), or, for a BNN that `PackedBNN` runs, each evaluated straight on its
+    words; logit statistics once per pass. `known` keeps the statistics for later calls
+    (ignored unless it `fits` these model and data). Falls back to `run_trial` for layouts
+    without a decoding table and with ``options.reference_path``."""
     options = options or EvaluationOptions()
     if not jobs:
         return []
@@ -313,30 +430,39 @@ def run_trials(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     per_pass = options.sets_per_pass(model, images)
     packed_ok = (options.packed_bnn and options.torch_device == "cpu"
                  and images.dtype == torch.float32)
-    outcomes: list[TrialOutcome] = []
+    reader = _Reader(jobs)
+    # per (layout, words) read: its statistics once evaluated, else the read, waiting for a
+    # pass with at most per_pass others
+    if known is not None and not known.fits(model, images, labels, options.torch_device):
+        known = None
+    if known is not None:
+        known.trim()
+    stats: dict[_ReadKey, LogitStats] = {} if known is None else known.stats
+    waiting: dict[_ReadKey, list[MemoryImage]] = {}
+    done: list[tuple[TrialJob, _Counts, _ReadKey]] = []
     start = 0
     while start < len(jobs):
         layout = [m.image for m in jobs[start].memories]
         stop = start + 1
-        while (stop < len(jobs) and stop - start < per_pass
-               and [m.image for m in jobs[stop].memories] == layout):
+        while stop < len(jobs) and [m.image for m in jobs[stop].memories] == layout:
             stop += 1
-        batch = jobs[start:stop]
-        read = [_read_all(job) for job in batch]
         path = _packed_path(model, layout) if packed_ok else None
-        if path is not None:
-            logits = torch.stack([path.logits(r[0], images) for r in read])
-        else:
-            try:
-                for i, image in enumerate(layout):
-                    image.load_stacked(model, [r[0][i] for r in read])
-                logits = predict_stacked(model, images, len(batch))
-            finally:
-                clear(model)
-        stats = logit_stats_stacked(logits, labels, quantiles=False)
-        outcomes += [_outcome(job, s, r[1]) for job, s, r in zip(batch, stats, read, strict=True)]
+        ids = tuple(id(image) for image in layout)  # alive while the jobs are, or held
+        if known is not None:
+            known.hold(layout)
+        for i, job in enumerate(jobs[start:stop], start + 1):
+            read, counts = _read_all(job, reader)
+            key = (ids, _fingerprint(read))
+            if key not in stats and key not in waiting:
+                waiting[key] = read
+            if waiting and (len(waiting) == per_pass or i == stop):
+                evaluated = _evaluate_reads(model, images, labels, layout,
+                                            list(waiting.values()), path)
+                stats.update(zip(waiting, evaluated, strict=True))
+                waiting.clear()
+            done.append((job, counts, key))
         start = stop
-    return outcomes
+    return [_outcome(job, stats[key], counts) for job, counts, key in done]
 
 
 @dataclass(frozen=True)

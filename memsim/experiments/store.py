@@ -270,13 +270,15 @@ class ResultStore:
         them: the caller still holds them all."""
         encoded = []
         for key, inputs, outputs in rows:
-            expected = key_of(inputs)
+            if not isinstance(inputs, Mapping):
+                raise StoreError(f"inputs must be a mapping, got {type(inputs).__name__}")
+            ins = canonical_json(inputs, "inputs")  # once: `key_of` hashes this same text
+            expected = hashlib.sha256(ins.encode("utf-8")).hexdigest()
             if key != expected:
                 raise StoreError(f"key {key!r} is not key_of(inputs) ({expected})")
             if not isinstance(outputs, Mapping):
                 raise StoreError(f"outputs must be a mapping, got {type(outputs).__name__}")
-            encoded.append((key, canonical_json(inputs, "inputs"),
-                            canonical_json(outputs, "outputs")))
+            encoded.append((key, ins, canonical_json(outputs, "outputs")))
         new = 0
         with self._errors(), self._transaction():
             for key, ins, outs in encoded:

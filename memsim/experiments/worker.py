@@ -7,11 +7,13 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
-from memsim.experiments.evaluate import MemoryRead, TrialJob, run_trials
+from memsim.experiments.evaluate import MemoryRead, ReadStats, TrialJob, run_trials
 from memsim.experiments.plan import ChipTask, MemoryPlan, WorkContext, knob_box
 from memsim.experiments.records import ChipRecord
+from memsim.memory.chip import Chip
 from memsim.memory.protection import ProtectedImage, Protection, protect
 from memsim.physics.device import Device
 from memsim.workloads.bridge import ModelImage
@@ -40,12 +42,85 @@ def _memory(model: nn.Module, plan: MemoryPlan) -> tuple[ModelImage, ProtectedIm
     return mi, protected
 
 
+_ChipKey = tuple[str, int, int, tuple[tuple[str, float, float], ...]]
+
+
+class _Chips:
+    """Chips built so far in this worker process, by (device key, stored bits, seed, sweep),
+    which fix a chip (the same faults whatever was read before): memories of several tasks
+    share one (the SRAM edges of every device under test, the memories of models of one
+    architecture). The least recently used go past `size` chips or `budget` bytes (`nbytes`,
+    measured again after a task has read its chips: reads add weak-cell lists)."""
+
+    def __init__(self, size: int, budget: int) -> None:
+        self.size = size
+        self.budget = budget
+        # the device is held so that the key's device is the one the chip reads with
+        self._chips: OrderedDict[_ChipKey, tuple[Device, Chip]] = OrderedDict()
+        self._bytes: dict[_ChipKey, int] = {}
+        self._total = 0
+        self._used: list[_ChipKey] = []
+
+    def get(self, device: Device, plan: MemoryPlan, protected: ProtectedImage,
+            seed: int) -> Chip:
+        key = (plan.device, protected.stored.n_bits, seed, plan.sweep)
+        self._used.append(key)
+        hit = self._chips.get(key)
+        if hit is not None and hit[0] is device:
+            self._chips.move_to_end(key)
+            return hit[1]
+        chip = protected.chip(device, seed, plan.sweep_dict())
+        self._chips[key] = (device, chip)
+        self._chips.move_to_end(key)
+        self._measure(key)
+        return chip
+
+    def settle(self) -> None:
+        """Measure the chips the last task read, then let go of the least recently used."""
+        for key in self._used:
+            if key in self._chips:
+                self._measure(key)
+        self._used.clear()
+        while len(self._chips) > 1 and (len(self._chips) > self.size
+                                        or self._total > self.budget):
+            key, _ = self._chips.popitem(last=False)
+            self._total -= self._bytes.pop(key)
+
+    def _measure(self, key: _ChipKey) -> None:
+        size = self._chips[key][1].nbytes
+        self._total += size - self._bytes.get(key, 0)
+        self._bytes[key] = size
+
+
+_CHIPS = _Chips(size=1024, budget=64 << 20)
+
+
+# Statistics of the reads evaluated so far, per worker process: id of the model -> those of
+# that model on its test data and torch device (a sweep changes none of them; `ReadStats.fits`
+# checks that they are the same), so that a read met in an earlier task is not evaluated again.
+_KNOWN: OrderedDict[int, ReadStats] = OrderedDict()
+_KNOWN_SIZE = 16
+
+
+def _known(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: str
+           ) -> ReadStats:
+    hit = _KNOWN.get(id(model))
+    if hit is not None and hit.fits(model, images, labels, device):
+        _KNOWN.move_to_end(id(model))
+        return hit
+    _KNOWN[id(model)] = hit = ReadStats(model, images, labels, device)
+    while len(_KNOWN) > _KNOWN_SIZE:
+        _KNOWN.popitem(last=False)
+    return hit
+
+
 def evaluate_chip(context: WorkContext, task: ChipTask) -> list[tuple[str, ChipRecord]]:
     """Every trial of one chip at each operating point of the task: (key, record) rows."""
     model = context.models[task.model]
     images, labels = context.data[context.model_data[task.model]]
     memories = [_memory(model, plan) for plan in task.memories]
-    chips = [protected.chip(context.devices[plan.device], seed, plan.sweep_dict())
+    _CHIPS.settle()
+    chips = [_CHIPS.get(context.devices[plan.device], plan, protected, seed)
              for plan, (_, protected), seed in zip(task.memories, memories, task.chip_seeds,
                                                     strict=True)]
     device = context.evaluation.torch_device  # resolved by the runner: cpu or cuda
@@ -57,7 +132,8 @@ def evaluate_chip(context: WorkContext, task: ChipTask) -> list[tuple[str, ChipR
         reads = [MemoryRead(mi, protected, chip, point.knobs[i], task.chip_seeds[i])
                  for i, ((mi, protected), chip) in enumerate(zip(memories, chips, strict=True))]
         jobs += [TrialJob(reads, task.chip, t) for t in range(task.trials)]
-    outcomes = run_trials(model, images, labels, jobs, context.evaluation)
+    outcomes = run_trials(model, images, labels, jobs, context.evaluation,
+                          _known(model, images, labels, device))
     return [(point.key, ChipRecord.of(outcomes[i * task.trials:(i + 1) * task.trials]))
             for i, point in enumerate(task.points)]
 
