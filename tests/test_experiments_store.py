@@ -282,3 +282,21 @@ def test_a_store_that_cannot_be_written_is_read_immutable(
     (out / "results.sqlite-wal").write_bytes(b"\x00" * 32)  # rows the store does not hold yet
     with pytest.raises(StoreError, match="write-ahead log holds rows"):
         ResultStore.for_reading(store_file)
+
+
+def test_new_stores_use_large_pages_and_old_ones_still_open(tmp_path: Path) -> None:
+    from memsim.experiments.store import PAGE_SIZE
+
+    with ResultStore(tmp_path / "new.sqlite") as store:
+        store.put(key_of(INPUTS), INPUTS, OUTPUTS)
+    with sqlite3.connect(tmp_path / "new.sqlite") as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 16384
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:  # a store as made before: 4 KiB pages
+        db.execute("PRAGMA page_size = 4096")
+        db.execute("PRAGMA journal_mode = WAL")
+    with ResultStore(old) as store:
+        store.put(key_of(INPUTS), INPUTS, OUTPUTS)
+        assert store.get(key_of(INPUTS)) is not None
+    with sqlite3.connect(old) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096  # kept: nothing rewritten

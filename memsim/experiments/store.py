@@ -141,6 +141,10 @@ _SCHEMA = (
 )
 
 
+PAGE_SIZE = 16384
+"""SQLite page size of new stores (bytes; see `benchmarks/bench_store.py`)."""
+
+
 class ResultStore:
     """Finished evaluations in an SQLite file, opened or created at `path`; a context manager
     (`close` on exit). See the module docstring for keys and durability."""
@@ -196,6 +200,10 @@ class ResultStore:
     def _init_schema(self) -> None:
         db = self._db
         db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        # A new store's pages (an existing one keeps its own): a row of a WITHOUT ROWID table
+        # beyond ~1000 bytes on a 4 KiB page spills into an overflow page of its own, and a
+        # demo row is ~1150 bytes (4.1 KB a row on disk); 16 KiB pages hold rows to ~4 KB.
+        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         # The first statement to read the file: a non-SQLite file fails here.
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
