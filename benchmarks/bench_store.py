@@ -17,19 +17,19 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from memsim.experiments import store as store_module
-from memsim.experiments.store import STORE_FILENAME, ResultStore, StoredRow, canonical_json
+from memsim.experiments.store import (
+    PAGE_SIZE,
+    STORE_FILENAME,
+    ResultStore,
+    StoredRow,
+    canonical_json,
+)
 
 
 def _copy(rows: list[StoredRow], path: Path, page_size: int) -> int:
     """Write `rows` into a new store at `path` made with `page_size`; its size in bytes."""
-    saved = store_module.PAGE_SIZE
-    store_module.PAGE_SIZE = page_size
-    try:
-        with ResultStore(path) as store:
-            store.put_many([(r.key, r.inputs, r.outputs) for r in rows])
-    finally:
-        store_module.PAGE_SIZE = saved
+    with ResultStore(path, page_size=page_size) as store:
+        store.put_many([(r.key, r.inputs, r.outputs) for r in rows])
     return path.stat().st_size
 
 
@@ -47,10 +47,10 @@ def measure(sweep_dir: Path) -> dict[str, float]:
                      + len(canonical_json(r.outputs, "outputs")) for r in rows)
     with tempfile.TemporaryDirectory() as tmp:
         before = _copy(rows, Path(tmp) / "before.sqlite", 4096)
-        now = _copy(rows, Path(tmp) / "now.sqlite", store_module.PAGE_SIZE)
+        now = _copy(rows, Path(tmp) / "now.sqlite", PAGE_SIZE)
     return {"rows": n, "json_bytes_per_row": json_bytes / n, "store_bytes_per_row": size / n,
             "before_bytes_per_row": before / n, "now_bytes_per_row": now / n,
-            "page_size": store_module.PAGE_SIZE}
+            "page_size": PAGE_SIZE}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

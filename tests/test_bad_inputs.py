@@ -387,23 +387,11 @@ def _broken_sweeps(folder: Path, sweep: Path) -> None:
         shutil.copytree(sweep, folder / name)
     (folder / "garbage-store" / "results.sqlite").write_bytes(b"SQLite format 3\x00" + bytes(200))
     (folder / "garbage-manifest" / "manifest.json").write_text("{\"format\": [", "utf-8")
+    # the store's rows: results(key, inputs, outputs), outputs holding the accuracy
     for name, value in (("bad-row", "'{not json'"),
-                        ("bad-accuracy", "json_set(payload, '$.accuracy', 'high')")):
+                        ("bad-accuracy", "json_set(outputs, '$.accuracy', 'high')")):
         with sqlite3.connect(folder / name / "results.sqlite") as db:
-            table, column = _payload_column(db)
-            db.execute(f"UPDATE {table} SET {column} = "
-                       f"{value.replace('payload', column)}")
-
-
-def _payload_column(db: sqlite3.Connection) -> tuple[str, str]:
-    """The store's table and its JSON column (the one whose values parse as JSON objects)."""
-    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-        columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-        row = db.execute(f"SELECT * FROM {table} LIMIT 1").fetchone()
-        for column, value in zip(columns, row or (), strict=False):
-            if isinstance(value, str) and value.startswith("{") and "accuracy" in value:
-                return table, column
-    raise AssertionError("no JSON column with an accuracy in the store")
+            db.execute(f"UPDATE results SET outputs = {value}")
 
 
 @pytest.fixture(scope="module")

@@ -283,6 +283,19 @@ def test_batched_trials_equal_the_reference_path(reads_per_pass: int) -> None:
     assert not any(layer.has_loaded_codes for _, layer in iter_quantized_layers(model))
 
 
+def _count_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The weight sets of every batched forward pass from now on, in order."""
+    passes: list[int] = []
+    real = evaluate_module.predict_stacked
+
+    def counting(model: nn.Module, images: torch.Tensor, sets: int) -> torch.Tensor:
+        passes.append(sets)
+        return real(model, images, sets)
+
+    monkeypatch.setattr(evaluate_module, "predict_stacked", counting)
+    return passes
+
+
 def _distinct_reads(jobs: list[TrialJob]) -> int:
     return len({tuple(image.words.tobytes() for image in evaluate_module._read_all(j)[0])
                 for j in jobs})
@@ -306,14 +319,7 @@ def test_reads_with_the_same_words_are_evaluated_once(monkeypatch: pytest.Monkey
              for t in range(3)]
     jobs = [*jobs, *jobs[:4], *nominal, *harsh, *harsh]
     want = [run_trial(model, x, labels, j.memories, j.chip, j.trial) for j in jobs]
-    passes: list[int] = []
-    real = evaluate_module.predict_stacked
-
-    def counting(model: nn.Module, images: torch.Tensor, sets: int) -> torch.Tensor:
-        passes.append(sets)
-        return real(model, images, sets)
-
-    monkeypatch.setattr(evaluate_module, "predict_stacked", counting)
+    passes = _count_passes(monkeypatch)
     assert run_trials(model, x, labels, jobs, EvaluationOptions(reads_per_pass=4)) == want
     distinct = _distinct_reads(jobs[:16]) + _distinct_reads(jobs[16:])  # two layouts
     assert _distinct_reads(nominal) == 1
@@ -350,14 +356,7 @@ def test_known_reads_are_not_evaluated_again(monkeypatch: pytest.MonkeyPatch) ->
     labels = torch.randint(0, 3, (40,), generator=torch.Generator().manual_seed(4))
     jobs = _jobs(model)
     want = [run_trial(model, x, labels, j.memories, j.chip, j.trial) for j in jobs]
-    passes: list[int] = []
-    real = evaluate_module.predict_stacked
-
-    def counting(model: nn.Module, images: torch.Tensor, sets: int) -> torch.Tensor:
-        passes.append(sets)
-        return real(model, images, sets)
-
-    monkeypatch.setattr(evaluate_module, "predict_stacked", counting)
+    passes = _count_passes(monkeypatch)
     known = ReadStats(model, x, labels, "cpu")
     assert run_trials(model, x, labels, jobs[:6], known=known) == want[:6]
     first = sum(passes)

@@ -19,6 +19,7 @@ from memsim.experiments.store import write_csv
 
 __all__ = [
     "BUDGETS_CSV",
+    "CELL_NAMES",
     "PAIRED_CSV",
     "PARETO_CSV",
     "RESULTS_CSV",
@@ -32,7 +33,7 @@ PARETO_CSV = "pareto.csv"
 BUDGETS_CSV = "budgets.csv"
 PAIRED_CSV = "paired.csv"
 
-_WHERE = ("model", "scenario", "device", "placement", "protection")
+CELL_NAMES = ("model", "scenario", "device", "placement", "protection")
 """The columns naming a cell; every CSV puts the knob columns right after them."""
 _FRONT = ("energy_scope", "energy_pj", "relative_energy", "relative_to_nominal", "accuracy",
           "accuracy_low", "accuracy_high", "clean_accuracy", "energy_assumed")
@@ -64,9 +65,9 @@ def result_rows(cells: Sequence[CellResult]) -> tuple[list[str], list[list[Any]]
     column per knob of the sweep (empty where a device has no such knob), then every field of
     `CellResult.columns`. `memsim.results` returns the same table."""
     knobs = knob_names(cells)
-    after = [n for n in CellResult.columns() if n not in _WHERE]
-    header = [*_WHERE, *(f"knob.{k}" for k in knobs), *after]
-    return header, [[*(getattr(c, n) for n in _WHERE), *_knob_cells(knobs, c.knobs),
+    after = [n for n in CellResult.columns() if n not in CELL_NAMES]
+    header = [*CELL_NAMES, *(f"knob.{k}" for k in knobs), *after]
+    return header, [[*(getattr(c, n) for n in CELL_NAMES), *_knob_cells(knobs, c.knobs),
                      *(getattr(c, n) for n in after)] for c in cells]
 
 
@@ -85,9 +86,9 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
     for members in results.fronts.values():
         for i in members:
             f = cells[i]
-            front_rows.append([*(getattr(f, n) for n in _WHERE), *_knob_cells(knobs, f.knobs),
+            front_rows.append([*(getattr(f, n) for n in CELL_NAMES), *_knob_cells(knobs, f.knobs),
                                *(getattr(f, n) for n in _FRONT)])
-    paths.append(write_csv(out / PARETO_CSV, [*_WHERE, *knob_header, *_FRONT], front_rows))
+    paths.append(write_csv(out / PARETO_CSV, [*CELL_NAMES, *knob_header, *_FRONT], front_rows))
     budget_rows = []
     for b in results.budgets:
         c = cells[b.cell] if b.cell is not None else None

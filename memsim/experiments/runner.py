@@ -121,34 +121,33 @@ def _run_locked(spec: ExperimentSpec, base: Path, out: Path, started: float, *,
     # workers (its module may import lazily), and gone afterwards
     import_paths = [m.torch_model.path for m in spec.models
                     if m.torch_model is not None and m.torch_model.path is not None]
-    with contextlib.ExitStack() as on_path:
+    with contextlib.ExitStack() as held:
         for path in import_paths:
-            on_path.enter_context(import_path(path))
-        ResultStore.in_dir(out).close()  # a corrupt store is refused before any training
+            held.enter_context(import_path(path))
+        # opened before any training: a corrupt store is refused first
+        store = held.enter_context(ResultStore.in_dir(out))
         models = prepare_models(spec, base, dry_run=dry_run, progress=progress, log=log)
         planner = Planner(spec, models, dry_run=dry_run, torch_threads=threads_per_worker,
                           torch_device=evaluation.torch_device)
         planner.plan()
-        with ResultStore.in_dir(out) as store:
-            clean_keys = _clean_rows(store, models, threads_per_worker,
-                                     evaluation.torch_device)
-            write_manifest(out, spec, models, planner, clean_keys, dry_run)
-            context = WorkContext(
-                models={m.name: m.model for m in models},
-                data={m.data_hash: (m.images, m.labels) for m in models},
-                model_data={m.name: m.data_hash for m in models},
-                devices=planner.devices,
-                evaluation=evaluation)
-            reads: dict[str, list[Mapping[str, float]]] = {}
-            for cell in planner.cells:
-                for plan, knobs in zip(planner.groups[cell.group].memories, cell.memory_knobs,
-                                       strict=True):
-                    reads.setdefault(plan.device, []).append(knobs)
-            with pinned_threads(threads_per_worker):
-                warm_up(planner.devices, reads, [protection_of(p) for p in spec.protections])
-            with runner:
-                runner.open(evaluate_chip, context, import_paths)
-                _sweep(spec, planner, store, runner, dry_run=dry_run, progress=progress, log=log)
+        clean_keys = _clean_rows(store, models, threads_per_worker, evaluation.torch_device)
+        write_manifest(out, spec, models, planner, clean_keys, dry_run)
+        context = WorkContext(
+            models={m.name: m.model for m in models},
+            data={m.data_hash: (m.images, m.labels) for m in models},
+            model_data={m.name: m.data_hash for m in models},
+            devices=planner.devices,
+            evaluation=evaluation)
+        reads: dict[str, list[Mapping[str, float]]] = {}
+        for cell in planner.cells:
+            for plan, knobs in zip(planner.groups[cell.group].memories, cell.memory_knobs,
+                                   strict=True):
+                reads.setdefault(plan.device, []).append(knobs)
+        with pinned_threads(threads_per_worker):
+            warm_up(planner.devices, reads, [protection_of(p) for p in spec.protections])
+        with runner:
+            runner.open(evaluate_chip, context, import_paths)
+            _sweep(spec, planner, store, runner, dry_run=dry_run, progress=progress, log=log)
     results = aggregate(out)
     swept_s = time.perf_counter() - started
     paths = write_outputs(out, results, command=command, elapsed_s=swept_s)

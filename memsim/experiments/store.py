@@ -147,11 +147,16 @@ PAGE_SIZE = 16384
 
 class ResultStore:
     """Finished evaluations in an SQLite file, opened or created at `path`; a context manager
-    (`close` on exit). See the module docstring for keys and durability."""
+    (`close` on exit). See the module docstring for keys and durability.
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    `read_only` opens it immutable (see `for_reading`); `page_size` is the SQLite page size of
+    a store created here (an existing one keeps its own)."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False,
+                 page_size: int = PAGE_SIZE) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._page_size = int(page_size)
         wal = self.path.with_name(self.path.name + "-wal")
         if read_only and wal.is_file() and wal.stat().st_size > 0:
             # an immutable read would not see the rows still in the log
@@ -203,7 +208,7 @@ class ResultStore:
         # A new store's pages (an existing one keeps its own): a row of a WITHOUT ROWID table
         # beyond ~1000 bytes on a 4 KiB page spills into an overflow page of its own, and a
         # demo row is ~1150 bytes (4.1 KB a row on disk); 16 KiB pages hold rows to ~4 KB.
-        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        db.execute(f"PRAGMA page_size = {self._page_size}")
         # The first statement to read the file: a non-SQLite file fails here.
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -211,34 +216,41 @@ class ResultStore:
                              f"{mode}); put the output directory on a local file system")
         db.execute("PRAGMA synchronous = FULL")
         with self._transaction():
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE "
-                                                "type = 'table'")}
+            tables = self._tables()
             if tables and "memsim_meta" not in tables:
                 raise StoreError(f"{self.path}: an SQLite file but not a memsim results store "
                                  f"(tables: {', '.join(sorted(tables))})")
             for statement in _SCHEMA:
                 db.execute(statement)
-            row = db.execute("SELECT value FROM memsim_meta WHERE name = 'schema_version'"
-                             ).fetchone()
-            if row is None:
+            version = self._stored_version()
+            if version is None:
                 db.execute("INSERT INTO memsim_meta VALUES ('schema_version', ?)",
                            (str(SCHEMA_VERSION),))
-            elif row[0] != str(SCHEMA_VERSION):
-                raise StoreError(f"{self.path}: results store schema version {row[0]}, this "
-                                 f"memsim reads version {SCHEMA_VERSION}")
+            elif version != str(SCHEMA_VERSION):
+                raise self._other_version(version)
 
     def _check_schema(self) -> None:
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE "
-                                                  "type = 'table'")}
+        """`_init_schema`'s checks, for a store opened read-only (nothing created)."""
+        tables = self._tables()
         if "memsim_meta" not in tables or "results" not in tables:
             raise StoreError(f"{self.path}: not a memsim results store (tables: "
                              f"{', '.join(sorted(tables)) or 'none'})")
+        version = self._stored_version()
+        if version != str(SCHEMA_VERSION):
+            raise self._other_version(version or "missing")
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _stored_version(self) -> str | None:
         row = self._db.execute("SELECT value FROM memsim_meta WHERE name = 'schema_version'"
                                ).fetchone()
-        if row is None or row[0] != str(SCHEMA_VERSION):
-            raise StoreError(f"{self.path}: results store schema version "
-                             f"{row[0] if row else 'missing'}, this memsim reads version "
-                             f"{SCHEMA_VERSION}")
+        return None if row is None else str(row[0])
+
+    def _other_version(self, found: str) -> StoreError:
+        return StoreError(f"{self.path}: results store schema version {found}, this memsim "
+                          f"reads version {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

@@ -39,14 +39,14 @@ def results(sweep_dir: str | Path, *, per_chip: bool = False,
         raise MemsimError("memsim.results needs pandas: pip install 'memsim[dataframe]' (or "
                           "pandas)") from None
     from memsim.experiments.aggregation import aggregate
-    from memsim.experiments.outputs import knob_names, result_rows
+    from memsim.experiments.outputs import CELL_NAMES, result_rows
 
     cells = aggregate(Path(sweep_dir), overrides).cells
     header, rows = result_rows(cells)
     table = pd.DataFrame(rows, columns=header)
     if not per_chip:
         return table
-    names = header[:5 + len(knob_names(cells))]  # the cell's names and its knobs
+    names = [h for h in header if h in CELL_NAMES or h.startswith("knob.")]
     chip_rows = []
     for row, cell in zip(rows, cells, strict=True):
         for chip, accuracy in enumerate(cell.chip_accuracy):
