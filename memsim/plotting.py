@@ -68,11 +68,9 @@ def _check_knobs(devices: Sequence[Device], knob: str | None,
 def plot_devices(devices: Sequence[Device], out: Path, knob: str | None = None,
                  fixed: Mapping[str, float] | None = None) -> Path:
     """One row per device: error rates (log) and energy per bit versus a knob."""
-    import matplotlib
+    from memsim.figures import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures()
     if not devices:
         raise MemsimError("nothing to plot: give at least one device")
     _check_knobs(devices, knob, fixed or {})

@@ -23,3 +23,19 @@ def test_a_notebook_gets_its_bar(monkeypatch: pytest.MonkeyPatch) -> None:
     bar = progress_bar(10, "sweep", "eval", leave=False)
     assert not bar.disable and bar.total == 10 and bar.desc.startswith("sweep")
     bar.close()
+
+
+def test_a_notebook_without_ipywidgets_gets_the_text_bar_without_a_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import warnings
+
+    real = importlib.util.find_spec
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ipywidgets" else real(name, *a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tqdm.auto would warn "IProgress not found"
+        bar = progress_bar(10, "sweep", "eval", leave=False)
+    assert not bar.disable and type(bar).__module__ == "tqdm.std"
+    bar.close()

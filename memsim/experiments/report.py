@@ -36,12 +36,9 @@ def _safe(name: str) -> str:
 
 
 def _plt() -> Any:
-    import matplotlib
+    from memsim.figures import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return figures()
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
