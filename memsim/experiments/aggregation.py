@@ -615,7 +615,7 @@ def _repricing(manifest: Mapping[str, Any], overrides: Sequence[str]
             knobs = document["reference"].get("knobs") or {}
             reference = ReferenceMemory(
                 DeviceRef(d["name"], d["file"], parse_device(d["document"], d["file"]),
-                          snapshot), {str(k): float(v) for k, v in knobs.items()})
+                          snapshot, d["document"]), {str(k): float(v) for k, v in knobs.items()})
         else:
             reference = parse_reference(root.child("reference", document["reference"]))
     budgets = DEFAULT_BUDGETS_POINTS

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import io
 import multiprocessing
 import os
 import pickle
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -94,6 +96,43 @@ def _add_import_paths(paths: Sequence[str]) -> None:
     for p in reversed(paths):
         if p not in sys.path:
             sys.path.insert(0, p)
+
+
+class _ContextPickler(pickle.Pickler):
+    """Refuses, by name, a class or function defined in `__main__` where the workers cannot
+    import it: a notebook's (its main module has no file for a spawned process to re-import)
+    or, on Ray, any script's."""
+
+    def __init__(self, file: Any, executor: str, main_importable: bool) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.executor = executor
+        self.main_importable = main_importable
+
+    def reducer_override(self, obj: Any) -> Any:
+        if (isinstance(obj, type | types.FunctionType) and obj.__module__ == "__main__"
+                and not self.main_importable):
+            where = "a notebook or interactive session" if self.executor == "pool" else \
+                "the main script"
+            raise ExecutorError(
+                f"{obj.__qualname__} is defined in {where}, which {self.executor} workers "
+                "cannot import: move it into a module file (next to the notebook is enough) "
+                "and import it from there, or use executor='inprocess'")
+        return NotImplemented
+
+
+def _pickled(context: Any, executor: str) -> bytes:
+    """The context as the workers will unpickle it, or an `ExecutorError` saying why not."""
+    main = sys.modules.get("__main__")
+    importable = executor == "pool" and getattr(main, "__file__", None) is not None
+    buffer = io.BytesIO()
+    try:
+        _ContextPickler(buffer, executor, importable).dump(context)
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ExecutorError(f"the sweep's models and data cannot be sent to {executor} "
+                            f"workers ({first}); define the model's classes and functions at "
+                            "the top level of a module, or use executor='inprocess'") from None
+    return buffer.getvalue()
 
 
 def _worker_error(e: MemsimError) -> ExecutorError:
@@ -206,10 +245,11 @@ class PoolExecutor(Executor):
     def open(self, fn: TaskFn, context: Any, import_paths: Sequence[str] = ()) -> None:
         # The context goes through a file, not the start-up pipe: each worker reads it once,
         # and a worker that dies early cannot leave this process blocked on a full pipe.
+        blob = _pickled(context, self.name)
         self._tmp = tempfile.TemporaryDirectory(prefix="memsim-pool-")
         path = os.path.join(self._tmp.name, "context.pickle")
         with open(path, "wb") as f:
-            pickle.dump(context, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(blob)
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_pool_init,
@@ -302,6 +342,7 @@ class RayExecutor(Executor):
         self._fn: TaskFn | None = None
 
     def open(self, fn: TaskFn, context: Any, import_paths: Sequence[str] = ()) -> None:
+        blob = _pickled(context, self.name)  # refused before a cluster is started
         try:
             ray = _ray()
         except ImportError:
@@ -319,7 +360,6 @@ class RayExecutor(Executor):
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ExecutorFailure(f"cannot start Ray on {where}: {first}") from None
             self._started = True
-        blob = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
         self._digest = hashlib.sha256(blob).hexdigest()
         self._box = [ray.put(blob)]
         self._remote = ray.remote(num_cpus=self.threads)(_ray_call)

@@ -19,7 +19,6 @@ from memsim.experiments.plan import Planner, chip_rule, trials_of
 from memsim.experiments.store import STORE_FILENAME
 from memsim.files import atomic_write_text
 from memsim.spec.experiment import ExperimentSpec
-from memsim.spec.loader import load_document
 
 __all__ = ["MANIFEST_FILENAME", "CellPlan", "MemoryPlacement", "read_manifest", "write_manifest"]
 
@@ -74,15 +73,14 @@ def _jsonable(value: Any) -> Any:
 def write_manifest(out: Path, spec: ExperimentSpec, models: Sequence[LoadedModel],
                    planner: Planner, clean_keys: Mapping[str, str], dry_run: bool) -> None:
     rule = chip_rule(spec, dry_run)
+    # the documents as parsed and hashed (not the files again: they may have changed since)
     memory_devices = {
-        key: {"name": ref.name, "file": ref.path,
-              "document": _jsonable(load_document(Path(ref.path)))}
+        key: {"name": ref.name, "file": ref.path, "document": _jsonable(ref.document)}
         for key, ref in planner.device_refs.items()}
     if spec.reference.device is not None:
         ref = spec.reference.device
         memory_devices.setdefault(ref.spec_hash, {
-            "name": ref.name, "file": ref.path,
-            "document": _jsonable(load_document(Path(ref.path)))})
+            "name": ref.name, "file": ref.path, "document": _jsonable(ref.document)})
     cells = []
     for c in planner.cells:
         group = planner.groups[c.group]

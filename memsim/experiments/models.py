@@ -5,6 +5,7 @@ its evaluations."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib
 import sys
@@ -18,7 +19,13 @@ import torch
 from torch import nn
 
 from memsim.errors import MemsimError
-from memsim.spec.experiment import DataSelection, ExperimentSpec, ModelEntry, ModelSourceKind
+from memsim.spec.experiment import (
+    DataSelection,
+    ExperimentSpec,
+    ModelEntry,
+    ModelSourceKind,
+    PtqSpec,
+)
 from memsim.workloads.bridge import clear
 from memsim.workloads.data import load_dataset
 from memsim.workloads.layers import iter_quantized_layers
@@ -158,11 +165,38 @@ def _torch_model(entry: ModelEntry) -> nn.Module:
         raise RunnerError(f"model {entry.name}: weights do not fit {tm.builder} "
                           f"({str(e).splitlines()[0][:160]})") from None
     model.eval()
+    return _quantised(model, ptq)
+
+
+def _quantised(model: nn.Module, ptq: PtqSpec) -> nn.Module:
     quantised = quantize_model(model, weight_bits=ptq.weight_bits,
                                weight_scheme=ptq.scheme.value, per_channel=ptq.per_channel,
                                exclude=ptq.exclude)
     quantised.eval()
     return quantised
+
+
+def _module_model(entry: ModelEntry) -> nn.Module:
+    """A model given from Python: quantised with its `ptq` (the same as a `torch_model` with
+    these weights), or as it is when it already holds quantised layers; never the caller's
+    object itself (evaluation moves and clears models)."""
+    module = entry.module
+    if not isinstance(module, nn.Module):
+        raise RunnerError(f"model {entry.name}: module is a {type(module).__name__}, not a "
+                          "torch.nn.Module")
+    if entry.ptq is not None:
+        was_training = module.training
+        module.eval()
+        try:
+            return _quantised(module, entry.ptq)
+        finally:
+            module.train(was_training)
+    if not any(True for _ in iter_quantized_layers(module)):
+        raise RunnerError(f"model {entry.name}: a float module needs ptq: {{weight_bits: ...}} "
+                          "(how its weights are stored)")
+    model = copy.deepcopy(module)
+    model.eval()
+    return model
 
 
 def _test_split(sel: DataSelection) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,6 +218,10 @@ def _prepare_model(entry: ModelEntry, spec: ExperimentSpec, out_dir: Path, *, dr
     if entry.kind is ModelSourceKind.TORCH:
         assert entry.torch_model is not None
         return _torch_model(entry), None, None, entry.torch_model.builder
+    if entry.kind is ModelSourceKind.MODULE:
+        kind = type(entry.module)
+        return _module_model(entry), None, None, \
+            f"{kind.__module__}.{kind.__qualname__} (from Python)"
     tspec = entry.train
     assert tspec is not None
     folder = out_dir / "models" / entry.name

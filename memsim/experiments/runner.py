@@ -56,7 +56,7 @@ from memsim.experiments.records import ChipRecord, CleanResult
 from memsim.experiments.store import ResultStore, key_of
 from memsim.experiments.worker import evaluate_chip, warm_up
 from memsim.files import folder_lock
-from memsim.spec.experiment import ExperimentSpec
+from memsim.spec.experiment import ExperimentSpec, parse_experiment
 from memsim.workloads.bridge import clear
 from memsim.workloads.metrics import logit_stats
 from memsim.workloads.training import predict
@@ -74,7 +74,7 @@ def _progress_bar(enabled: bool, desc: str) -> Any:
     return progress_bar(0, desc, "eval", smoothing=0.05)
 
 
-def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
+def run_experiment(spec: ExperimentSpec | Mapping[str, Any], out_dir: str | Path, *,
                    executor: str | Executor = "pool", workers: int | None = None,
                    address: str | None = None, threads_per_worker: int = 1,
                    dry_run: bool = False, progress: bool = True,
@@ -82,6 +82,11 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
                    evaluation: EvaluationOptions | None = None,
                    allow_code: bool = False) -> SweepResults:
     """Train or load the models, sweep, store every row, aggregate and write the outputs.
+
+    `spec`: a validated config (`load_experiment`) or a config document built in Python
+    (`parse_experiment` validates it; relative paths are from the working directory), whose
+    devices may be given as documents or `Device` objects and models as `module:` torch
+    modules (docs/python.md).
 
     `dry_run`: validate and build everything, then evaluate a token amount (every model,
     device, placement and protection at the device's first operating point and scenario, one
@@ -92,6 +97,8 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *,
     given, since their builders are imported and called (code named by the config runs), in a
     dry run too; nothing else in a config runs code.
     """
+    if isinstance(spec, Mapping):
+        spec = parse_experiment(spec)
     if not allow_code:
         for m in spec.models:
             if m.torch_model is not None:

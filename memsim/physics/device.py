@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,9 +22,9 @@ from memsim.physics.mechanisms import (
     persistent_fraction,
 )
 from memsim.spec.curves import Curve, Scale, curve_inputs
-from memsim.spec.device import CalibrationSet, DeviceSpec, Quantity
+from memsim.spec.device import CalibrationSet, DeviceSpec, Quantity, parse_device
 from memsim.spec.fields import Provenance, nearest_hint
-from memsim.spec.loader import load_device_spec
+from memsim.spec.loader import load_document, resolve_device_path, resolve_extends
 from memsim.spec.mechanisms import (
     MECHANISM_KIND_OF,
     LevelConfusionMechanism,
@@ -170,12 +171,26 @@ _ENERGY_FIELDS = ("read_energy_pj_per_bit", "write_energy_pj_per_bit",
 
 
 class Device:
-    """A validated memory technology; `at(**knobs)` resolves an operating point."""
+    """A validated memory technology; `at(**knobs)` resolves an operating point.
 
-    def __init__(self, spec: DeviceSpec) -> None:
+    `document` is the device's document (`extends:` applied) when it came from one
+    (`load_device`, `Device.from_document`): what a sweep records and hashes. A `Device` built
+    from a `DeviceSpec` alone has none and cannot be swept."""
+
+    def __init__(self, spec: DeviceSpec, document: Mapping[str, Any] | None = None) -> None:
         self.spec = spec
+        self.document = copy.deepcopy(dict(document)) if document is not None else None
         self._order = application_order(spec.faults)
         _check_over_range(self)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], *, file: str = "<memory>",
+                      folder: str | Path = ".") -> Device:
+        """A device from a document in memory, e.g. `memsim.load_device_document(name)`
+        edited: validated as a file would be (`SpecError` naming `file` and the field path);
+        an `extends:` names a built-in device or a file inside `folder`."""
+        merged = resolve_extends(document, file, folder)
+        return cls(parse_device(merged, file), merged)
 
     @property
     def name(self) -> str:
@@ -354,6 +369,8 @@ def _check_over_range(device: Device) -> None:
 
 def load_device(name_or_path: str | Path) -> Device:
     """Load a device: a built-in name such as ``"sram-14nm"`` or a path to a YAML file."""
-    return Device(load_device_spec(name_or_path))
+    path = resolve_device_path(name_or_path)
+    document = load_document(path)
+    return Device(parse_device(document, str(path)), document)
 
 

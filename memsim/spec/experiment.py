@@ -31,7 +31,7 @@ from memsim.errors import MemsimError, SpecError, SpecProblem, UnknownDeviceErro
 from memsim.spec.deployment import DEPLOYMENT_PRESETS, Deployment, parse_deployment
 from memsim.spec.device import DeviceSpec, KnobRole, parse_device
 from memsim.spec.fields import Node, entries, nearest_hint, printable, safe_name
-from memsim.spec.loader import load_document, read_yaml, resolve_device_path
+from memsim.spec.loader import load_document, read_yaml, resolve_device_path, resolve_extends
 from memsim.spec.names import DEFAULT_BUDGETS_POINTS, ECC_SCHEMES, UNCORRECTABLE_POLICIES
 from memsim.spec.training import (
     QuantScheme,
@@ -44,6 +44,7 @@ from memsim.spec.training import (
 __all__ = [
     "DEFAULT_BUDGETS_POINTS",
     "ECC_SCHEMES",
+    "MEMORY_DEVICE",
     "SCHEMA_VERSION",
     "UNCORRECTABLE_POLICIES",
     "UNDER_TEST",
@@ -73,6 +74,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+MEMORY_DEVICE = "<memory>"
+"""The file of a device given in memory (a document or a `Device`, from Python)."""
 UNDER_TEST = "under-test"
 """The name of the memory that holds the swept device (seeds its chips)."""
 NOMINAL_SCENARIO = "nominal"
@@ -132,6 +135,7 @@ class ModelSourceKind(StrEnum):
     TRAIN = "train"
     CHECKPOINT = "checkpoint"
     TORCH = "torch_model"
+    MODULE = "module"
 
 
 @dataclass(frozen=True)
@@ -164,13 +168,17 @@ class TorchModelSpec:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model: exactly one of `train`, `checkpoint`, `torch_model` (with `ptq`)."""
+    """One model: exactly one of `train`, `checkpoint`, `torch_model` (with `ptq`) or, from
+    Python, `module` (a `torch.nn.Module`: quantised with `ptq`, or used as it is when it
+    already has memsim's quantised layers)."""
 
     name: str
     train: TrainSpec | None = None
     checkpoint: str | None = None
     torch_model: TorchModelSpec | None = None
     ptq: PtqSpec | None = None
+    module: Any = field(default=None, compare=False)
+    """Typed `Any`: the spec layer does not import torch; `models` checks it."""
 
     @property
     def kind(self) -> ModelSourceKind:
@@ -178,6 +186,8 @@ class ModelEntry:
             return ModelSourceKind.TRAIN
         if self.checkpoint is not None:
             return ModelSourceKind.CHECKPOINT
+        if self.module is not None:
+            return ModelSourceKind.MODULE
         return ModelSourceKind.TORCH
 
 
@@ -195,13 +205,15 @@ class DataSelection:
 
 @dataclass(frozen=True)
 class DeviceRef:
-    """A device as named in the config, its file, its validated spec and a hash of the
-    merged document (what an evaluation's key records)."""
+    """A device as named in the config, its file (`MEMORY_DEVICE` for a document given in
+    memory), its validated spec, its merged document (`extends:` applied) and that document's
+    hash (what an evaluation's key records)."""
 
     ref: str
     path: str
     spec: DeviceSpec
     spec_hash: str
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -377,22 +389,54 @@ def _items(node: Node, read: Callable[[Node], Any], min_len: int = 0) -> list[An
     return out
 
 
-def _spec_hash(path: Path) -> str:
+def _spec_hash(document: Any) -> str:
     # The merged document (extends applied), canonical: a changed number changes the hash,
-    # the file's location does not.
-    text = json.dumps(load_document(path), sort_keys=True, separators=(",", ":"), default=str)
+    # the file's location does not, and a document given in memory hashes as its file would.
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _prefixed_problems(error: SpecError, file: str, node: Node) -> SpecError:
+    """Problems of a device document given inside an experiment, with paths from its root."""
+    return SpecError([SpecProblem(node.file, f"{node.path}.{p.path}" if p.path else node.path,
+                                  p.message) if p.file == file else p
+                      for p in error.problems])
+
+
 def _device_ref(n: Node) -> DeviceRef:
+    value = n.value
+    if isinstance(value, Mapping):
+        # a device document in memory (a config built in Python): validated as its file would
+        # be, problems named by their path inside the experiment
+        try:
+            document = resolve_extends(value, MEMORY_DEVICE, _base(n.file))
+            spec = parse_device(document, MEMORY_DEVICE)
+        except SpecError as e:
+            raise _prefixed_problems(e, MEMORY_DEVICE, n) from None
+        return DeviceRef(spec.name, MEMORY_DEVICE, spec, _spec_hash(document), document)
+    if hasattr(value, "spec") and hasattr(value, "document"):  # a memsim.Device
+        spec, document = value.spec, value.document
+        if not isinstance(spec, DeviceSpec) or not isinstance(document, Mapping):
+            raise n.fail(f"{printable(getattr(spec, 'name', '?'))}: a Device built from a "
+                         "DeviceSpec alone has no document to record; build it with "
+                         "Device.from_document or memsim.load_device")
+        if parse_device(document, spec.file) != spec:
+            raise n.fail(f"{printable(spec.name)}: the Device's spec no longer matches its "
+                         "document (changed after it was built?); edit the document and build "
+                         "it with Device.from_document")
+        return DeviceRef(spec.name, spec.file, spec, _spec_hash(document), document)
+    if not isinstance(value, str):
+        raise n.fail("expected a device name or file, a device document (a mapping) or a "
+                     f"memsim.Device, got {type(value).__name__}")
     text = n.string()
     local = _relative(n, text)
     try:
         path = local if local.is_file() else resolve_device_path(text)
     except UnknownDeviceError as e:
         raise n.fail(str(e)) from None
-    spec = parse_device(load_document(path), str(path))
-    return DeviceRef(text, str(path), spec, _spec_hash(path))
+    document = load_document(path)
+    spec = parse_device(document, str(path))
+    return DeviceRef(text, str(path), spec, _spec_hash(document), document)
 
 
 def _knob_values(n: Node, spec: DeviceSpec, allowed: Sequence[KnobRole], why: str,
@@ -691,25 +735,52 @@ def _train(n: Node, model_name: str, data: DataSelection | None) -> TrainSpec:
 def _model(n: Node, data: DataSelection | None) -> ModelEntry:
     with n.fields() as f:
         name = f.required("name", safe_name)
-        sources = [k for k in ("train", "checkpoint", "torch_model") if f.has(k)]
+        sources = [k for k in ("train", "checkpoint", "torch_model", "module") if f.has(k)]
         train = f.collect("train", lambda m: _train(m, name, data), None)
         checkpoint = f.collect("checkpoint", _existing_file, None)
         torch_model = f.collect("torch_model", _torch_model, None)
+        module = f.collect("module", _module, None)
         ptq = f.collect("ptq", _ptq, None)
         if len(sources) != 1:
             got = ", ".join(sources) if sources else "none"
+            # (or `module`, from Python)
             f.problems.append(n.problem(f"expected exactly one of train, checkpoint, "
                                         f"torch_model; got {got}"))
-        if f.has("ptq") and "torch_model" not in sources:
+        if f.has("ptq") and not {"torch_model", "module"} & set(sources):
             f.problems.append(n.child("ptq", None).problem(
-                "post-training quantisation applies to a torch_model only"))
+                "post-training quantisation applies to a torch_model only (or a module, from "
+                "Python)"))
         if "torch_model" in sources and not f.has("ptq"):
             f.problems.append(n.child("ptq", None).problem(
                 "a torch_model needs ptq: {weight_bits: ...} (how its weights are stored)"))
-        if "torch_model" in sources and data is None:
-            f.problems.append(n.child("torch_model", None).problem(
-                "a torch_model is evaluated on the experiment's data: add data: {name: ...}"))
-    return ModelEntry(name, train, checkpoint, torch_model, ptq)
+        for source in ("torch_model", "module"):
+            if source in sources and data is None:
+                f.problems.append(n.child(source, None).problem(
+                    f"a {source} is evaluated on the experiment's data: add data: "
+                    "{name: ...}"))
+    return ModelEntry(name, train, checkpoint, torch_model, ptq, module)
+
+
+def _module(n: Node) -> Any:
+    # duck-typed: torch is the models layer's to import; it checks the type
+    if not callable(getattr(n.value, "state_dict", None)):
+        raise n.fail(f"expected a torch.nn.Module (from Python), got {type(n.value).__name__}")
+    return n.value
+
+
+def recorded_document(value: Any) -> Any:
+    """A config document as a sweep's manifest records it: devices given as `Device` objects
+    become their documents, other Python objects (a model's module) their type's name."""
+    if isinstance(value, Mapping):
+        return {k: recorded_document(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [recorded_document(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    document = getattr(value, "document", None)
+    if hasattr(value, "spec") and isinstance(document, Mapping):
+        return recorded_document(document)
+    return f"<python {type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _check_scenarios(root: Node, scenarios: Sequence[Scenario], devices: Sequence[DeviceEntry],
@@ -798,7 +869,7 @@ def parse_experiment(document: Any, file: str = "<config>") -> ExperimentSpec:
         description=description, seed=seed, data=data, scenarios=scenarios,
         placements=placements, protections=protections, trials=trials,
         budgets_points=budgets, reference=reference, source=file,
-        document=dict(document) if isinstance(document, Mapping) else {})
+        document=recorded_document(document) if isinstance(document, Mapping) else {})
 
 
 def apply_config_overrides(document: Any, overrides: Sequence[str], file: str) -> Any:

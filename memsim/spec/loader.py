@@ -189,40 +189,59 @@ def load_document(path: Path, _chain: tuple[Path, ...] = ()) -> Any:
     cannot make memsim read, and quote in its errors, any file of the machine; within
     `extends_anywhere()` it may be any file.
     """
-    data = read_yaml(path)
+    return _extended(read_yaml(path), str(path), path.parent, (*_chain, path.resolve()))
+
+
+def resolve_extends(document: Any, file: str = "<memory>", folder: str | Path = ".") -> Any:
+    """An in-memory device document with its `extends:` chain applied, as `load_document`
+    does for a file: a parent is a built-in device or a file inside `folder`. `file` names
+    the document in errors."""
+    return _extended(document, file, Path(folder), (Path(folder).resolve() / "<memory>",))
+
+
+def _extended(data: Any, file: str, folder: Path, chain: tuple[Path, ...]) -> Any:
+    """`data` (read from `file` in `folder`, the last of `chain`) with its parents merged in."""
     if not isinstance(data, Mapping) or "extends" not in data:
         return data
+    if chain[-1] in chain[:-1] or len(chain) > _MAX_EXTENDS_DEPTH:
+        cycle = " -> ".join(str(p) for p in chain)
+        raise SpecError.single(file, "extends", f"extends chain loops: {cycle}")
     parent_ref = data["extends"]
     if not isinstance(parent_ref, str) or not parent_ref.strip():
-        raise SpecError.single(str(path), "extends",
+        raise SpecError.single(file, "extends",
                                "expected the name of a built-in device or a path to a file")
-    resolved = path.resolve()
-    if resolved in _chain or len(_chain) >= _MAX_EXTENDS_DEPTH:
-        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
-        raise SpecError.single(str(path), "extends", f"extends chain loops: {cycle}")
-    candidate = (path.parent / parent_ref) if not Path(parent_ref).is_absolute() else Path(
+    candidate = (folder / parent_ref) if not Path(parent_ref).is_absolute() else Path(
         parent_ref)
     try:
         parent_path = candidate if candidate.is_file() else resolve_device_path(parent_ref)
     except UnknownDeviceError as e:
-        raise SpecError.single(str(path), "extends", str(e)) from None
-    root = (_chain[0] if _chain else resolved).parent
+        raise SpecError.single(file, "extends", str(e)) from None
+    root = chain[0].parent
     target = parent_path.resolve()
     if not (_EXTENDS_ANYWHERE.get() or _inside(target, root)
             or _inside(target, catalogue_dir().resolve())):
-        raise SpecError.single(str(path), "extends", f"{printable(parent_ref)} lies outside "
+        raise SpecError.single(file, "extends", f"{printable(parent_ref)} lies outside "
                                f"{root} and the catalogue; pass --extends-anywhere to allow it")
-    parent = load_document(parent_path, (*_chain, resolved))
+    parent = load_document(parent_path, chain)
     if not isinstance(parent, Mapping):
         got = type(parent).__name__ if parent is not None else "an empty document"
         raise SpecError.single(str(parent_path), "", f"expected a mapping of device fields at "
-                               f"the top level (extended by {path}), got {got}")
+                               f"the top level (extended by {file}), got {got}")
     if "schema_version" not in parent:
         # checked before merging: errors about the merged fields would quote its values
         raise SpecError.single(str(parent_path), "", f"not a device file (no schema_version), "
-                               f"extended by {path}")
+                               f"extended by {file}")
     child = {k: v for k, v in data.items() if k != "extends"}
     return merge(parent, child)
+
+
+def load_device_document(name_or_path: str | Path) -> dict[str, Any]:
+    """A device's document (a built-in name or a file) with `extends:` applied: a copy to edit
+    and give to `Device.from_document` or to a sweep from Python."""
+    document = load_document(resolve_device_path(name_or_path))
+    if not isinstance(document, Mapping):
+        raise SpecError.single(str(name_or_path), "", "expected a mapping of device fields")
+    return copy.deepcopy(dict(document))
 
 
 def load_device_spec(name_or_path: str | Path) -> DeviceSpec:
