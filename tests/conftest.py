@@ -105,25 +105,12 @@ def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, A
     return config, tmp / "out", results
 
 
-REPO_DEMO = Path(__file__).resolve().parents[1] / "memsim-demo"
-"""Where the README's first Quickstart line writes the demo (CI runs it before the tests)."""
-
-
-def fresh_repo_demo() -> Path | None:
-    """The repository's `memsim-demo/` when it was written by this code (newer than every
-    source file of memsim: CI's demo, run right before the tests), else None."""
-    manifest = REPO_DEMO / "manifest.json"
-    if not manifest.is_file() or not (REPO_DEMO / "results.sqlite").is_file():
-        return None
-    sources = Path(__file__).resolve().parents[1] / "memsim"
-    newest = max(p.stat().st_mtime for p in sources.rglob("*") if p.is_file())
-    return REPO_DEMO if manifest.stat().st_mtime > newest else None
-
-
 @pytest.fixture(scope="session")
 def demo_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's outputs: CI's `memsim demo` folder when fresh, else a small dry run of the
     same config (one device, one scenario) made here."""
+    from sweeps import fresh_repo_demo
+
     fresh = fresh_repo_demo()
     if fresh is not None:
         return fresh

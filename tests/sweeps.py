@@ -73,3 +73,19 @@ def sweep_config(tmp: Path, checkpoint: Path, body: str, name: str = "exp.yaml")
     path = tmp / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+REPO_DEMO = Path(__file__).resolve().parents[1] / "memsim-demo"
+"""Where the README's first Quickstart line writes the demo (CI runs it before the tests)."""
+
+
+def fresh_repo_demo() -> Path | None:
+    """The repository's `memsim-demo/` when this code wrote it (its manifest newer than every
+    source file of memsim: CI's demo, run right before the tests), else None."""
+    manifest = REPO_DEMO / "manifest.json"
+    if not manifest.is_file() or not (REPO_DEMO / "report.html").is_file():
+        return None
+    sources = REPO_DEMO.parent / "memsim"
+    newest = max(p.stat().st_mtime for p in sources.rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts)
+    return REPO_DEMO if manifest.stat().st_mtime > newest else None

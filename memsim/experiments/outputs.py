@@ -1,6 +1,7 @@
 """A sweep's files: `results.csv` (one row per cell), `pareto.csv` (the fronts), `budgets.csv`
 (the cheapest point within each accuracy budget), `paired.csv` (models compared on the same
-chips), then the plots and `report.md` (`memsim.experiments.report`).
+chips), then the plots and `report.md` (`memsim.experiments.report`) and the interactive
+`report.html` (`memsim.experiments.html_report`).
 
 Every CSV has one column per knob, `knob.<name>` (empty where a device has no such knob),
 floats as `repr` and rows in config order, so files are byte-identical across executors and
@@ -73,7 +74,8 @@ def result_rows(cells: Sequence[CellResult]) -> tuple[list[str], list[list[Any]]
 
 def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = "",
                   elapsed_s: float | None = None) -> list[Path]:
-    """Write the CSVs, the plots and `report.md`; return the paths."""
+    """Write the CSVs, the plots, `report.md` and `report.html`; return the paths."""
+    from memsim.experiments.html_report import write_html_report
     from memsim.experiments.report import write_report
 
     out = Path(out_dir)
@@ -109,4 +111,5 @@ def write_outputs(out_dir: str | Path, results: SweepResults, *, command: str = 
          *_knob_cells(knobs, {**d.control_knobs, **d.environment_knobs}), d.chips,
          d.difference, d.low, d.high, d.clean_difference] for d in results.paired]))
     paths.extend(write_report(out, results, command=command, elapsed_s=elapsed_s))
+    paths.append(write_html_report(out, results, command=command))
     return paths

@@ -5,6 +5,9 @@ is recomputed. Output, in the sweep's directory: `report.md`, `pareto.png` (ever
 noise-aware front labelled with its knob values), `savings.png` (one panel per device: energy
 relative to its nominal against accuracy), `accuracy_vs_knob_<device>.png`,
 `ber_vs_knob.png`, and `devices.md` (each device's description and citations).
+
+The answer's sections are built once as blocks (`answer_blocks`, `savings_blocks`) that
+`report.md` and `report.html` (`memsim.experiments.html_report`) both render.
 """
 
 from __future__ import annotations
@@ -383,12 +386,35 @@ def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
     return path
 
 
-def ber_vs_knob(results: SweepResults, devices: _Devices, path: Path) -> Path:
-    """Chip-average BER against each device's swept knob, dots at the values used. BERs
-    below 1e-15 are drawn at 1e-15, and the legend says which device has such points."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    any_log = False
+@dataclass(frozen=True)
+class BerCurve:
+    """A swept device's chip-average BER along its first swept knob (`grid`, 60 values over
+    its range) and at the values the sweep used."""
+
+    label: str
+    knob: KnobSpec
+    grid: tuple[float, ...]
+    ber: tuple[float, ...]
+    used: tuple[float, ...]
+    ber_used: tuple[float, ...]
+
+    @property
+    def log(self) -> bool:
+        return self.knob.scale.value == "log" and self.knob.low > 0
+
+    def position(self, v: float) -> float:
+        """Where `v` lies in the knob's range: 0 at the low end, 1 at the high end (log knobs
+        by their logarithm)."""
+        k = self.knob
+        span = math.log(k.high / k.low) if self.log else k.high - k.low
+        if span <= 0:
+            return 0.0
+        return math.log(v / k.low) / span if self.log else (v - k.low) / span
+
+
+def ber_curves(results: SweepResults, devices: _Devices) -> list[BerCurve]:
+    """Every swept device's `BerCurve`, in the sweep's device order."""
+    out = []
     for label in devices.info:
         swept = devices.swept(label)
         if not swept:
@@ -400,26 +426,31 @@ def ber_vs_knob(results: SweepResults, devices: _Devices, path: Path) -> Path:
                 else np.linspace(k.low, k.high, 60))
         used = sorted({c.control_knobs[knob] for c in results.cells
                        if c.device == label and knob in c.control_knobs})
-        ber = np.array([device.at(**{knob: float(v)}).ber for v in grid])
-        ber_used = np.array([device.at(**{knob: float(v)}).ber for v in used])
-        span = (math.log(k.high / k.low) if k.scale.value == "log" and k.low > 0
-                else k.high - k.low)
+        out.append(BerCurve(label, k, tuple(float(v) for v in grid),
+                            tuple(device.at(**{knob: float(v)}).ber for v in grid),
+                            tuple(float(v) for v in used),
+                            tuple(device.at(**{knob: float(v)}).ber for v in used)))
+    return out
 
-        def position(v: float, k: KnobSpec = k, span: float = span) -> float:
-            if span <= 0:
-                return 0.0
-            if k.scale.value == "log" and k.low > 0:
-                return math.log(v / k.low) / span
-            return (v - k.low) / span
 
-        any_log = any_log or (k.scale.value == "log" and k.low > 0)
+def ber_vs_knob(results: SweepResults, devices: _Devices, path: Path) -> Path:
+    """Chip-average BER against each device's swept knob, dots at the values used. BERs
+    below 1e-15 are drawn at 1e-15, and the legend says which device has such points."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    any_log = False
+    for curve in ber_curves(results, devices):
+        k = curve.knob
+        ber, ber_used = np.array(curve.ber), np.array(curve.ber_used)
+        any_log = any_log or curve.log
         floored = bool((ber_used < _BER_FLOOR).any())
-        name = (f"{label} ({knob}: {k.low:g}..{k.high:g} {k.unit}"
+        name = (f"{curve.label} ({k.name}: {k.low:g}..{k.high:g} {k.unit}"
                 + (", log" if k.scale.value == "log" else "") + ")"
                 + (" *" if floored else ""))
-        line, = ax.plot([position(v) for v in grid], np.maximum(ber, _BER_FLOOR), label=name)
-        ax.scatter([position(v) for v in used], np.maximum(ber_used, _BER_FLOOR), s=14,
-                   color=line.get_color(), zorder=3)
+        line, = ax.plot([curve.position(v) for v in curve.grid], np.maximum(ber, _BER_FLOOR),
+                        label=name)
+        ax.scatter([curve.position(v) for v in curve.used], np.maximum(ber_used, _BER_FLOOR),
+                   s=14, color=line.get_color(), zorder=3)
     ax.set_yscale("log")
     ax.set_ylim(_BER_FLOOR / 3, 1.0)
     ax.set_xlabel("swept knob, position in its range (0 = low end, 1 = high end"
@@ -517,59 +548,87 @@ def _while(b: BudgetChoice, results: SweepResults) -> str:
     return " and ".join(parts) + flag
 
 
-def _headline(results: SweepResults, devices: _Devices, scope: str) -> list[str]:
+@dataclass(frozen=True)
+class AnswerTable:
+    """A table of the answer by cell text, with the sweep's cells each row names: report.md
+    joins it into Markdown and report.html into a table, so both show the same numbers."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    cells: tuple[tuple[int, ...], ...] = ()
+    """Per row, indices into `SweepResults.cells` (empty where a row names no one cell)."""
+
+    def markdown(self) -> list[str]:
+        def row(values: Sequence[str]) -> str:
+            return "|" + "".join(f" {v} |" if v else " |" for v in values)
+
+        return [row(self.header), "|" + "---|" * len(self.header), *map(row, self.rows)]
+
+
+AnswerBlock = str | AnswerTable
+"""A line of report.md's Markdown (a heading, a paragraph or an empty line) or a table."""
+
+
+def markdown_lines(blocks: Sequence[AnswerBlock]) -> list[str]:
+    """The blocks as report.md's lines."""
+    return [line for b in blocks for line in (b.markdown() if isinstance(b, AnswerTable)
+                                              else [b])]
+
+
+def _headline(results: SweepResults, devices: _Devices, scope: str) -> AnswerTable:
     """One line per model, scenario and chosen point (budgets that choose the same point
     share a line)."""
     cells = results.cells
     resident = results.deployment.weights is not WeightResidence.STREAMED
-    lines = ["| model | scenario | budget | device | knobs | storage | accuracy, 95 % interval "
-             "| energy (pJ) | vs reference | saving |" + (" cheapest while |" if resident else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if resident else "")]
+    header = ("model", "scenario", "budget", "device", "knobs", "storage",
+              "accuracy, 95 % interval", "energy (pJ)", "vs reference", "saving",
+              *(("cheapest while",) if resident else ()))
     # budgets whose line reads the same share it, then scenarios (a device without the
     # scenario's knob) likewise
-    merged: dict[tuple[str, str, str], list[BudgetChoice]] = {}
+    merged: dict[tuple[str, str, tuple[str, ...]], list[BudgetChoice]] = {}
     for b in results.budgets:
         if b.scope != scope:
             continue
         if b.cell is None:
-            rest = "no point qualifies | | | | | | |" + (" |" if resident else "")
+            rest: tuple[str, ...] = ("no point qualifies", *[""] * (len(header) - 4))
         else:
             c = cells[b.cell]
-            rest = (f"{c.device} | {format_knobs(devices.swept_knobs(c))} | "
-                    f"{_variant(results, c) or '-'} | {_pct(c.accuracy)} % "
-                    f"[{_pct(c.accuracy_low)}, {_pct(c.accuracy_high)}] | "
-                    f"{_energy(c.energy_pj)}{'*' if c.energy_assumed else ''} | "
-                    f"{_rel(c.relative_energy)} | {_saving(b, cells)} |"
-                    + (f" {_while(b, results)} |" if resident else ""))
+            rest = (c.device, format_knobs(devices.swept_knobs(c)),
+                    _variant(results, c) or "-",
+                    f"{_pct(c.accuracy)} % [{_pct(c.accuracy_low)}, {_pct(c.accuracy_high)}]",
+                    f"{_energy(c.energy_pj)}{'*' if c.energy_assumed else ''}",
+                    _rel(c.relative_energy), _saving(b, cells),
+                    *((_while(b, results),) if resident else ()))
         merged.setdefault((b.model, b.scenario, rest), []).append(b)
-    rows: dict[tuple[str, str], list[str]] = {}
+    rows: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+    chosen: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
     for (model, scenario, rest), choices in merged.items():
         budget = "≤ " + ", ".join(f"{c.budget_points:g}" for c in choices) + " points"
-        rows.setdefault((model, f"{budget} | {rest}"), []).append(scenario)
-    for (model, rest), scenarios in rows.items():
-        lines.append(f"| {model} | {', '.join(scenarios)} | {rest}")
-    return lines
+        rows.setdefault((model, budget, rest), []).append(scenario)
+        chosen.setdefault((model, budget, rest), []).extend(
+            c.cell for c in choices if c.cell is not None)
+    return AnswerTable(header, tuple((model, ", ".join(scenarios), budget, *rest)
+                                     for (model, budget, rest), scenarios in rows.items()),
+                       tuple(tuple(dict.fromkeys(chosen[key])) for key in rows))
 
 
-def _savings_tables(results: SweepResults) -> list[str]:
+def _savings_tables(results: SweepResults) -> list[AnswerBlock]:
     saving = _saving_lookup(results)
     models = list(dict.fromkeys(s.model for s in results.device_savings))
     budgets = results.budgets_points
-    tables: dict[tuple[str, ...], list[str]] = {}
+    tables: dict[tuple[tuple[str, ...], ...], list[str]] = {}
     for scenario in dict.fromkeys(s.scenario for s in results.device_savings):
         table = []
         for label in results.devices:
             if not any((m, scenario, label, b) in saving for m in models for b in budgets):
                 continue
-            row = [" / ".join(_rel(saving.get((model, scenario, label, b))) for b in budgets)
-                   for model in models]
-            table.append(f"| {label} | " + " | ".join(row) + " |")
+            table.append((label, *(" / ".join(_rel(saving.get((model, scenario, label, b)))
+                                              for b in budgets) for model in models)))
         tables.setdefault(tuple(table), []).append(scenario)
-    out: list[str] = []
+    out: list[AnswerBlock] = []
     for rows, scenarios in tables.items():
         out += [f"**{', '.join(scenarios)}**, within {' / '.join(f'{b:g}' for b in budgets)} "
-                "points:", "", "| device | " + " | ".join(models) + " |",
-                "|---|" + "---|" * len(models), *rows, ""]
+                "points:", "", AnswerTable(("device", *models), rows), ""]
     return out
 
 
@@ -684,30 +743,14 @@ def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
     return [*out, ""]
 
 
-def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
-                 elapsed_s: float | None = None) -> list[Path]:
-    """Write the pictures and `report.md`; returns the paths written."""
-    out_dir = Path(out_dir)
-    devices = _Devices(results)
-    written: list[Path] = [pareto_plot(results, devices, out_dir / "pareto.png"),
-                           savings_plot(results, devices, out_dir / "savings.png")]
-    labels = [label for label in results.devices
-              if any(c.device == label and c.accuracy is not None for c in results.cells)]
-    for label in labels:
-        written.append(accuracy_vs_knob(results, devices, label,
-                                        out_dir / f"accuracy_vs_knob_{_safe(label)}.png"))
-    written.append(ber_vs_knob(results, devices, out_dir / "ber_vs_knob.png"))
+def answer_blocks(results: SweepResults, devices: _Devices) -> list[AnswerBlock]:
+    """report.md's section "The answer": the deployment, the reference, the budget rule and
+    per energy scope the cheapest point within each budget, with its notes."""
     d = results.deployment
-    title = f"memsim sweep: {results.name}" + (" (dry run)" if results.dry_run else "")
-    lines = [f"# {title}", ""]
-    if command:
-        lines += [f"Made with `{command}`" + (
-            f": models, sweep and aggregation took {elapsed_s:.0f} s (this report and its "
-            "pictures came after)." if elapsed_s else "."), ""]
     preset = ("custom deployment" if d.preset == "custom"
               else f"the **{d.preset}** preset" + (f" with {', '.join(d.changed)} changed"
                                                     if d.changed else ""))
-    lines += [
+    lines: list[AnswerBlock] = [
         "## The answer", "",
         f"**Deployment**: {preset}" + (f" ({d.description})" if d.description else "")
         + f": {d.summary()}."
@@ -742,7 +785,7 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
                       + ("the cell alone, no periphery; not comparable with array-scope "
                          "figures, so on fronts and budgets of their own."
                          if scope == "cell" else "arrays with their periphery."), ""]
-        lines += [*_headline(results, devices, scope), ""]
+        lines += [_headline(results, devices, scope), ""]
     if mixed:
         lines += [f"Left out of fronts and budgets: placements whose memories mix energy "
                   f"scopes (with {', '.join(mixed)} under test), whose sum means neither; "
@@ -756,14 +799,41 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
     if weak:
         lines += [f"`*`: the energy rests on a figure tagged assumed or not given "
                   f"({'; '.join(weak)}).", ""]
+    return lines
+
+
+def savings_blocks(results: SweepResults) -> list[AnswerBlock]:
+    """report.md's section "What each device saves"."""
     placement, protection = _first_variant(results)
-    lines += ["![energy/accuracy, every device](pareto.png)", "",
-              "## What each device saves", "",
-              "Within each accuracy budget, the cheapest operating point of each device "
-              "against the same device at nominal control knobs, in the sweep's first storage "
-              f"variant ({placement}, {protection}; lower is a larger saving; – : no point "
-              "qualifies).", ""]
-    lines += _savings_tables(results)
+    return ["## What each device saves", "",
+            "Within each accuracy budget, the cheapest operating point of each device against "
+            "the same device at nominal control knobs, in the sweep's first storage variant "
+            f"({placement}, {protection}; lower is a larger saving; – : no point qualifies).",
+            "", *_savings_tables(results)]
+
+
+def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
+                 elapsed_s: float | None = None) -> list[Path]:
+    """Write the pictures and `report.md`; returns the paths written."""
+    out_dir = Path(out_dir)
+    devices = _Devices(results)
+    written: list[Path] = [pareto_plot(results, devices, out_dir / "pareto.png"),
+                           savings_plot(results, devices, out_dir / "savings.png")]
+    labels = [label for label in results.devices
+              if any(c.device == label and c.accuracy is not None for c in results.cells)]
+    for label in labels:
+        written.append(accuracy_vs_knob(results, devices, label,
+                                        out_dir / f"accuracy_vs_knob_{_safe(label)}.png"))
+    written.append(ber_vs_knob(results, devices, out_dir / "ber_vs_knob.png"))
+    title = f"memsim sweep: {results.name}" + (" (dry run)" if results.dry_run else "")
+    lines = [f"# {title}", ""]
+    if command:
+        lines += [f"Made with `{command}`" + (
+            f": models, sweep and aggregation took {elapsed_s:.0f} s (this report and its "
+            "pictures came after)." if elapsed_s else "."), ""]
+    lines += markdown_lines(answer_blocks(results, devices))
+    lines += ["![energy/accuracy, every device](pareto.png)", ""]
+    lines += markdown_lines(savings_blocks(results))
     lines += ["![savings per device](savings.png)", ""]
     pairs = _method_pairs(results)
     if pairs:
