@@ -170,6 +170,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 # -- devices show ------------------------------------------------------------------------------
 
 
+def _show_part(name: str, value: Any) -> str:
+    from memsim.spec.fields import Param
+
+    if not isinstance(value, Param):  # a group of parameters: weak arrays
+        inner = ", ".join(f"{f.name} {_fmt(getattr(value, f.name))}"
+                          for f in dataclasses.fields(value))
+        return f"{name} ({inner})"
+    return f"{name} {_fmt(value)}"
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from memsim.physics.curves import curve_provenance, describe
     from memsim.physics.device import mechanism_curves
@@ -210,8 +220,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for fld in ("failure", "variability", "cell_factor"):
             sub = getattr(m, fld, None)
             if sub is not None:
-                parts = ", ".join(f"{f.name} {_fmt(getattr(sub, f.name))}"
-                                  for f in dataclasses.fields(sub))
+                parts = ", ".join(_show_part(f.name, getattr(sub, f.name))
+                                  for f in dataclasses.fields(sub)
+                                  if f.name != "weak_arrays" or sub.weak_arrays.fraction.value)
                 print(f"        {fld}: {parts}")
         for fld in ("stuck_at_zero", "stuck_at_one"):
             if hasattr(m, fld):

@@ -3,7 +3,10 @@
 A threshold mechanism gives each cell a critical score `u = o_row + √s_cell · c` where the row
 offset `o_row = √s_die·d + √s_array·a + √s_row·r` collects the chip (d), array (a) and row (r)
 normals and `c` is the cell's own standard normal. A cell is faulty at an operating point where
-`u < z = Φ⁻¹(fault_fraction)`.
+`u < z = Φ⁻¹(fault_fraction)`. With weak arrays (a fraction p of arrays, each drawn from its
+own counter-based uniform), a weak array's offset is lowered by a shift s, and
+`z = F⁻¹(fault_fraction)` with `F(z) = (1 − p)·Φ(z) + p·Φ(z + s)` (`score_quantile`), so the
+population fraction stays the curve.
 
 Only cells below a bound `z_max` are drawn, and which cells those are does not depend on the
 bound: each row draws its cells' scores in increasing order from its own generator (the order
@@ -23,10 +26,12 @@ import math
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtr, ndtri
+from scipy.optimize import brentq
+from scipy.special import log_ndtr, ndtr, ndtri
 
 from memsim.kernels.rng import (
     cell_normal,
+    cell_uniform,
     jit,
     next_u64,
     next_uniform,
@@ -57,6 +62,8 @@ def _threshold_candidates_kernel(
     z_max: float,
     seed: np.uint64,
     expected: float,
+    weak_fraction: float,
+    weak_shift: float,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     n_rows = (n_cells + cells_per_row - 1) // cells_per_row
     # room for the expected count and its spread at once: growing by copies would hold the old
@@ -68,6 +75,7 @@ def _threshold_candidates_kernel(
     array_seed = stream_seed(seed, 1)
     row_seed = stream_seed(seed, 2)
     cells_seed = stream_seed(seed, 3)
+    weak_seed = stream_seed(seed, 4)  # its own stream: without weak arrays nothing changes
     # the row's shuffle, initialised lazily: perm[j] is valid for row r only if stamp[j] == r
     perm = np.empty(cells_per_row, np.int64)
     stamp = np.full(cells_per_row, -1, np.int64)
@@ -75,6 +83,8 @@ def _threshold_candidates_kernel(
         offset = die_offset
         if sd_array > 0.0:
             offset += sd_array * cell_normal(array_seed, row // rows_per_array)
+        if weak_fraction > 0.0 and cell_uniform(weak_seed, row // rows_per_array) < weak_fraction:
+            offset -= weak_shift
         if sd_row > 0.0:
             offset += sd_row * cell_normal(row_seed, row)
         start = row * cells_per_row
@@ -117,6 +127,36 @@ def _threshold_candidates_kernel(
     return index[:count], score[:count]
 
 
+def score_quantile(fault_fraction: float, weak: tuple[float, float] = (0.0, 0.0)) -> float:
+    """The score z below which a `fault_fraction` of the population's cells lie: Φ⁻¹ without
+    weak arrays, else the root of `(1 − p)·Φ(z) + p·Φ(z + s) = fault_fraction` for
+    `weak = (p, s)` (solved in log space: small fractions keep their relative precision)."""
+    p, shift = weak
+    if fault_fraction <= 0.0:
+        return -math.inf
+    if fault_fraction >= 1.0:
+        return math.inf
+    z_plain = float(ndtri(fault_fraction))
+    if p <= 0.0 or shift <= 0.0:
+        return z_plain
+    target = math.log(fault_fraction)
+
+    def excess(z: float) -> float:
+        a, b = float(log_ndtr(z)), float(log_ndtr(z + shift))
+        # log((1 − p)·Φ(z) + p·Φ(z + s)) without underflow
+        top = max(a, b)
+        mixed = (1.0 - p) * math.exp(a - top) + p * math.exp(b - top)
+        return top + math.log(mixed) - target
+
+    # F(z) >= Φ(z) and F(z) <= Φ(z + s): the root lies in [Φ⁻¹(f) − s, Φ⁻¹(f)]
+    low, high = z_plain - shift, z_plain
+    if excess(high) <= 0.0:
+        return high
+    if excess(low) >= 0.0:
+        return low
+    return float(brentq(excess, low, high, xtol=1e-13, rtol=1e-15, maxiter=200))
+
+
 def threshold_candidates(
     n_cells: int,
     cells_per_row: int,
@@ -124,12 +164,14 @@ def threshold_candidates(
     shares: tuple[float, float, float, float],
     z_max: float,
     seed: int,
+    weak: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Cells whose critical score lies below `z_max`, with their scores, sorted by score.
 
-    `shares` = (die, array, row, cell) variance shares summing to 1. Returns (cell index,
-    critical score), both sorted by score (ties by cell index), so the faulty cells at any
-    `z ≤ z_max` are a prefix, and the same for every `z_max ≥ z`.
+    `shares` = (die, array, row, cell) variance shares summing to 1; `weak` = (fraction of
+    weak arrays, their shift in standard deviations). Returns (cell index, critical score),
+    both sorted by score (ties by cell index), so the faulty cells at any `z ≤ z_max` are a
+    prefix, and the same for every `z_max ≥ z`.
     """
     die, array, row, cell = shares
     if not math.isclose(die + array + row + cell, 1.0, abs_tol=1e-6):
@@ -140,24 +182,33 @@ def threshold_candidates(
     die_offset = math.sqrt(die) * float(cell_normal(s, 0)) if die > 0 else 0.0
     if n_cells == 0 or z_max == -math.inf:
         return np.empty(0, np.int64), np.empty(0, np.float64)
+    fraction, shift = weak
+    if not (0.0 <= fraction <= 1.0 and shift >= 0.0):
+        raise ValueError(f"weak arrays need a fraction in [0, 1] and a shift >= 0, got {weak}")
     index, score = _candidates(n_cells, cells_per_row, rows_per_array, shares, die_offset,
-                               z_max, s)
+                               z_max, s, weak)
     sort_by_score_(score, index)
     return index, score
 
 
 def _candidates(n_cells: int, cells_per_row: int, rows_per_array: int,
                 shares: tuple[float, float, float, float], die_offset: float, z_max: float,
-                seed: np.uint64) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+                seed: np.uint64, weak: tuple[float, float] = (0.0, 0.0)
+                ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """The candidates in the order drawn (row by row)."""
     _, array, row, cell = shares
+    fraction, shift = weak
     spread = math.sqrt(array + row + cell)
-    # a cell's score given the die is normal around the die's offset: the expected count
-    expected = n_cells * (float(ndtr((z_max - die_offset) / spread)) if spread > 0
-                          else float(die_offset < z_max))
+
+    def below(bound: float) -> float:
+        # a cell's score given the die is normal around the die's offset
+        return (float(ndtr((bound - die_offset) / spread)) if spread > 0
+                else float(die_offset < bound))
+
+    expected = n_cells * ((1.0 - fraction) * below(z_max) + fraction * below(z_max + shift))
     return _threshold_candidates_kernel(
         n_cells, cells_per_row, rows_per_array, die_offset, math.sqrt(array), math.sqrt(row),
-        math.sqrt(cell), min(z_max, 40.0), seed, expected)
+        math.sqrt(cell), min(z_max, 40.0), seed, expected, fraction, shift)
 
 
 def bernoulli_cells(n_cells: int, q: float, seed: int) -> NDArray[np.int64]:

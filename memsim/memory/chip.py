@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtri
 
 from memsim.errors import MemsimError
 from memsim.kernels import (
@@ -38,7 +37,7 @@ from memsim.kernels import (
     set_levels_,
     weak_cells,
 )
-from memsim.kernels.sampling import bernoulli_cells, threshold_candidates
+from memsim.kernels.sampling import bernoulli_cells, score_quantile, threshold_candidates
 from memsim.memory.image import MemoryImage
 from memsim.physics.curves import evaluate
 from memsim.physics.device import Device, knob_box_grid
@@ -181,7 +180,7 @@ class Chip:
         for i, mech in enumerate(spec.faults):
             if isinstance(mech, ThresholdMechanism):
                 f_max = max((evaluate(mech.fault_fraction, k) for k in box), default=0.0)
-                self.persistent[i] = self._sample_threshold(i, mech, _z_of(f_max))
+                self.persistent[i] = self._sample_threshold(i, mech, _z_of(f_max, mech))
             elif isinstance(mech, StuckAtMechanism):
                 self.persistent[i] = self._sample_stuck(i, mech)
 
@@ -224,7 +223,7 @@ class Chip:
         cells, scores = threshold_candidates(
             self.n_cells, self.cells_per_row, self.device.spec.array.rows_per_array,
             (v.die.value, v.array.value, v.row.value, v.cell.value), z_max,
-            self._sample_seed[i])
+            self._sample_seed[i], _weak(mech))
         f = mech.failure
         actions = self._actions(i, cells.shape[0], f.stuck_at_zero.value, f.stuck_at_one.value,
                                 f.flip.value)
@@ -255,12 +254,12 @@ class Chip:
         mech = self.device.spec.faults[i]
         assert isinstance(mech, ThresholdMechanism)
         f = evaluate(mech.fault_fraction, values)
-        z = _z_of(f)
+        z = _z_of(f, mech)
         if z > cells.z_max:
             # a harsher point than any so far: continue the draws past it, with headroom so
             # that a sweep stepping harsher extends a few times, not at every step
             cells = self.persistent[i] = self._sample_threshold(
-                i, mech, _z_of(min(2.0 * f, 0.5 * (1.0 + f))))
+                i, mech, _z_of(min(2.0 * f, 0.5 * (1.0 + f)), mech))
         return cells.active(z)
 
     # -- reading ----------------------------------------------------------------------------
@@ -353,11 +352,14 @@ class Chip:
         return c
 
 
-def _z_of(fault_fraction: float) -> float:
-    """The critical score below which that fraction of cells fails."""
-    if fault_fraction <= 0.0:
-        return -math.inf
-    return float(ndtri(fault_fraction)) if fault_fraction < 1.0 else math.inf
+def _weak(mech: ThresholdMechanism) -> tuple[float, float]:
+    w = mech.variability.weak_arrays
+    return w.fraction.value, w.shift.value
+
+
+def _z_of(fault_fraction: float, mech: ThresholdMechanism) -> float:
+    """The critical score below which that fraction of the population's cells fails."""
+    return score_quantile(fault_fraction, _weak(mech))
 
 
 def _clear_padding(words: NDArray[np.uint64], n_bits: int) -> None:

@@ -43,19 +43,38 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class Variability:
-    """Shares of the variance of a cell's critical stress at each level; they sum to 1.
+class WeakArrays:
+    """A minority of arrays whose cells fail early: each array is weak with probability
+    `fraction`, and a weak array's cells have their critical scores lowered by `shift`
+    standard deviations. It concentrates faults in few arrays (more fault-free arrays and a
+    larger index of dispersion than a normal array share gives for the same mean), as measured
+    in undervolted on-chip memories."""
 
-    A cell's critical score is `u = √die·d + √array·a + √row·r + √cell·c` with independent
-    standard normals d (per chip), a (per array), r (per row), c (per cell). The cell is faulty
-    where `u < Φ⁻¹(fault_fraction(knobs))`, so the chip-average fault fraction is the curve
-    whatever the split, and faults are nested along the curve.
+    fraction: Param
+    shift: Param
+
+
+NO_WEAK_ARRAYS = WeakArrays(Param(0.0, default=True), Param(0.0, default=True))
+
+
+@dataclass(frozen=True)
+class Variability:
+    """Shares of the variance of a cell's critical stress at each level (they sum to 1), and
+    optionally weak arrays.
+
+    A cell's critical score is `u = √die·d + √array·a + √row·r + √cell·c − shift·w` with
+    independent standard normals d (per chip), a (per array), r (per row), c (per cell) and
+    w = 1 in a weak array (probability `weak_arrays.fraction`), else 0. The cell is faulty
+    where `u < F⁻¹(fault_fraction(knobs))`, F being the distribution of u (Φ without weak
+    arrays), so the chip-average fault fraction is the curve whatever the split, and faults
+    are nested along the curve.
     """
 
     die: Param
     array: Param
     row: Param
     cell: Param
+    weak_arrays: WeakArrays = NO_WEAK_ARRAYS
 
 
 @dataclass(frozen=True)
@@ -186,13 +205,30 @@ def _parse_threshold(node: Node, name: str, ctx: MechanismContext) -> ThresholdM
             "failure",
             lambda n: _shares(n, ("stuck_at_zero", "stuck_at_one", "flip"), {}),
             None)
-        var = f.collect("variability",
-                        lambda n: _shares(n, ("die", "array", "row", "cell"), {"cell": 1.0}),
-                        {"die": Param(0.0), "array": Param(0.0), "row": Param(0.0),
-                         "cell": Param(1.0)})
+        var = f.collect("variability", _variability,
+                        Variability(Param(0.0), Param(0.0), Param(0.0), Param(1.0)))
         desc = _description(f)
     assert fail is not None
-    return ThresholdMechanism(name, phase, curve, Failure(**fail), Variability(**var), desc)
+    return ThresholdMechanism(name, phase, curve, Failure(**fail), var, desc)
+
+
+def _variability(node: Node) -> Variability:
+    names = ("die", "array", "row", "cell")
+    with node.fields(with_origin=True) as f:
+        shares = {k: f.collect(k, Node.probability, Param(1.0 if k == "cell" else 0.0,
+                                                            default=True)) for k in names}
+        weak = f.collect("weak_arrays", _weak_arrays, NO_WEAK_ARRAYS)
+    total = sum(p.value for p in shares.values())
+    if abs(total - 1.0) > 1e-6:
+        raise node.fail(f"expected shares {', '.join(names)} summing to 1, got {total:g}")
+    return Variability(**shares, weak_arrays=weak)
+
+
+def _weak_arrays(node: Node) -> WeakArrays:
+    with node.fields(with_origin=True) as f:
+        fraction = f.collect_required("fraction", Node.probability, Param(0.0))
+        shift = f.collect_required("shift", Node.nonnegative, Param(0.0))
+    return WeakArrays(fraction, shift)
 
 
 def _parse_transient(node: Node, name: str, ctx: MechanismContext) -> TransientMechanism:
