@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -41,6 +43,7 @@ from memsim.experiments.commands import add_commands as add_experiment_commands
 from memsim.spec.names import ECC_SCHEMES, UNCORRECTABLE_POLICIES, format_knobs
 
 if TYPE_CHECKING:
+    from memsim.memory.importing import ImportInput, InputFormat
     from memsim.physics.device import Device, OperatingPoint
     from memsim.spec.fields import Param
 
@@ -376,6 +379,9 @@ def cmd_inject(args: argparse.Namespace) -> int:
                           "that cell (e.g. one that extends it)")
     if device is None and args.bits_per_cell not in (None, 1):
         raise MemsimError("fault maps hold one bit per cell; --bits-per-cell must be 1")
+    if device is not None and args.chip is not None:
+        raise MemsimError("--chip picks a chip of a --fault-map file; a device's chip is "
+                          "--chip-seed")
     image = MemoryImage.from_bytes(_read_bytes(args.input))
     knobs = _parse_knobs(args.knob)
     protection = Protection(protected_msbs=args.protect_msbs, ecc=args.ecc,
@@ -386,10 +392,10 @@ def cmd_inject(args: argparse.Namespace) -> int:
         chip = protected.chip(device, args.chip_seed)
         source = device.name
     else:
-        maps = FaultMaps.load(args.fault_map)
+        maps = FaultMaps.load(args.fault_map, chip=args.chip or 0)
         chip = MeasuredChip(maps, protected.stored.n_bits, offset=args.map_offset,
                             wrap=args.wrap, interpolate=args.interpolate)
-        source = f"fault map {args.fault_map}"
+        source = f"fault map {args.fault_map}" + (f" chip {args.chip}" if args.chip else "")
     result = protected.read(chip, knobs, seed=args.seed)
     try:
         atomic_write_bytes(args.out, result.image.to_bytes())
@@ -460,6 +466,112 @@ def cmd_characterise(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"  {name}={r['knob_value']:g}: {r['stuck_at_zero']} stuck-at-0, "
                   f"{r['stuck_at_one']} stuck-at-1")
+    return 0
+
+
+_QUALIFIER = re.compile(r",(chip|written)=([^,=]*)$")
+_SUFFIX_FORMATS = {".csv": "csv", ".hex": "hex", ".txt": "hex"}
+_FORMATS: dict[str, InputFormat] = {"binary": "binary", "hex": "hex", "csv": "csv"}
+
+
+def _import_input(item: str, fmt: str, written: int | None) -> ImportInput:
+    """`FILE[=VALUE][,chip=K][,written=0|1]` of `memory import` as an `ImportInput`."""
+    from memsim.memory.importing import ImportInput
+
+    qualifiers: dict[str, str] = {}
+    rest = item
+    while (m := _QUALIFIER.search(rest)) and not Path(rest).exists():
+        if m.group(1) in qualifiers:
+            raise MemsimError(f"{item!r}: {m.group(1)}= given twice")
+        qualifiers[m.group(1)] = m.group(2)
+        rest = rest[: m.start()]
+    path, value = rest, None
+    if not Path(rest).exists() and "=" in rest:
+        path, _, text = rest.rpartition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not path:
+            raise MemsimError(f"{item!r}: expected FILE=VALUE with a finite number, got "
+                              f"{text!r}")
+    chip = None
+    if "chip" in qualifiers:
+        text = qualifiers["chip"]
+        if not text.isdigit():
+            raise MemsimError(f"{item!r}: chip= expects an integer >= 0, got {text!r}")
+        chip = int(text)
+    if "written" in qualifiers:
+        if qualifiers["written"] not in ("0", "1"):
+            raise MemsimError(f"{item!r}: written= expects 0 or 1, got "
+                              f"{qualifiers['written']!r}")
+        written = int(qualifiers["written"])
+    kind = _FORMATS[fmt if fmt != "auto" else
+                    _SUFFIX_FORMATS.get(Path(path).suffix.lower(), "binary")]
+    if kind != "csv" and value is None:
+        raise MemsimError(f"{path}: a bitmap needs its knob value: {path}=VALUE")
+    if kind != "csv" and written is None:
+        raise MemsimError(f"{path}: which pattern was written before this bitmap was read? "
+                          f"--written 0|1, or {path}=VALUE,written=0|1")
+    return ImportInput(path, kind, value, chip, written)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from memsim.memory.importing import import_fault_maps, import_report
+    from memsim.memory.replay import FaultMaps
+
+    inputs = [_import_input(item, args.format, args.written) for item in args.files]
+    values: list[float] = []
+    for text in (args.values or "").split(","):
+        if text.strip():
+            try:
+                values.append(float(text))
+            except ValueError:
+                raise MemsimError(f"--values: expected numbers, got {text!r}") from None
+    source = args.source if args.source is not None else (
+        "memsim memory import: " + ", ".join(i.path for i in inputs))
+    imported = import_fault_maps(
+        inputs, knob=args.knob, unit=args.unit, harsher=args.harsher, n_cells=args.cells,
+        word_bits=args.word_bits, bit_order=args.bit_order, knob_values=values,
+        source=source, description=args.description or "")
+    report = import_report(imported, args.array_bits)
+    try:
+        FaultMaps.save_chips(imported.chips, args.out)
+    except OSError as e:
+        raise RunFailure(f"{args.out}: cannot write: {e.strerror or e}") from None
+    if args.json:
+        _print_json({"out": args.out, **report})
+        return 0
+    unit = f" {report['unit']}" if report["unit"] else ""
+    chips = report["chips"]
+    print(f"wrote {args.out}: {report['cells']} cells, {chips} chip{'s' if chips > 1 else ''}, "
+          f"{args.knob} at {', '.join(f'{v:g}' for v in report['knob_values'])}{unit} "
+          f"(harsher: {report['harsher']})")
+    if report["arrays"]:
+        left = report["cells_outside_arrays"]
+        print(f"  per array: the faulty cells of each {report['array_bits']}-cell array "
+              f"({report['arrays']} arrays{f'; the last {left} cells in none' if left else ''}"
+              "); dispersion = variance / mean")
+    for row in report["points"]:
+        counts = [f"{label} not measured" if d in row["unknown"] else f"{row[d]} {label}"
+                  for d, label in (("stuck_at_zero", "stuck-at-0"),
+                                   ("stuck_at_one", "stuck-at-1"))]
+        a = row["per_array"]
+        spread = "" if a is None else (
+            f"; per array: mean {a['mean']:.4g}, dispersion "
+            + ("-" if a["index_of_dispersion"] is None else f"{a['index_of_dispersion']:.3g}")
+            + f", fault-free {a['fault_free_fraction']:.1%}, max {a['max']}")
+        print(f"  chip {row['chip']} {args.knob}={row['knob_value']:g}: "
+              f"{', '.join(counts)}{spread}")
+    for k in range(chips):
+        pairs = [v for v in report["nesting_violations"] if v["chip"] == k]
+        if pairs:
+            print(f"  chip {k} nesting violations (faulty at the milder value, not at the "
+                  "harsher): " + ", ".join(f"{v['milder']:g} -> {v['harsher']:g}: "
+                                           f"{v['cells']}" for v in pairs))
+    if any(row["unknown"] for row in report["points"]):
+        print("  a direction not measured (a bitmap of one pattern only) is stored as no "
+              "fault")
     return 0
 
 
@@ -679,6 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write what was read")
     p.add_argument("--bits-per-cell", type=int, choices=(1, 2, 3),
                    help="must match the device's cell")
+    p.add_argument("--chip", type=bounded_int(0, MAX_CHIPS), metavar="K",
+                   help="which chip of a --fault-map file of several (default 0)")
     p.add_argument("--chip-seed", type=seed_int, default=0,
                    help="which chip (persistent faults)")
     p.add_argument("--seed", type=seed_int, default=0, help="which trial (read-time flips)")
@@ -701,6 +815,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the fault maps, for memory inject --fault-map")
     p.add_argument("--json", action="store_true", help="the stuck-cell counts as JSON")
     p.set_defaults(func=cmd_characterise)
+    p = add_command(msub, "import",
+                    "read measured bitmaps or lists of failing cells into fault maps",
+                    "memsim memory import --knob v_rel --harsher lower --written 1 "
+                    "read-0.80.bin=0.80 read-0.85.bin=0.85 --out chip.npz\n"
+                    "         memsim memory import --knob v_rel --harsher lower --cells 65536 "
+                    "failures.csv --out chip.npz\n"
+                    "         (read-*.bin: memory read back after writing all 1s; "
+                    "failures.csv: columns v_rel, bit, stuck_at)")
+    p.add_argument("files", nargs="+", metavar="FILE[=VALUE][,chip=K][,written=0|1]",
+                   help="a bitmap of one knob value (FILE=VALUE) or a CSV list of failing "
+                        "cells (of one value, or with a column named like the knob); chip "
+                        "0 unless chip=K or a 'chip' column says otherwise")
+    p.add_argument("--knob", required=True, metavar="NAME",
+                   help="the knob the measurement swept (and the CSV column of its values)")
+    p.add_argument("--harsher", required=True, choices=("lower", "higher"),
+                   help="the end of the knob's range where cells fail")
+    p.add_argument("--unit", help="the knob's unit, e.g. V")
+    p.add_argument("--format", choices=("auto", "binary", "hex", "csv"), default="auto",
+                   help="of every file (default: by suffix: .csv a list, .hex or .txt hex "
+                        "text, else raw binary)")
+    p.add_argument("--written", type=int, choices=(0, 1),
+                   help="the pattern written before the bitmaps were read, unless a file "
+                        "says written=0|1: after 1s a 0 bit is stuck-at-0, after 0s a 1 bit "
+                        "is stuck-at-1")
+    p.add_argument("--bit-order", choices=("msb", "lsb"), default="msb",
+                   help="the first cell of a bitmap byte is its most (default) or least "
+                        "significant bit")
+    p.add_argument("--cells", type=bounded_int(1, MAX_CELLS), metavar="N",
+                   help="cells in the memory (needed for lists; a bitmap must hold ceil(N/8) "
+                        "bytes)")
+    p.add_argument("--word-bits", type=bounded_int(1, 1 << 16), metavar="N",
+                   help="bits per address of a list with an 'address' column: cell = "
+                        "address * N + bit")
+    p.add_argument("--values", metavar="V1,V2,...",
+                   help="knob values measured with no failing cell listed (fault-free)")
+    p.add_argument("--array-bits", type=bounded_int(1, MAX_CELLS), default=16384, metavar="N",
+                   help="cells per array in the report's per-array histogram (default 16384)")
+    p.add_argument("--source", metavar="TEXT",
+                   help="where the maps come from (default: the files' names)")
+    p.add_argument("--description", metavar="TEXT", help="a line about the chips")
+    p.add_argument("--out", type=output_file, required=True, metavar="FILE.npz",
+                   help="the fault maps, for memory inject --fault-map (and --chip K)")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.set_defaults(func=cmd_import)
     p = add_command(msub, "diff", "count differing bits by direction",
                     "memsim memory diff weights.bin read.bin")
     p.add_argument("a", metavar="A", help="the original file")

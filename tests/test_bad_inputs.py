@@ -126,6 +126,31 @@ def _write_files(folder: Path) -> None:
     }
     for name, text in bad_configs.items():
         (folder / name).write_text(text, encoding="utf-8")
+    _import_files(folder)
+
+
+IMPORT_FILES = {
+    "short.bin": bytes(16),
+    "bad.hex": b"00 ff\n0g\n",
+    "odd.hex": b"abc",
+    "no-bit.csv": b"v_rel,stuck_at\n0.8,1\n",
+    "no-direction.csv": b"v_rel,bit\n0.8,3\n",
+    "far.csv": b"v_rel,bit,stuck_at\n0.8,99999,1\n",
+    "stuck-2.csv": b"v_rel,bit,stuck_at\n0.8,3,2\n",
+    "fields.csv": b"v_rel,bit,stuck_at\n0.8,3\n",
+    "list.csv": b"v_rel,bit,stuck_at\n0.8,3,1\n",
+    "address.csv": b"address,bit,stuck_at\n0x10,3,1\n",
+}
+
+
+def _import_files(folder: Path) -> None:
+    """Inputs of `memory import`: weights.bin (4096 bytes) serves as a bitmap too."""
+    from memsim.memory.replay import FaultMaps
+
+    for name, data in IMPORT_FILES.items():
+        (folder / name).write_bytes(data)
+    none = np.zeros((2, 8 * 4096), dtype=bool)
+    FaultMaps("v_rel", np.array([0.8, 0.9]), none, none).save(folder / "one-chip.npz")
 
 
 DEVICE_FILES = sorted([*BAD_DEVICE_TEXTS, *_doc_variants(), "latin1.yaml", "binary.yaml",
@@ -359,6 +384,64 @@ def _config_cases() -> Iterator[Case]:
     yield Case("usage/torch device", (*EVAL, "--torch-device", "tpu"))
 
 
+IMPORT = ("memory", "import", "--knob", "v_rel", "--harsher", "lower", "--out",
+          "{out}/maps.npz")
+
+
+def _import_cases() -> Iterator[Case]:
+    bitmap = ("--written", "1", f"{F}/weights.bin=0.8")
+    listed = ("--cells", "32768")
+    for name, argv, message in [
+        ("missing bitmap", (*bitmap[:2], f"{F}/missing.bin=0.8"), "missing.bin: no such file"),
+        ("missing list", (*listed, f"{F}/missing.csv"), "missing.csv: no such file"),
+        ("a folder", (*bitmap[:2], f"{F}/dir.yaml=0.8"), "dir.yaml: not a file"),
+        ("size against --cells", (*bitmap, "--cells", "1000"), "1000 cells need 125 bytes"),
+        ("sizes differ", (*bitmap, f"{F}/short.bin=0.9"), "short.bin: 16 bytes, "),
+        ("empty bitmap", (*bitmap[:2], f"{F}/empty.bin=0.8"), "an empty bitmap"),
+        ("bad hex", (*bitmap[:2], f"{F}/bad.hex=0.8"), "line 2: 'g' is not a hex digit"),
+        ("odd hex", (*bitmap[:2], f"{F}/odd.hex=0.8"), "3 hex digits"),
+        ("binary as hex", ("--format", "hex", *bitmap), "not hex text"),
+        ("value twice", (*bitmap, f"{F}/weights.bin=0.80"), "v_rel=0.8 (stuck-at-0) of chip "
+                                                            "0 is given twice"),
+        ("list value twice", (*listed, f"{F}/list.csv", f"{F}/list.csv=0.8"), "given twice"),
+        ("bitmap and list", (*bitmap, f"{F}/list.csv"), "given twice"),
+        ("no pattern", (f"{F}/weights.bin=0.8",), "which pattern was written"),
+        ("no value", ("--written", "1", f"{F}/weights.bin"), "needs its knob value"),
+        ("value not a number", ("--written", "1", f"{F}/weights.bin=high"), "finite number"),
+        ("value inf", ("--written", "1", f"{F}/weights.bin=inf"), "finite number"),
+        ("written 2", (f"{F}/weights.bin=0.8,written=2",), "written= expects 0 or 1"),
+        ("chip -1", ("--written", "1", f"{F}/weights.bin=0.8,chip=-1"), "chip= expects"),
+        ("chip 1 alone", ("--written", "1", f"{F}/weights.bin=0.8,chip=1"),
+         "chip 0 is missing"),
+        ("no bit column", (*listed, f"{F}/no-bit.csv"), "needs a column 'bit'"),
+        ("no direction column", (*listed, f"{F}/no-direction.csv"), "failure direction"),
+        ("no knob column", (*listed, "--knob", "vdd", f"{F}/list.csv"), "a column 'vdd'"),
+        ("bit out of range", (*listed, f"{F}/far.csv"), "bit 99999 is outside"),
+        ("stuck_at 2", (*listed, f"{F}/stuck-2.csv"), "stuck_at must be 0 or 1"),
+        ("short row", (*listed, f"{F}/fields.csv"), "line 2: 2 fields, the header has 3"),
+        ("address without word size", (*listed, f"{F}/address.csv=0.8"), "--word-bits"),
+        ("address past the cells", (*listed, "--word-bits", "4096", f"{F}/address.csv=0.8"),
+         "bit 65539 is outside"),
+        ("list without cells", (f"{F}/list.csv",), "--cells N"),
+        ("not a csv", (*listed, "--format", "csv", f"{F}/binary.yaml"), "binary.yaml"),
+        ("--values not numbers", (*listed, "--values", "0.7,low", f"{F}/list.csv"),
+         "--values: expected numbers"),
+    ]:
+        yield Case(f"import/{name}", (*IMPORT, *argv), message=message)
+    for option in ("--cells", "--array-bits", "--word-bits"):
+        yield Case(f"import/{option} 0", (*IMPORT, *bitmap, option, "0"))
+    yield Case("import/--out in a missing folder", (*IMPORT[:-1], "{out}/no/maps.npz",
+                                                    *bitmap), message="no such folder")
+    for name, argv, message in [
+        ("--chip 1 of one chip", ("--chip", "1"), "no chip 1; the file holds one chip (0)"),
+        ("--chip -1", ("--chip", "-1"), "expected an integer"),
+    ]:
+        yield Case(f"inject/{name}", (*INJECT[:2], *INJECT[4:], "--fault-map",
+                                      f"{F}/one-chip.npz", *argv), message=message)
+    yield Case("inject/--chip with --device", (*INJECT, "--chip", "0"),
+               message="--chip picks a chip of a --fault-map file")
+
+
 def _known_failures() -> dict[str, str]:
     """Cases that fail today, with why; each is an xfail(strict=True)."""
     return {}
@@ -367,7 +450,7 @@ def _known_failures() -> dict[str, str]:
 def all_cases() -> list[Case]:
     known = _known_failures()
     cases = [*_device_cases(), *_knob_cases(), *_integer_cases(), *_path_cases(),
-             *_config_cases()]
+             *_config_cases(), *_import_cases()]
     return [Case(c.name, c.argv, c.status, c.message, known.get(c.name, ""), c.absent)
             for c in cases]
 

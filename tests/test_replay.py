@@ -52,6 +52,10 @@ def random_bits(n: int, seed: int) -> Bools:
     return np.random.default_rng(seed).random(n) < 0.5
 
 
+_NO_NUL = st.characters(exclude_characters="\x00")
+"""Texts a map can hold (a NUL is refused: numpy would drop it when saving)."""
+
+
 def same_maps(a: FaultMaps, b: FaultMaps) -> bool:
     return (a.knob == b.knob and a.unit == b.unit and a.harsher == b.harsher
             and a.source == b.source and a.description == b.description
@@ -61,6 +65,12 @@ def same_maps(a: FaultMaps, b: FaultMaps) -> bool:
 
 
 # -- validation ---------------------------------------------------------------------------------
+
+
+def test_a_nul_in_a_text_is_refused() -> None:
+    with pytest.raises(FaultMapError, match="unit must not contain NUL"):
+        FaultMaps("v", np.array([0.8]), np.zeros((1, 4), bool), np.zeros((1, 4), bool),
+                  unit="V\x00")
 
 
 def test_maps_are_read_only_and_accept_zero_one_integers() -> None:
@@ -132,8 +142,8 @@ def test_direction_change_is_not_a_nesting_violation() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(n_points=st.integers(1, 4), n_cells=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
-       p=st.floats(0.0, 1.0), unit=st.none() | st.text(max_size=5),
-       harsher=st.sampled_from(["lower", "higher"]), source=st.text(max_size=20),
+       p=st.floats(0.0, 1.0), unit=st.none() | st.text(_NO_NUL, max_size=5),
+       harsher=st.sampled_from(["lower", "higher"]), source=st.text(_NO_NUL, max_size=20),
        offsets=st.lists(st.floats(0.001, 10.0), min_size=4, max_size=4))
 def test_save_load_round_trip(n_points: int, n_cells: int, seed: int, p: float,
                               unit: str | None, harsher: Any, source: str,

@@ -25,10 +25,15 @@ from strategies import (
 
 import memsim
 from memsim.errors import MemsimError, SpecError, SpecProblem, UnknownDeviceError
-from memsim.spec.curves import CURVE_KINDS
+from memsim.spec.curves import CURVE_KINDS, ConstantCurve, PowerCurve, TableCurve
 from memsim.spec.device import LevelCoding
-from memsim.spec.loader import MAX_YAML_BYTES, extends_anywhere, read_yaml
-from memsim.spec.mechanisms import MECHANISM_KINDS, StuckAtMechanism, ThresholdMechanism
+from memsim.spec.loader import MAX_YAML_BYTES, extends_anywhere, merge, read_yaml
+from memsim.spec.mechanisms import (
+    MECHANISM_KINDS,
+    StuckAtMechanism,
+    ThresholdMechanism,
+    TransientMechanism,
+)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -1060,6 +1065,75 @@ def test_extends_chain_of_files(write: Write) -> None:
     c = write({"extends": "b.yaml", "knobs": {"vdd": {"nominal": 0.8}}}, "c.yaml")
     spec = load(c).spec
     assert spec.name == "b" and spec.knob("vdd").nominal.value == 0.8
+
+
+def test_extends_curve_of_another_kind_replaces_the_parent_s(write: Write) -> None:
+    table = {"kind": "table", "of": "v_rel", "provenance": "measured",
+             "points": [[0.7, 0.5], [0.85, 0.01], [1.0, 0.0]]}
+    child = {
+        "extends": "sram-14nm",
+        "name": "sram-tabled",
+        "faults": [
+            # probit (mean, sigma, direction) -> table: no probit field may stay behind
+            {"name": "undervolt", "fault_fraction": table},
+            # a whole mechanism of another kind replaces the parent's of that name
+        ],
+        "energy": {
+            "read_energy_pj_per_bit": {"value": 0.02, "provenance": "measured"},  # a constant
+            "write_energy_pj_per_bit": {"exponent": {"value": 3}},  # same kind: merged
+        },
+        "calibration": [],
+    }
+    spec = load(write(child)).spec
+    parent = memsim.load_device("sram-14nm").spec
+    mech = spec.faults[0]
+    assert isinstance(mech, ThresholdMechanism)
+    curve = mech.fault_fraction
+    assert isinstance(curve, TableCurve)
+    assert (curve.xs, curve.ys) == ((0.7, 0.85, 1.0), (0.5, 0.01, 0.0))
+    assert isinstance(spec.energy.read_energy_pj_per_bit, ConstantCurve)
+    assert spec.energy.read_energy_pj_per_bit.value.value == 0.02
+    write_curve, parent_write = (spec.energy.write_energy_pj_per_bit,
+                                 parent.energy.write_energy_pj_per_bit)
+    assert isinstance(write_curve, PowerCurve) and isinstance(parent_write, PowerCurve)
+    assert write_curve.exponent.value == 3
+    assert write_curve.coefficient == parent_write.coefficient  # kept from the parent
+    # a mechanism restated with another kind is replaced whole, not merged with the threshold's
+    mechanism = {"name": "undervolt", "kind": "transient", "phase": "read",
+                 "p_zero_to_one": 1e-6, "p_one_to_zero": 2e-6}
+    spec = load(write({"extends": "sram-14nm", "name": "sram-flaky", "faults": [mechanism],
+                       "calibration": []}, "flaky.yaml")).spec
+    assert [type(m) for m in spec.faults] == [TransientMechanism]
+
+
+def test_merge_replaces_a_mapping_of_another_kind_anywhere() -> None:
+    base = {"a": {"b": [{"name": "m", "kind": "x", "c": {"kind": "probit", "mean": 1,
+                                                          "of": {"kind": "k", "p": 1}}}]}}
+    override = {"a": {"b": [{"name": "m", "c": {"mean": 2, "of": {"kind": "j", "q": 2}}}]}}
+    assert merge(base, override) == {"a": {"b": [
+        {"name": "m", "kind": "x", "c": {"kind": "probit", "mean": 2,
+                                         "of": {"kind": "j", "q": 2}}}]}}
+    # a {value: ...} is a constant: it replaces a curve, merges into a parameter or constant
+    assert merge({"kind": "power", "exponent": 2}, {"value": 1}) == {"value": 1}
+    assert merge({"value": 1, "source": "s"}, {"value": 2}) == {"value": 2, "source": "s"}
+    assert merge({"kind": "constant", "value": 1, "source": "s"}, {"value": 2}) == {
+        "kind": "constant", "value": 2, "source": "s"}
+    assert merge({"value": 1, "source": "s"}, {"kind": "table", "points": []}) == {
+        "kind": "table", "points": []}
+
+
+def test_extends_narrowed_range_past_the_nominal_is_one_problem(write: Write) -> None:
+    # the parent's refresh energy has a negative exponent and its calibration points lie at
+    # 64 and 128 ms: checked against the range the child gives, not a placeholder [0, 1]
+    child = {"extends": "dram-ddr3-refresh", "name": "dram-short",
+             "knobs": {"refresh_ms": {"range": [16, 40]}}, "calibration": []}
+    (p,) = problems_of(write(child))
+    assert p.path == "knobs.refresh_ms.nominal"
+    assert p.message == "expected the nominal value inside range [16, 40], got 64"
+    kept = {k: v for k, v in child.items() if k != "calibration"}  # the parent's points
+    found = problems_of(write(kept, "kept.yaml"))
+    assert [q.path for q in found] == ["knobs.refresh_ms.nominal", "calibration[0].points"]
+    assert found[1].message == "point refresh_ms=128 is outside the knob's range [16, 40]"
 
 
 def test_extends_cycle(write: Write) -> None:

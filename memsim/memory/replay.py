@@ -15,6 +15,12 @@ File format (`FaultMaps.save`, `FaultMaps.load`): an `.npz` archive holding
 - `n_cells`: an integer scalar; `knob`: a string scalar;
 - optional string scalars `unit`, `harsher` ("lower", the default, or "higher": the end of the
   knob range where cells fail), `source`, `description`.
+
+Several chips measured over the same knob values and cells (`FaultMaps.save_chips`) share one
+file: `stuck_at_zero` and `stuck_at_one` then have shape (n_chips, n_points, ceil(n_cells / 8))
+and every other array is as above. A file of one chip is the 2-D format, so files written
+before chips existed read unchanged, and `FaultMaps.load(path, chip=k)` reads one chip of
+either.
 """
 
 from __future__ import annotations
@@ -147,6 +153,10 @@ class FaultMaps:
                 f"{self.knob}={values[i]:g} ({int(both[i].sum())} such cells there)")
         if self.harsher not in ("lower", "higher"):
             raise FaultMapError(f"harsher must be 'lower' or 'higher', got {self.harsher!r}")
+        for name in ("knob", "unit", "source", "description"):
+            # numpy's string scalars drop trailing NULs: such a text would not load as saved
+            if "\x00" in (getattr(self, name) or ""):
+                raise FaultMapError(f"{name} must not contain NUL characters")
         object.__setattr__(self, "knob_values", values)
         object.__setattr__(self, "stuck_at_zero", sa0)
         object.__setattr__(self, "stuck_at_one", sa1)
@@ -183,36 +193,65 @@ class FaultMaps:
     # -- files ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the maps as an `.npz` archive (see the module docstring), exactly at `path`."""
+        FaultMaps.save_chips((self,), path)
+
+    @staticmethod
+    def save_chips(chips: Sequence[FaultMaps], path: str | os.PathLike[str]) -> None:
+        """Write the maps of several chips, measured over the same knob values and cells, as
+        one `.npz` archive (one chip: the format `save` writes). The chips' distinct
+        `source` and `description` texts are joined with "; "."""
+        if not chips:
+            raise FaultMapError("no chips to save")
+        first = chips[0]
+        for k, other in enumerate(chips[1:], start=1):
+            same = (other.knob == first.knob and other.unit == first.unit
+                    and other.harsher == first.harsher and other.n_cells == first.n_cells
+                    and np.array_equal(other.knob_values, first.knob_values))
+            if not same:
+                raise FaultMapError(f"chip {k} ({other!r}) differs from chip 0 ({first!r}) in "
+                                    "its knob, knob values, cells, unit or stress direction")
+
+        def joined(texts: Sequence[str]) -> str:
+            return "; ".join(dict.fromkeys(t for t in texts if t))
+
+        def packed(maps: Sequence[NDArray[np.bool_]]) -> NDArray[np.uint8]:
+            rows = np.stack([np.packbits(m, axis=1) for m in maps])
+            return rows[0] if len(maps) == 1 else rows
+
         arrays: dict[str, Any] = {
-            "knob_values": self.knob_values,
-            "stuck_at_zero": np.packbits(self.stuck_at_zero, axis=1),
-            "stuck_at_one": np.packbits(self.stuck_at_one, axis=1),
-            "n_cells": np.int64(self.n_cells), "knob": np.str_(self.knob),
-            "harsher": np.str_(self.harsher), "source": np.str_(self.source),
-            "description": np.str_(self.description)}
-        if self.unit is not None:
-            arrays["unit"] = np.str_(self.unit)
+            "knob_values": first.knob_values,
+            "stuck_at_zero": packed([c.stuck_at_zero for c in chips]),
+            "stuck_at_one": packed([c.stuck_at_one for c in chips]),
+            "n_cells": np.int64(first.n_cells), "knob": np.str_(first.knob),
+            "harsher": np.str_(first.harsher),
+            "source": np.str_(joined([c.source for c in chips])),
+            "description": np.str_(joined([c.description for c in chips]))}
+        if first.unit is not None:
+            arrays["unit"] = np.str_(first.unit)
         buffer = io.BytesIO()  # a file object: numpy would append ".npz" to a name
         np.savez_compressed(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> FaultMaps:
-        """Read maps written by `save` (or by hand in the same format)."""
+    def load_chips(cls, path: str | os.PathLike[str]) -> tuple[FaultMaps, ...]:
+        """Every chip of a file written by `save_chips` (one for a file written by `save`)."""
         name = os.fspath(path)
-        if not os.path.isfile(name):
-            raise FaultMapFileError(f"{name}: no such file")
-        if not zipfile.is_zipfile(name):
-            raise FaultMapFileError(f"{name}: not an .npz archive (not a zip file, or truncated)")
-        arrays: dict[str, NDArray[Any]] = {}
-        key = "?"
-        try:
-            with np.load(name, allow_pickle=False) as data:
-                for key in data.files:
-                    arrays[key] = np.asarray(data[key])
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-            why = (str(e).splitlines() or [type(e).__name__])[0]
-            raise FaultMapFileError(f"{name}: array {key!r} cannot be read ({why})") from None
+        arrays = _read_npz(name)
+        first = cls._from_arrays(name, arrays, 0)
+        packed = arrays["stuck_at_zero"]
+        n_chips = int(packed.shape[0]) if packed.ndim == 3 else 1
+        return (first, *(cls._from_arrays(name, arrays, k) for k in range(1, n_chips)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], chip: int = 0) -> FaultMaps:
+        """Read maps written by `save` or `save_chips` (or by hand in the same format): chip
+        `chip` of a file of several chips; a file of one chip has only chip 0."""
+        name = os.fspath(path)
+        return cls._from_arrays(name, _read_npz(name), chip)
+
+    @classmethod
+    def _from_arrays(cls, name: str, arrays: Mapping[str, NDArray[Any]], chip: int
+                     ) -> FaultMaps:
         for key in _REQUIRED:
             if key not in arrays:
                 raise FaultMapFileError(f"{name}: missing array {key!r} (needs "
@@ -235,14 +274,25 @@ class FaultMaps:
             raise FaultMapFileError(f"{name}: array 'n_cells' must be a positive integer scalar, "
                                     f"got {n!r}")
         n_cells = int(n)
+        want = (values.size, -(-n_cells // 8))
+        sa0 = arrays["stuck_at_zero"]
+        n_chips = int(sa0.shape[0]) if sa0.ndim == 3 else 1
+        if isinstance(chip, bool) or not isinstance(chip, int | np.integer) or not (
+                0 <= chip < n_chips):
+            held = f"{n_chips} chips (0 to {n_chips - 1})" if n_chips > 1 else "one chip (0)"
+            raise FaultMapFileError(f"{name}: no chip {chip!r}; the file holds {held}")
+        shape = (n_chips, *want) if sa0.ndim == 3 else want  # both maps alike
         maps = {}
         for key in ("stuck_at_zero", "stuck_at_one"):
-            packed, want = arrays[key], (values.size, -(-n_cells // 8))
-            if packed.dtype != np.uint8 or packed.shape != want:
+            packed = arrays[key]
+            if packed.dtype != np.uint8 or packed.shape != shape:
+                chips = "chips × " if len(shape) == 3 else ""
                 raise FaultMapFileError(
                     f"{name}: array {key!r} has shape {packed.shape} dtype {packed.dtype}, "
-                    f"expected uint8 of shape {want} (knob values × ceil(n_cells/8))")
-            bits = np.unpackbits(packed, axis=1).astype(np.bool_)
+                    f"expected uint8 of shape {shape} ({chips}knob values × "
+                    "ceil(n_cells/8))")
+            rows = packed[chip] if packed.ndim == 3 else packed
+            bits = np.unpackbits(rows, axis=1).astype(np.bool_)
             if bits[:, n_cells:].any():
                 raise FaultMapFileError(f"{name}: array {key!r} sets padding bits past "
                                         f"n_cells={n_cells}")
@@ -252,13 +302,14 @@ class FaultMaps:
             raise FaultMapFileError(f"{name}: array 'harsher' must be 'lower' or 'higher', got "
                                     f"{stress!r}")
         harsher: Harsher = "higher" if stress == "higher" else "lower"
+        where = f"{name} chip {chip}" if n_chips > 1 else name
         try:
             return cls(str(text("knob", None)), values, maps["stuck_at_zero"],
                        maps["stuck_at_one"], unit=text("unit", None), harsher=harsher,
                        source=text("source", "") or "",
                        description=text("description", "") or "")
         except FaultMapError as e:
-            raise FaultMapFileError(f"{name}: {e}") from None
+            raise FaultMapFileError(f"{where}: {e}") from None
 
     # -- characterising a simulated chip ----------------------------------------------------
     @classmethod
@@ -307,6 +358,24 @@ class FaultMaps:
                    source=f"memsim.Chip({device.name!r}, n_bits={n}, seed={chip.seed}) "
                           f"read with trial seed {seed}",
                    description=description)
+
+
+def _read_npz(name: str) -> dict[str, NDArray[Any]]:
+    """Every array of an `.npz` file, with one-line errors for a missing or broken file."""
+    if not os.path.isfile(name):
+        raise FaultMapFileError(f"{name}: no such file")
+    if not zipfile.is_zipfile(name):
+        raise FaultMapFileError(f"{name}: not an .npz archive (not a zip file, or truncated)")
+    arrays: dict[str, NDArray[Any]] = {}
+    key = "?"
+    try:
+        with np.load(name, allow_pickle=False) as data:
+            for key in data.files:
+                arrays[key] = np.asarray(data[key])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise FaultMapFileError(f"{name}: array {key!r} cannot be read ({why})") from None
+    return arrays
 
 
 def _bit_image(bits: NDArray[np.uint8]) -> MemoryImage:

@@ -185,7 +185,10 @@ def _parse_array(node: Node) -> ArrayGeometry:
     return ArrayGeometry(row_bits, rows)
 
 
-def _parse_knob(name: str, node: Node) -> KnobSpec:
+def _parse_knob(name: str, node: Node, problems: list[SpecProblem]) -> KnobSpec:
+    """The knob; a nominal outside the range is recorded in `problems` and the knob kept with
+    its range (nominal clamped into it), so that the curves and calibration points are checked
+    against the range the file gives, not a placeholder's."""
     if not _KNOB_NAME.fullmatch(name):
         raise node.fail("knob names must be lower-case identifiers (letters, digits, _), "
                         f"got {name!r}")
@@ -198,9 +201,12 @@ def _parse_knob(name: str, node: Node) -> KnobSpec:
         desc = f.collect("description", Node.string, None)
         f.check()
         if not rng[0] <= nominal.value <= rng[1]:
-            f.problems.append(node.child("nominal", nominal.value).problem(
+            # e.g. a child of `extends:` that narrows the range past the inherited nominal
+            problems.append(node.child("nominal", nominal.value).problem(
                 f"expected the nominal value inside range [{rng[0]:g}, {rng[1]:g}], "
                 f"got {nominal.value:g}"))
+            nominal = dataclasses.replace(nominal,
+                                          value=min(max(nominal.value, rng[0]), rng[1]))
         if scale is Scale.LOG and rng[0] <= 0:
             f.problems.append(node.child("scale", "log").problem(
                 "a log-scale knob needs a range above 0"))
@@ -226,7 +232,7 @@ def _parse_knobs(node: Node, problems: list[SpecProblem]) -> dict[str, KnobSpec]
         raise node.fail("expected at least one knob")
     for name, child in entries(node):
         try:
-            knobs[name] = _parse_knob(name, child)
+            knobs[name] = _parse_knob(name, child, problems)
         except SpecError as e:
             problems.extend(e.problems)
             raw = child.value if isinstance(child.value, Mapping) else {}

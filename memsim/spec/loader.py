@@ -133,8 +133,14 @@ def _check_bounds(document: Any, file: str) -> None:
 def merge(base: Any, override: Any) -> Any:
     """Deep merge for `extends:`: mappings merge by key, lists of named mappings (such as
     `faults`) merge by `name`, lists of sources by `id` (a restated source replaces the
-    parent's whole; sources are never removed), anything else is replaced."""
+    parent's whole; sources are never removed), anything else is replaced. A mapping of
+    another kind (a curve or mechanism whose `kind:` differs from the parent's, or a
+    constant `{value: ...}` over a curve) replaces the parent's whole: fields of one kind
+    mean nothing in another."""
     if isinstance(base, Mapping) and isinstance(override, Mapping):
+        kind = _kind(override)
+        if kind is not None and kind != _kind(base):
+            return copy.deepcopy(override)
         out = dict(base)
         for key, value in override.items():
             out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
@@ -151,6 +157,14 @@ def merge(base: Any, override: Any) -> Any:
                     out_list.append(copy.deepcopy(item))
             return out_list
     return copy.deepcopy(override)
+
+
+def _kind(mapping: Mapping[Any, Any]) -> Any:
+    """The `kind:` of a curve or mechanism; "constant" for a bare `{value: ...}` (a constant
+    curve, or a parameter); None for a mapping that states neither (a refinement)."""
+    if "kind" in mapping:
+        return mapping["kind"]
+    return "constant" if "value" in mapping else None
 
 
 # (key, whether a matched item merges into its parent's): a fault mechanism is refined field
