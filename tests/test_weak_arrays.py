@@ -13,9 +13,10 @@ from scipy import stats
 from scipy.special import ndtr, ndtri
 
 from memsim.errors import SpecError
-from memsim.kernels.sampling import score_quantile, threshold_candidates
+from memsim.kernels.sampling import threshold_candidates
 from memsim.memory.chip import Chip
 from memsim.physics.device import Device
+from memsim.physics.mechanisms import score_quantile
 from memsim.spec.loader import load_device_document
 
 ALPHA = 1e-3

@@ -5,7 +5,8 @@ offset `o_row = √s_die·d + √s_array·a + √s_row·r` collects the chip (d)
 normals and `c` is the cell's own standard normal. A cell is faulty at an operating point where
 `u < z = Φ⁻¹(fault_fraction)`. With weak arrays (a fraction p of arrays, each drawn from its
 own counter-based uniform), a weak array's offset is lowered by a shift s, and
-`z = F⁻¹(fault_fraction)` with `F(z) = (1 − p)·Φ(z) + p·Φ(z + s)` (`score_quantile`), so the
+`z = F⁻¹(fault_fraction)` with `F(z) = (1 − p)·Φ(z) + p·Φ(z + s)`
+(`memsim.physics.mechanisms.score_quantile`), so the
 population fraction stays the curve.
 
 Only cells below a bound `z_max` are drawn, and which cells those are does not depend on the
@@ -26,8 +27,7 @@ import math
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import brentq
-from scipy.special import log_ndtr, ndtr, ndtri
+from scipy.special import ndtr, ndtri
 
 from memsim.kernels.rng import (
     cell_normal,
@@ -125,36 +125,6 @@ def _threshold_candidates_kernel(
             score[count] = value
             count += 1
     return index[:count], score[:count]
-
-
-def score_quantile(fault_fraction: float, weak: tuple[float, float] = (0.0, 0.0)) -> float:
-    """The score z below which a `fault_fraction` of the population's cells lie: Φ⁻¹ without
-    weak arrays, else the root of `(1 − p)·Φ(z) + p·Φ(z + s) = fault_fraction` for
-    `weak = (p, s)` (solved in log space: small fractions keep their relative precision)."""
-    p, shift = weak
-    if fault_fraction <= 0.0:
-        return -math.inf
-    if fault_fraction >= 1.0:
-        return math.inf
-    z_plain = float(ndtri(fault_fraction))
-    if p <= 0.0 or shift <= 0.0:
-        return z_plain
-    target = math.log(fault_fraction)
-
-    def excess(z: float) -> float:
-        a, b = float(log_ndtr(z)), float(log_ndtr(z + shift))
-        # log((1 − p)·Φ(z) + p·Φ(z + s)) without underflow
-        top = max(a, b)
-        mixed = (1.0 - p) * math.exp(a - top) + p * math.exp(b - top)
-        return top + math.log(mixed) - target
-
-    # F(z) >= Φ(z) and F(z) <= Φ(z + s): the root lies in [Φ⁻¹(f) − s, Φ⁻¹(f)]
-    low, high = z_plain - shift, z_plain
-    if excess(high) <= 0.0:
-        return high
-    if excess(low) >= 0.0:
-        return low
-    return float(brentq(excess, low, high, xtol=1e-13, rtol=1e-15, maxiter=200))
 
 
 def threshold_candidates(

@@ -37,11 +37,11 @@ from memsim.kernels import (
     set_levels_,
     weak_cells,
 )
-from memsim.kernels.sampling import bernoulli_cells, score_quantile, threshold_candidates
+from memsim.kernels.sampling import bernoulli_cells, threshold_candidates
 from memsim.memory.image import MemoryImage
 from memsim.physics.curves import evaluate
 from memsim.physics.device import Device, knob_box_grid
-from memsim.physics.mechanisms import application_order, level_codes, level_matrix
+from memsim.physics.mechanisms import application_order, level_codes, level_matrix, score_quantile
 from memsim.spec.mechanisms import (
     LevelConfusionMechanism,
     Phase,

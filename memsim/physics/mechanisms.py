@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from functools import cache
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.optimize import brentq
+from scipy.special import log_ndtr, ndtr, ndtri
 
 from memsim.physics.curves import evaluate
 from memsim.spec.device import CellSpec, LevelCoding
@@ -167,3 +168,33 @@ def application_order(faults: tuple[Mechanism, ...]) -> list[int]:
         return (PHASE_ORDER[m.phase], int(override), i)
 
     return sorted(range(len(faults)), key=key)
+
+
+def score_quantile(fault_fraction: float, weak: tuple[float, float] = (0.0, 0.0)) -> float:
+    """The score z below which a `fault_fraction` of the population's cells lie: Φ⁻¹ without
+    weak arrays, else the root of `(1 − p)·Φ(z) + p·Φ(z + s) = fault_fraction` for
+    `weak = (p, s)` (solved in log space: small fractions keep their relative precision)."""
+    p, shift = weak
+    if fault_fraction <= 0.0:
+        return -math.inf
+    if fault_fraction >= 1.0:
+        return math.inf
+    z_plain = float(ndtri(fault_fraction))
+    if p <= 0.0 or shift <= 0.0:
+        return z_plain
+    target = math.log(fault_fraction)
+
+    def excess(z: float) -> float:
+        a, b = float(log_ndtr(z)), float(log_ndtr(z + shift))
+        # log((1 − p)·Φ(z) + p·Φ(z + s)) without underflow
+        top = max(a, b)
+        mixed = (1.0 - p) * math.exp(a - top) + p * math.exp(b - top)
+        return top + math.log(mixed) - target
+
+    # F(z) >= Φ(z) and F(z) <= Φ(z + s): the root lies in [Φ⁻¹(f) − s, Φ⁻¹(f)]
+    low, high = z_plain - shift, z_plain
+    if excess(high) <= 0.0:
+        return high
+    if excess(low) >= 0.0:
+        return low
+    return float(brentq(excess, low, high, xtol=1e-13, rtol=1e-15, maxiter=200))

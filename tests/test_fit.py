@@ -1,0 +1,144 @@
+"""Fitting a threshold device to fault maps: characterise simulated chips with planted shares
+and weak arrays, fit, and recover them within their uncertainties; a device built from the fit
+reproduces the maps' fault-free arrays and dispersion within 25 % over chips."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memsim.memory.chip import STUCK_AT_ONE, STUCK_AT_ZERO, Chip
+from memsim.physics.device import Device
+from memsim.physics.fit import (
+    ArrayCounts,
+    FitError,
+    ThresholdFit,
+    fit_threshold,
+    fitted_calibration,
+    fitted_mechanism,
+)
+from memsim.spec.loader import load_device_document
+
+pytestmark = pytest.mark.slow
+
+VOLTS = np.array([0.80, 0.83, 0.86, 0.89])
+GEOMETRY = {"row_bits": 64, "rows_per_array": 16}
+CELLS_PER_ARRAY = 1024
+
+
+def _device(variability: dict[str, Any]) -> Device:
+    document = load_device_document("sram-14nm")
+    document["array"] = GEOMETRY
+    document["faults"][0]["variability"] = variability
+    return Device.from_document(document)
+
+
+def _counts(device: Device, chips: int, arrays: int, first_seed: int) -> ArrayCounts:
+    n = arrays * CELLS_PER_ARRAY
+    sa0 = np.zeros((chips, VOLTS.size, n), bool)
+    sa1 = np.zeros_like(sa0)
+    for c in range(chips):
+        chip = Chip(device, n, seed=first_seed + c)
+        for i, v in enumerate(VOLTS):
+            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
+            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
+            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+    return ArrayCounts.from_maps("v_rel", VOLTS, sa0, sa1, CELLS_PER_ARRAY)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[Device, ArrayCounts, ThresholdFit]:
+    device = _device({"die": 0.1, "array": 0.2, "cell": 0.7,
+                      "weak_arrays": {"fraction": 0.05, "shift": 2.0}})
+    counts = _counts(device, chips=6, arrays=512, first_seed=100)
+    return device, counts, fit_threshold(counts, resamples=12)
+
+
+def _within(fitted: tuple[float, float], planted: float, sigmas: float = 3.0) -> bool:
+    value, se = fitted
+    return math.isfinite(se) and se > 0 and abs(value - planted) <= sigmas * se
+
+
+def test_the_fit_recovers_planted_shares_and_weak_arrays(
+        planted: tuple[Device, ArrayCounts, ThresholdFit]) -> None:
+    device, _, fit = planted
+    assert _within(fit.die, 0.1), fit.die
+    assert _within(fit.array, 0.2), fit.array
+    assert _within(fit.weak_fraction, 0.05), fit.weak_fraction
+    assert _within(fit.weak_shift, 2.0), fit.weak_shift
+    assert _within(fit.stuck_at_zero_share, 0.5), fit.stuck_at_zero_share
+    # the fault fractions against the device's population curve, within the chips' spread
+    truth = np.array([device.at(v_rel=float(v)).fault_fraction for v in VOLTS])
+    assert np.all(np.abs(np.log(np.array(fit.fault_fraction) / truth)) < math.log(1.5))
+    # the probit through them: the device's own curve is a probit (mean 0.7227, sigma 0.0504)
+    assert fit.probit_mean == pytest.approx(0.7227, abs=0.01)
+    assert fit.probit_sigma == pytest.approx(0.0504, rel=0.15)
+
+
+def test_goodness_of_fit_compares_the_maps_with_the_model(
+        planted: tuple[Device, ArrayCounts, ThresholdFit]) -> None:
+    _, counts, fit = planted
+    for i, row in enumerate(fit.goodness):
+        k = counts.faulty[:, i, :]
+        assert row.knob_value == VOLTS[i]
+        assert row.faulty_fraction[0] == pytest.approx(k.mean() / CELLS_PER_ARRAY)
+        assert row.fault_free_arrays[0] == pytest.approx((k == 0).mean())
+        dispersion = np.mean([kc.var() / kc.mean() for kc in k])
+        assert row.dispersion[0] == pytest.approx(dispersion)
+        assert row.max_per_array[0] == pytest.approx(k.max(axis=1).mean())
+        # the mean is matched exactly, the rest within 25 %
+        assert row.faulty_fraction[1] == pytest.approx(row.faulty_fraction[0], rel=1e-6)
+        assert row.fault_free_arrays[1] == pytest.approx(row.fault_free_arrays[0], rel=0.25)
+        assert row.dispersion[1] == pytest.approx(row.dispersion[0], rel=0.25)
+        assert row.max_per_array[1] == pytest.approx(row.max_per_array[0], rel=0.5)
+
+
+def test_a_device_built_from_the_fit_reproduces_the_maps() -> None:
+    # over-dispersed arrays on equal chips, as on one board (with a die share, four chips'
+    # fault-free arrays differ from the next four's by more than the fit's error)
+    device = _device({"die": 0.0, "array": 0.15, "cell": 0.85,
+                      "weak_arrays": {"fraction": 0.08, "shift": 1.8}})
+    counts = _counts(device, chips=4, arrays=1024, first_seed=40)
+    fit = fit_threshold(counts, resamples=4)
+    source = "maps"
+    document = {"schema_version": 1, "extends": "sram-14nm", "name": "sram-fitted",
+                "array": GEOMETRY,
+                "source": [{"id": source, "citation": "six simulated chips"}],
+                "faults": [fitted_mechanism(fit, name="undervolt", source=source)],
+                "calibration": [fitted_calibration(fit, source=source)]}
+    fitted = Device.from_document(document)
+    assert all(check.ok for check in fitted.calibration_report()
+               if check.calibration.source == source)
+    again = _counts(fitted, chips=8, arrays=1024, first_seed=900)  # other chips
+    for i in range(VOLTS.size):
+        measured, simulated = counts.faulty[:, i, :], again.faulty[:, i, :]
+        free = (measured == 0).mean(), (simulated == 0).mean()
+        dispersion = [np.mean([kc.var() / kc.mean() for kc in k if kc.mean() > 0])
+                      for k in (measured, simulated)]
+        assert free[1] == pytest.approx(free[0], rel=0.25, abs=0.01), (VOLTS[i], free)
+        assert dispersion[1] == pytest.approx(dispersion[0], rel=0.25), (VOLTS[i], dispersion)
+
+
+def test_without_weak_arrays_the_normal_shares_are_recovered() -> None:
+    device = _device({"die": 0.05, "array": 0.3, "cell": 0.65})
+    counts = _counts(device, chips=5, arrays=512, first_seed=7)
+    fit = fit_threshold(counts, weak_arrays=False, resamples=10)
+    assert _within(fit.array, 0.3), fit.array
+    assert _within(fit.die, 0.05, sigmas=4.0), fit.die
+    assert fit.weak_fraction == (0.0, fit.weak_fraction[1]) and math.isnan(fit.weak_fraction[1])
+    table = fitted_mechanism(fit, name="undervolt", source="maps", curve="table")
+    assert table["fault_fraction"]["kind"] == "table"  # type: ignore[index]
+    assert "weak_arrays" not in table["variability"]  # type: ignore[operator]
+
+
+def test_maps_without_faults_or_with_bad_shapes_are_refused() -> None:
+    empty = np.zeros((1, 2, 4096), bool)
+    counts = ArrayCounts.from_maps("v_rel", np.array([0.9, 1.0]), empty, empty, 1024)
+    with pytest.raises(FitError, match="no faulty cell"):
+        fit_threshold(counts)
+    with pytest.raises(FitError, match="fewer than two arrays"):
+        ArrayCounts.from_maps("v_rel", np.array([0.9]), empty[:, :1, :1000],
+                              empty[:, :1, :1000], 1024)
