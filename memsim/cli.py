@@ -353,6 +353,109 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# -- devices fit -------------------------------------------------------------------------------
+
+
+def _pm(pair: tuple[float, float]) -> str:
+    value, se = pair
+    return f"{value:.4g} ± {se:.2g}" if math.isfinite(se) else f"{value:.4g}"
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit the threshold mechanism of a device to measured maps; write a device file that
+    extends it."""
+    import numpy as np
+    import yaml
+
+    from memsim.files import atomic_write_text
+    from memsim.memory.replay import FaultMaps
+    from memsim.physics.device import Device, load_device
+    from memsim.physics.fit import (
+        ArrayCounts,
+        fit_threshold,
+        fitted_calibration,
+        fitted_mechanism,
+    )
+    from memsim.spec.mechanisms import ThresholdMechanism
+
+    chips = FaultMaps.load_chips(args.maps)
+    maps = chips[0]
+    base = load_device(args.base)
+    if maps.knob not in base.spec.knob_names:
+        raise MemsimError(f"the maps are measured along {maps.knob}, which {base.name} has "
+                          f"no knob for; knobs: {', '.join(base.spec.knob_names)}")
+    mechanisms = [m for m in base.spec.faults if isinstance(m, ThresholdMechanism)]
+    if args.mechanism is not None:
+        mechanisms = [m for m in mechanisms if m.name == args.mechanism]
+    if len(mechanisms) != 1:
+        named = f" named {args.mechanism}" if args.mechanism else ""
+        raise MemsimError(f"{base.name} has {len(mechanisms)} threshold mechanisms{named}; "
+                          "--mechanism NAME picks the one the maps measure")
+    if base.spec.cell.bits_per_cell != 1:
+        raise MemsimError(f"{base.name} stores {base.spec.cell.bits_per_cell} bits per cell; "
+                          "fault maps hold one bit per cell")
+    sa0 = np.stack([c.stuck_at_zero for c in chips])
+    sa1 = np.stack([c.stuck_at_one for c in chips])
+    counts = ArrayCounts.from_maps(maps.knob, maps.knob_values, sa0, sa1, args.array_bits)
+    fit = fit_threshold(counts, weak_arrays=not args.no_weak_arrays, resamples=args.resamples,
+                        seed=args.seed)
+    source = "measured_maps"
+    row_bits = 64 if args.array_bits % 64 == 0 else args.array_bits
+    name = args.name or f"{base.name}-fitted"
+    citation = (f"fault maps {Path(args.maps).name}: {len(chips)} chip(s) of "
+                f"{sa0.shape[2]} cells at {maps.knob} = "
+                f"{', '.join(f'{v:g}' for v in maps.knob_values)}"
+                + (f" ({maps.source})" if maps.source else ""))
+    document: dict[str, Any] = {
+        "schema_version": 1,
+        "extends": args.base,
+        "name": name,
+        "description": f"{base.name} with its {mechanisms[0].name} mechanism fitted to "
+                       f"{Path(args.maps).name} by memsim devices fit.",
+        "source": [{"id": source, "citation": citation}],
+        "array": {"row_bits": row_bits, "rows_per_array": args.array_bits // row_bits},
+        "faults": [fitted_mechanism(fit, name=mechanisms[0].name, source=source,
+                                    curve=args.curve)],
+        "calibration": [fitted_calibration(fit, source=source)],
+    }
+    out = Path(args.out)
+    # validated as the file will be read: its extends resolved from its own folder
+    Device.from_document(document, file=str(out), folder=out.parent)
+    goodness = [{"knob_value": g.knob_value,
+                 "faulty_fraction": g.faulty_fraction, "fault_free_arrays": g.fault_free_arrays,
+                 "dispersion": g.dispersion, "max_per_array": g.max_per_array}
+                for g in fit.goodness]
+    header = [f"Fitted by: {args.command_line}",
+              f"Chips: {len(chips)}; arrays of {args.array_bits} cells; standard errors from "
+              f"{args.resamples} refits of resampled "
+              f"{'chips' if len(chips) > 2 else 'arrays'}.",
+              f"die {_pm(fit.die)}, array {_pm(fit.array)}, cell {fit.cell:.4g}; weak arrays "
+              f"{_pm(fit.weak_fraction)} shifted by {_pm(fit.weak_shift)} sd; stuck-at-0 share "
+              f"{_pm(fit.stuck_at_zero_share)}.",
+              f"Probit through the fitted points: mean {fit.probit_mean:.5g}, sigma "
+              f"{fit.probit_sigma:.4g}, within x{fit.probit_max_ratio:.2f} of each.",
+              "Goodness of fit, measured / model (mean over chips):"]
+    header += [f"  {maps.knob}={g.knob_value:g}: faulty {g.faulty_fraction[0]:.3g} / "
+               f"{g.faulty_fraction[1]:.3g}, fault-free arrays {g.fault_free_arrays[0]:.3f} / "
+               f"{g.fault_free_arrays[1]:.3f}, dispersion {g.dispersion[0]:.3g} / "
+               f"{g.dispersion[1]:.3g}, max per array {g.max_per_array[0]:.4g} / "
+               f"{g.max_per_array[1]:.4g}" for g in fit.goodness]
+    text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(
+        document, sort_keys=False, width=100, allow_unicode=True)
+    atomic_write_text(out, text)
+    if args.json:
+        _print_json({"out": str(out), "die": fit.die, "array": fit.array, "cell": fit.cell,
+                     "weak_fraction": fit.weak_fraction, "weak_shift": fit.weak_shift,
+                     "stuck_at_zero_share": fit.stuck_at_zero_share,
+                     "fault_fraction": dict(zip(map(str, fit.knob_values), fit.fault_fraction,
+                                                strict=True)),
+                     "goodness": goodness})
+    else:
+        print("\n".join(header[1:]))
+        print(f"wrote {out}")
+    return 0
+
+
 # -- memory inject / diff ----------------------------------------------------------------------
 
 
@@ -765,6 +868,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("devices", nargs="+", metavar="DEVICE", help="built-in names or YAML files")
     p.add_argument("--json", action="store_true", help="a JSON list of the points")
     p.set_defaults(func=cmd_check)
+
+    p = add_command(dsub, "fit", "fit a device's threshold mechanism to measured fault maps "
+                                 "and write a device file that extends it",
+                    "memsim devices fit chips.npz --base sram-14nm --out sram-mine.yaml\n"
+                    "         (chips.npz: from memsim memory import)")
+    p.add_argument("maps", metavar="MAPS.npz",
+                   help="fault maps of one or more chips (memory import, memory characterise)")
+    p.add_argument("--base", required=True,
+                   help="the device the maps refine (built-in name or file): its knobs, energy "
+                        "and other mechanisms are kept")
+    p.add_argument("--mechanism", help="which threshold mechanism of the base (when it has "
+                                       "several)")
+    p.add_argument("--array-bits", type=bounded_int(2, 1 << 24), default=16384,
+                   help="cells per array, the unit of the per-array statistics "
+                        "(default 16384)")
+    p.add_argument("--curve", choices=("probit", "table"), default="probit",
+                   help="fault fraction as a probit through the points or as the points")
+    p.add_argument("--no-weak-arrays", action="store_true",
+                   help="fit die and array shares only")
+    p.add_argument("--resamples", type=bounded_int(2, 1000), default=20,
+                   help="refits for the standard errors (default 20)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the resampling")
+    p.add_argument("--name", help="the fitted device's name (default BASE-fitted)")
+    p.add_argument("--out", type=output_file, required=True, metavar="FILE.yaml",
+                   help="the device file to write")
+    p.add_argument("--json", action="store_true", help="the fit and its goodness as JSON")
+    p.set_defaults(func=cmd_fit)
 
     memory = sub.add_parser("memory", help="corrupt any binary file through a simulated chip")
     msub = memory.add_subparsers(dest="action", required=True, parser_class=_Parser,

@@ -1,0 +1,109 @@
+"""memsim devices fit: measured maps to a validated device file that extends the device they
+refine, with the fit and its goodness printed (and as JSON); bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memsim.cli import main
+from memsim.memory.chip import Chip
+from memsim.memory.replay import FaultMaps
+from memsim.physics.device import Device, load_device
+from memsim.spec.loader import load_device_document
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    document = load_device_document("sram-14nm")
+    document["array"] = {"row_bits": 64, "rows_per_array": 16}
+    document["faults"][0]["variability"] = {
+        "die": 0.0, "array": 0.15, "cell": 0.85, "weak_arrays": {"fraction": 0.08, "shift": 1.8}}
+    device = Device.from_document(document)
+    chips = [FaultMaps.from_chip(Chip(device, 256 * 1024, seed=60 + c), [0.8, 0.83, 0.86, 0.89])
+             for c in range(3)]
+    path = tmp_path_factory.mktemp("board") / "board.npz"
+    FaultMaps.save_chips(chips, path)
+    return path
+
+
+def test_fit_writes_a_device_that_loads_and_says_how_it_was_made(
+        board: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine.yaml"
+    assert main(["devices", "fit", str(board), "--base", "sram-14nm", "--array-bits", "1024",
+                 "--resamples", "6", "--name", "sram-mine", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Chips: 3; arrays of 1024 cells; standard errors from 6 refits" in printed
+    assert printed.count("v_rel=0.8:") == 1 and "fault-free arrays" in printed
+    assert f"wrote {out}" in printed
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# Fitted by: memsim devices fit ")
+    document = yaml.safe_load(text)
+    assert document["extends"] == "sram-14nm" and document["name"] == "sram-mine"
+    variability = document["faults"][0]["variability"]
+    assert 0.04 < variability["weak_arrays"]["fraction"] < 0.13
+    device = load_device(out)
+    assert device.spec.array.row_bits * device.spec.array.rows_per_array == 1024
+    assert device.spec.knob_names == ("v_rel",) and device.spec.energy  # kept from the base
+    assert main(["devices", "check", str(out)]) == 0  # the measured points, within x2
+    capsys.readouterr()
+    # the fitted device sweeps and reads like any other
+    assert main(["devices", "at", str(out), "--knob", "v_rel=0.85", "--json"]) == 0
+    point = json.loads(capsys.readouterr().out)
+    assert 1e-4 < point["fault_fraction"] < 1e-2
+
+
+def test_fit_json_and_a_table_curve(board: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "table.yaml"
+    assert main(["devices", "fit", str(board), "--base", "sram-14nm", "--array-bits", "1024",
+                 "--resamples", "3", "--curve", "table", "--no-weak-arrays", "--json",
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["out"] == str(out) and len(report["goodness"]) == 4
+    assert report["weak_fraction"][0] == 0.0
+    row = report["goodness"][0]
+    assert set(row) == {"knob_value", "faulty_fraction", "fault_free_arrays", "dispersion",
+                        "max_per_array"}
+    assert row["faulty_fraction"][0] == pytest.approx(row["faulty_fraction"][1])
+    curve = yaml.safe_load(out.read_text(encoding="utf-8"))["faults"][0]["fault_fraction"]
+    assert curve["kind"] == "table" and len(curve["points"]) == 4
+    load_device(out)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--base", "stt-mram-22nm"], "the maps are measured along v_rel, which stt-mram-22nm has "
+                                  "no knob for"),
+    (["--base", "TRANSIENT"], "sram-transient has 0 threshold mechanisms"),
+    (["--base", "sram-14nm", "--mechanism", "nope"], "sram-14nm has 0 threshold mechanisms "
+                                                     "named nope"),
+    (["--base", "sram-14nm", "--array-bits", "1"], "--array-bits"),
+])
+def test_bad_fits_are_one_line(board: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               args: list[str], message: str) -> None:
+    transient = tmp_path / "transient.yaml"  # its undervolt made transient: no threshold left
+    transient.write_text(yaml.safe_dump({
+        "schema_version": 1, "extends": "sram-14nm", "name": "sram-transient",
+        "faults": [{"name": "undervolt", "kind": "transient", "p_one_to_zero": 1e-6}],
+        "calibration": []}), encoding="utf-8")
+    args = [str(transient) if a == "TRANSIENT" else a for a in args]
+    try:
+        code = main(["devices", "fit", str(board), *args, "--out", str(tmp_path / "x.yaml")])
+    except SystemExit as e:  # a usage error: argparse's exit 2
+        code = int(str(e.code))
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) <= 2, err
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_a_missing_maps_file_is_one_line(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["devices", "fit", str(tmp_path / "none.npz"), "--base", "sram-14nm",
+                 "--out", str(tmp_path / "x.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "none.npz" in err
