@@ -17,8 +17,9 @@ asks for the pages that quote it to be updated.
 
 Figures (``--list`` prints them): cli-startup (benchmarks/bench_cli.py), kernels
 (benchmarks/bench_kernels.py), scale (benchmarks/bench_scale.py), bnn
-(benchmarks/bench_bnn.py), sweep (benchmarks/bench_sweep.py), paired-example (memsim train
-and memsim eval: CE against MCEL on the same chips), demo (memsim demo: time and the
+(benchmarks/bench_bnn.py), sweep (benchmarks/bench_sweep.py), training
+(benchmarks/bench_training.py), paired-example (memsim train and memsim eval: CE against MCEL
+on the same chips), demo (memsim demo: time and the
 report's answer), mcel, mcel-scale, mcel-vgg3 (scripts/mcel_vs_ce.py), suite (the test
 suite's time).
 """
@@ -233,6 +234,17 @@ def run_sweep(quick: bool) -> str:
                            check=False, capture_output=True)
 
 
+def training_args(quick: bool) -> list[str]:
+    if quick:
+        return ["--markdown", "--data", "digits", "--model", "mlp", "--width", "0.25",
+                "--rounds", "1", "--batches", "2"]
+    return ["--markdown", "--rounds", "5", "--batches", "32"]
+
+
+def run_training(quick: bool) -> str:
+    return bench_tables("bench_training.py", training_args(quick))
+
+
 PAIRED_TRAIN = (
     ["train", TRAINING_CONFIG_NAME, "--out", "runs/bnn-ce-fixed", "--set",
      "name=digits-bnn-ce-fixed", "--set", "loss.kind=ce", "--set", "model.options.output_scale=1",
@@ -377,6 +389,11 @@ FIGURES: tuple[Figure, ...] = (
            f"path (`--reference-path`) and the code of {SWEEP_BASELINE_COMMIT} (before issue "
            "17), interleaved (quoted in [experiments](experiments.md#speed-of-a-sweep)).",
            lambda q: code("benchmarks/bench_sweep.py", sweep_args(q)), run_sweep),
+    Figure("training", "seconds per training epoch",
+           "CE, MCEL, bit-flip injection and RandBET training of the same 4-bit VGG3 on "
+           "mnist-5k through `memsim.workloads.training.train`, one thread, interleaved rounds "
+           "(quoted in [the MCEL study](mcel-study.md#training-cost)).",
+           lambda q: code("benchmarks/bench_training.py", training_args(q)), run_training),
     Figure("paired-example", "CE against MCEL on the same chips",
            "Two BNNs with binary activations and the output scale fixed at 1, trained with CE "
            "and with MCEL, evaluated on the same 10 chips × 5 reads of `symmetric-bitflip` at "

@@ -1,8 +1,9 @@
 """MCEL against cross-entropy (and the modified hinge loss) under symmetric weight bit flips.
 
-Trains, on the built-in digits (1437 train / 360 test images), a BNN (±1 weights and
-activations) and a 4-bit QNN MLP with CE, MHL and MCEL at several margins, each with a
-learnable output scale (the MCEL authors' ``Scale``) and with the scale fixed at 1, then
+Trains, on the built-in digits (1437 train / 360 test images; ``--data`` names another data
+set, e.g. ``mnist-5k``, or ``fashion-mnist`` with ``--data-dir`` holding its IDX files), a BNN
+(±1 weights and activations) and a 4-bit QNN MLP with CE, MHL and MCEL at several margins, each
+with a learnable output scale (the MCEL authors' ``Scale``) and with the scale fixed at 1, then
 evaluates every model on the same simulated chips of the `symmetric-bitflip` device (fresh
 independent flips in the stored weight bits at every read). Prints a Markdown table: accuracy,
 the paired difference to CE of the same setting (same chips, same flipped bit positions), and
@@ -13,14 +14,23 @@ With one training seed the ± are 95 % intervals over chips (clusters of reads).
 and the ± are 95 % t-intervals over seeds: they then include training noise, which the
 chip-only interval does not.
 
-    python scripts/mcel_vs_ce.py [--model mlp|vgg3] [--width 0.25] [--epochs 30] [--chips 10]
-        [--trials 5] [--margins 16 64] [--seeds 0] [--bers 0.005 0.01 0.02 0.05 0.1]
-        [--output-scale learned 1] [--weights bnn qnn4] [--out runs/mcel_vs_ce]
+Rerunning an interrupted command continues it: each model trains in its own folder under
+``--out`` (named by every setting that changes it) and resumes from the checkpoint written
+after each epoch (a finished one is not trained again), and each evaluation is kept in the
+folder's ``evaluations.json``, keyed by the checkpoint's contents, the device document, the
+BER, the chips, the trials and the chip seed, so only what is missing is computed.
+
+    python scripts/mcel_vs_ce.py [--data digits] [--data-dir DIR] [--model mlp|vgg3]
+        [--width 0.25] [--epochs 30] [--chips 10] [--trials 5] [--margins 16 64] [--seeds 0]
+        [--bers 0.005 0.01 0.02 0.05 0.1] [--output-scale learned 1] [--weights bnn qnn4]
+        [--out runs/mcel_vs_ce]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -36,10 +46,12 @@ from memsim.experiments.stats import (
     paired_difference_interval,
     resolvable_difference,
 )
+from memsim.files import atomic_write_text
 from memsim.spec.training import parse_training
 from memsim.workloads.training import load_checkpoint, train
 
 WEIGHTS = {"bnn": (1, True), "qnn4": (4, False)}  # name: (weight bits, binary activations)
+EVALUATIONS = "evaluations.json"
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class Outcome:
     mlm_normalised: list[float] = field(default_factory=list)
     by_chip: dict[float, list[list[list[float]]]] = field(default_factory=dict)
     """BER -> per seed -> per chip -> trial accuracies."""
+    test_images: int = 0
 
 
 def variants(margins: Sequence[float], bound: float, hinge_b: float) -> list[Variant]:
@@ -87,11 +100,16 @@ def train_config(weights: str, scale: str | float, variant: Variant, seed: int,
     # every setting that changes the trained model is in the name: runs of different settings
     # into one --out never meet each other's checkpoints
     setting = f"{args.model}-w{args.width:g}-e{args.epochs}-lr{args.lr:g}-L{args.bound:g}"
+    if args.data != "digits":  # the digits' folder names predate --data: kept, so reused
+        setting = f"{args.data}-{setting}"
+    data: dict[str, Any] = {"name": args.data}
+    if args.data_dir is not None:
+        data["dir"] = str(Path(args.data_dir).expanduser().resolve())
     return {
         "schema_version": 1,
         "name": f"{setting}-{weights}-{tag}-{loss}-s{seed}",
         "seed": seed,
-        "data": {"name": "digits"},
+        "data": data,
         "model": {"name": args.model, "weight_bits": bits,
                   "binary_activations": binary_activations,
                   "options": {"width_multiplier": args.width, "output_scale": scale}},
@@ -102,21 +120,56 @@ def train_config(weights: str, scale: str | float, variant: Variant, seed: int,
     }
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_evaluations(path: Path, checkpoint_hash: str) -> dict[str, Any]:
+    """The evaluations kept in a model's folder for this checkpoint ({} if none, if they are of
+    an earlier checkpoint of the folder, or unreadable: then they are redone)."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(kept, dict) or kept.get("checkpoint") != checkpoint_hash:
+        return {}
+    evaluations = kept.get("evaluations")
+    return evaluations if isinstance(evaluations, dict) else {}
+
+
 def run_variant(weights: str, scale: str | float, variant: Variant,
                 device: memsim.Device, args: argparse.Namespace) -> Outcome:
     outcome = Outcome()
+    device_hash = _sha256(json.dumps(device.document, sort_keys=True, default=str).encode())
     for seed in args.seeds:
         spec = parse_training(train_config(weights, scale, variant, seed, args))
-        trained = load_checkpoint(train(spec, Path(args.out) / spec.name).checkpoint)
-        test = trained.dataset.test
+        checkpoint = train(spec, Path(args.out) / spec.name).checkpoint
+        store = checkpoint.parent / EVALUATIONS
+        checkpoint_hash = _sha256(checkpoint.read_bytes())
+        kept = _read_evaluations(store, checkpoint_hash)
+        trained = None
         for ber in args.bers:
-            ev = evaluate_model(trained.model, test.images, test.labels,
-                                [Placement("weights", device, {"ber": ber})],
-                                chips=args.chips, trials=args.trials, seed=args.chip_seed)
-            outcome.by_chip.setdefault(ber, []).append(ev.accuracy_by_chip())
-        outcome.clean.append(ev.clean_accuracy)
-        outcome.mlm.append(ev.clean_mlm)
-        outcome.mlm_normalised.append(ev.clean_mlm_normalised)
+            key = json.dumps({"device": device_hash, "ber": ber, "chips": args.chips,
+                              "trials": args.trials, "chip_seed": args.chip_seed},
+                             sort_keys=True)
+            if key not in kept:
+                if trained is None:
+                    trained = load_checkpoint(checkpoint)
+                test = trained.dataset.test
+                ev = evaluate_model(trained.model, test.images, test.labels,
+                                    [Placement("weights", device, {"ber": ber})],
+                                    chips=args.chips, trials=args.trials, seed=args.chip_seed)
+                kept[key] = {"by_chip": ev.accuracy_by_chip(), "clean": ev.clean_accuracy,
+                             "mlm": ev.clean_mlm, "mlm_normalised": ev.clean_mlm_normalised,
+                             "test_images": int(test.labels.shape[0])}
+                atomic_write_text(store, json.dumps(
+                    {"checkpoint": checkpoint_hash, "evaluations": kept}, indent=1) + "\n")
+            outcome.by_chip.setdefault(ber, []).append(kept[key]["by_chip"])
+        last = kept[key]  # clean figures do not depend on the BER
+        outcome.clean.append(last["clean"])
+        outcome.mlm.append(last["mlm"])
+        outcome.mlm_normalised.append(last["mlm_normalised"])
+        outcome.test_images = last["test_images"]
     return outcome
 
 
@@ -147,6 +200,10 @@ def accuracy_cell(outcome: Outcome, baseline: Outcome | None, ber: float) -> str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="digits",
+                        help="data set (default digits; e.g. mnist-5k, fashion-mnist)")
+    parser.add_argument("--data-dir", help="folder of an on-disk data set (fashion-mnist: the "
+                                           "four IDX files, raw or .gz)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--model", choices=("mlp", "vgg3"), default="mlp",
                         help="architecture (vgg3 runs on the 8x8 digits too)")
@@ -170,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0.0 < b <= 1.0 for b in args.bers):
         parser.error("--bers: every bit error rate must be in (0, 1]")
     start = time.perf_counter()
+    test_images = 0
     device = memsim.load_device("symmetric-bitflip")
     print("| weights | output scale | loss | clean acc | " + " | ".join(
         f"acc @ BER {b:.1%} (Δ vs CE)" for b in args.bers) + " | MLM | norm. MLM |")
@@ -179,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline: Outcome | None = None
             for variant in variants(args.margins, args.bound, args.hinge_b):
                 outcome = run_variant(weights, scale, variant, device, args)
+                test_images = outcome.test_images
                 cells = [accuracy_cell(outcome, baseline, ber) for ber in args.bers]
                 baseline = baseline or outcome
                 label = "BNN" if weights == "bnn" else "4-bit"
@@ -187,10 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_mean(outcome.clean):.1%} | " + " | ".join(cells) +
                       f" | {_mean(outcome.mlm):.2f} | {_mean(outcome.mlm_normalised):.2f} |",
                       flush=True)
-    n_test = 360
-    print(f"\nResolvable: with {n_test} test images a difference between two models on the same "
-          f"data must exceed about {resolvable_difference(n_test, 0.9):.1%} (at 90 % accuracy, "
-          "alpha 0.05) to stand out from the test-set noise.")
+    print(f"\nResolvable: with {test_images} test images a difference between two models on "
+          f"the same data must exceed about {resolvable_difference(test_images, 0.9):.1%} (at "
+          "90 % accuracy, alpha 0.05) to stand out from the test-set noise.")
     print(f"\n{time.perf_counter() - start:.0f} s; command: python scripts/mcel_vs_ce.py "
           + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0

