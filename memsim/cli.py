@@ -227,6 +227,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                                   for f in dataclasses.fields(sub)
                                   if f.name != "weak_arrays" or sub.weak_arrays.fraction.value)
                 print(f"        {fld}: {parts}")
+        for n in getattr(m, "neighbours", ()):
+            print(f"        neighbours: offset {n.offset:+d} with probability "
+                  f"{_fmt(n.probability)}")
         for fld in ("stuck_at_zero", "stuck_at_one"):
             if hasattr(m, fld):
                 print(f"        {fld}: {_fmt(getattr(m, fld))}")
@@ -372,6 +375,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from memsim.physics.device import Device, load_device
     from memsim.physics.fit import (
         ArrayCounts,
+        find_neighbours,
         fit_threshold,
         fitted_calibration,
         fitted_mechanism,
@@ -396,7 +400,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                           "fault maps hold one bit per cell")
     sa0 = np.stack([c.stuck_at_zero for c in chips])
     sa1 = np.stack([c.stuck_at_one for c in chips])
-    counts = ArrayCounts.from_maps(maps.knob, maps.knob_values, sa0, sa1, args.array_bits)
+    found = find_neighbours(sa0, sa1, args.neighbours) if args.neighbours else ()
+    counts = ArrayCounts.from_maps(maps.knob, maps.knob_values, sa0, sa1, args.array_bits,
+                                   [n.offset for n in found])
     fit = fit_threshold(counts, weak_arrays=not args.no_weak_arrays, resamples=args.resamples,
                         seed=args.seed)
     source = "measured_maps"
@@ -415,7 +421,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "source": [{"id": source, "citation": citation}],
         "array": {"row_bits": row_bits, "rows_per_array": args.array_bits // row_bits},
         "faults": [fitted_mechanism(fit, name=mechanisms[0].name, source=source,
-                                    curve=args.curve)],
+                                    curve=args.curve, neighbours=found)],
         "calibration": [fitted_calibration(fit, source=source)],
     }
     out = Path(args.out)
@@ -432,6 +438,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"die {_pm(fit.die)}, array {_pm(fit.array)}, cell {fit.cell:.4g}; weak arrays "
               f"{_pm(fit.weak_fraction)} shifted by {_pm(fit.weak_shift)} sd; stuck-at-0 share "
               f"{_pm(fit.stuck_at_zero_share)}.",
+              ("Neighbours: " + "; ".join(
+                  f"offset +{n.offset} taken along with probability {_pm(n.probability)} "
+                  f"({n.pairs} pairs against {n.chance:.3g} by chance)" for n in found)
+               + " (the shares and the figures below are of the cells failing by themselves)"
+               if found else f"Neighbours: no pairs above chance at offsets 1-{args.neighbours}"
+               if args.neighbours else "Neighbours: not searched"),
               f"Probit through the fitted points: mean {fit.probit_mean:.5g}, sigma "
               f"{fit.probit_sigma:.4g}, within x{fit.probit_max_ratio:.2f} of each.",
               "Goodness of fit, measured / model (mean over chips):"]
@@ -447,6 +459,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _print_json({"out": str(out), "die": fit.die, "array": fit.array, "cell": fit.cell,
                      "weak_fraction": fit.weak_fraction, "weak_shift": fit.weak_shift,
                      "stuck_at_zero_share": fit.stuck_at_zero_share,
+                     "neighbours": [{"offset": n.offset, "probability": n.probability,
+                                     "pairs": n.pairs, "chance": n.chance} for n in found],
                      "fault_fraction": dict(zip(map(str, fit.knob_values), fit.fault_fraction,
                                                 strict=True)),
                      "goodness": goodness})
@@ -887,6 +901,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault fraction as a probit through the points or as the points")
     p.add_argument("--no-weak-arrays", action="store_true",
                    help="fit die and array shares only")
+    p.add_argument("--neighbours", type=bounded_int(0, 4096), default=64, metavar="N",
+                   help="look for faults that come in pairs at offsets 1..N cells "
+                        "(default 64; 0: do not look)")
     p.add_argument("--resamples", type=bounded_int(2, 1000), default=20,
                    help="refits for the standard errors (default 20)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the resampling")

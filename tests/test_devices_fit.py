@@ -41,6 +41,7 @@ def test_fit_writes_a_device_that_loads_and_says_how_it_was_made(
     assert "Chips: 3; arrays of 1024 cells; standard errors from 6 refits" in printed
     assert printed.count("v_rel=0.8:") == 1 and "fault-free arrays" in printed
     assert f"wrote {out}" in printed
+    assert "Neighbours: no pairs above chance at offsets 1-64" in printed
     text = out.read_text(encoding="utf-8")
     assert text.startswith("# Fitted by: memsim devices fit ")
     document = yaml.safe_load(text)
@@ -66,7 +67,7 @@ def test_fit_json_and_a_table_curve(board: Path, tmp_path: Path,
                  "--out", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["out"] == str(out) and len(report["goodness"]) == 4
-    assert report["weak_fraction"][0] == 0.0
+    assert report["weak_fraction"][0] == 0.0 and report["neighbours"] == []
     row = report["goodness"][0]
     assert set(row) == {"knob_value", "faulty_fraction", "fault_free_arrays", "dispersion",
                         "max_per_array"}

@@ -142,3 +142,34 @@ def test_maps_without_faults_or_with_bad_shapes_are_refused() -> None:
     with pytest.raises(FitError, match="fewer than two arrays"):
         ArrayCounts.from_maps("v_rel", np.array([0.9]), empty[:, :1, :1000],
                               empty[:, :1, :1000], 1024)
+
+
+def test_pairs_are_found_and_fitted_with_the_shares() -> None:
+    from memsim.physics.fit import find_neighbours
+
+    device = _device({"die": 0.0, "array": 0.2, "cell": 0.8})
+    document = load_device_document("sram-14nm")
+    document["array"] = GEOMETRY
+    document["faults"][0]["variability"] = {"die": 0.0, "array": 0.2, "cell": 0.8}
+    document["faults"][0]["neighbours"] = [{"offset": 8, "probability": 0.7}]
+    device = Device.from_document(document)
+    n = 512 * CELLS_PER_ARRAY
+    sa0 = np.zeros((3, VOLTS.size, n), bool)
+    sa1 = np.zeros_like(sa0)
+    for c in range(3):
+        chip = Chip(device, n, seed=300 + c)
+        for i, v in enumerate(VOLTS):
+            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
+            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
+            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+    found = find_neighbours(sa0, sa1, 32)
+    assert [n.offset for n in found] == [8]
+    assert _within(found[0].probability, 0.7), found[0]
+    counts = ArrayCounts.from_maps("v_rel", VOLTS, sa0, sa1, CELLS_PER_ARRAY, [8])
+    fit = fit_threshold(counts, weak_arrays=False, resamples=8)
+    assert _within(fit.array, 0.2), fit.array
+    # the curve is of all faulty cells, partners included: the device's
+    truth = np.array([device.at(v_rel=float(v)).fault_fraction for v in VOLTS])
+    assert np.all(np.abs(np.log(np.array(fit.fault_fraction) / truth)) < math.log(1.3))
+    mechanism = fitted_mechanism(fit, name="undervolt", source="maps", neighbours=found)
+    assert mechanism["neighbours"][0]["offset"] == 8  # type: ignore[index]

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import ndtri
 
 from memsim.errors import MemsimError
 from memsim.kernels import (
@@ -37,11 +38,18 @@ from memsim.kernels import (
     set_levels_,
     weak_cells,
 )
+from memsim.kernels.rng import cell_normals, stream_seed
 from memsim.kernels.sampling import bernoulli_cells, threshold_candidates
 from memsim.memory.image import MemoryImage
 from memsim.physics.curves import evaluate
 from memsim.physics.device import Device, knob_box_grid
-from memsim.physics.mechanisms import application_order, level_codes, level_matrix, score_quantile
+from memsim.physics.mechanisms import (
+    application_order,
+    level_codes,
+    level_matrix,
+    primary_fraction,
+    score_quantile,
+)
 from memsim.spec.mechanisms import (
     LevelConfusionMechanism,
     Phase,
@@ -244,8 +252,30 @@ class Chip:
         for i in list(self.persistent):
             k = self._active(i, values)  # may extend the chip: read its cells after
             cells = self.persistent[i]
-            out[cells.mechanism] = (cells.cells[:k], cells.actions[:k])
+            out[cells.mechanism] = self._faulty(i, k)
         return out
+
+    def _faulty(self, i: int, k: int) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+        """The faulty cells of mechanism i with `k` active (a prefix in score order) and their
+        actions: the prefix and, for a mechanism with neighbours, the cells they take along
+        (each once; a cell faulty by itself keeps its own action)."""
+        cells = self.persistent[i]
+        idx, act = cells.cells[:k], cells.actions[:k]
+        mech = self.device.spec.faults[i]
+        if not isinstance(mech, ThresholdMechanism) or not mech.neighbours or k == 0:
+            return idx, act
+        parts, actions = [idx], [act]
+        for j, n in enumerate(mech.neighbours):
+            # decided per (chip, neighbour, cell): the same at every read and knob value
+            seed = np.uint64(stream_seed(np.uint64(self._sample_seed[i]), 16 + j))
+            taken = cell_normals(seed, idx) < ndtri(n.probability.value)
+            partner = idx[taken] + n.offset
+            inside = (partner >= 0) & (partner < self.n_cells)
+            parts.append(partner[inside])
+            actions.append(act[taken][inside])
+        combined = np.concatenate(parts)
+        _, first = np.unique(combined, return_index=True)  # primaries come first
+        return combined[first], np.concatenate(actions)[first]
 
     def _active(self, i: int, values: Mapping[str, float]) -> int:
         cells = self.persistent[i]
@@ -300,11 +330,11 @@ class Chip:
                     words, self.n_cells, b, self._level_to_code, self._code_to_level, matrix,
                     seed_i, source=image.words if fused and k == 0 else None)
             else:
-                active = self._active(i, values)
-                c = self._apply_persistent(words, self.persistent[i], active)
+                idx, act = self._faulty(i, self._active(i, values))
+                c = self._apply_persistent(words, idx, act)
                 counts[mech.name] = c
                 stuck += c.stuck_cells
-                faulty += active
+                faulty += int(idx.shape[0])
         _clear_padding(words, self.n_bits)
         # the read's own words, trimmed when a last multi-level cell ran past the image
         kept = words if n_total == image.words.shape[0] else words[: image.words.shape[0]].copy()
@@ -330,9 +360,8 @@ class Chip:
         return flip_bits_(words, self.n_bits, p01, p10, seed, factor_sigma=sigma,
                           factor_seed=self.factor_seeds[i], source=source, weak=weak)
 
-    def _apply_persistent(self, words: NDArray[np.uint64], cells: PersistentCells,
-                          k: int) -> FlipCounts:
-        idx, act = cells.cells[:k], cells.actions[:k]
+    def _apply_persistent(self, words: NDArray[np.uint64], idx: NDArray[np.int64],
+                          act: NDArray[np.uint8]) -> FlipCounts:
         b = self.bits_per_cell
         # a mechanism's cells are distinct, and kept in score order (a prefix is the faulty
         # set): applied as listed, not sorted by position at every read
@@ -358,8 +387,11 @@ def _weak(mech: ThresholdMechanism) -> tuple[float, float]:
 
 
 def _z_of(fault_fraction: float, mech: ThresholdMechanism) -> float:
-    """The critical score below which that fraction of the population's cells fails."""
-    return score_quantile(fault_fraction, _weak(mech))
+    """The critical score below which cells fail by themselves when that fraction of the
+    population's cells is faulty (neighbours taken along included)."""
+    primary = primary_fraction(fault_fraction,
+                               tuple(n.probability.value for n in mech.neighbours))
+    return score_quantile(primary, _weak(mech))
 
 
 def _clear_padding(words: NDArray[np.uint64], n_bits: int) -> None:

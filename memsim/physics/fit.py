@@ -19,6 +19,7 @@ resampled arrays, with one chip).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,17 @@ from scipy.stats import binom
 from memsim.errors import MemsimError
 from memsim.physics.mechanisms import score_quantile
 
-__all__ = ["ArrayCounts", "FitError", "GoodnessRow", "ThresholdFit", "fit_threshold"]
+__all__ = [
+    "ArrayCounts",
+    "FitError",
+    "GoodnessRow",
+    "NeighbourEstimate",
+    "ThresholdFit",
+    "find_neighbours",
+    "fit_threshold",
+    "fitted_calibration",
+    "fitted_mechanism",
+]
 
 class FitError(MemsimError):
     """Maps that cannot be fitted (no faults, one knob value for a curve, shapes that
@@ -49,6 +60,9 @@ class ArrayCounts:
     cells_per_array: int
     stuck_at_zero: NDArray[np.int64]
     stuck_at_one: NDArray[np.int64]
+    total_fraction: NDArray[np.float64] | None = None
+    """With neighbours thinned out of `faulty` (cells faulty only because a neighbour is):
+    the fraction of all faulty cells at each knob value, the curve's; None: `faulty`'s."""
 
     def __post_init__(self) -> None:
         if self.faulty.ndim != 3 or self.faulty.shape[1] != self.knob_values.shape[0]:
@@ -61,9 +75,11 @@ class ArrayCounts:
     @classmethod
     def from_maps(cls, knob: str, knob_values: NDArray[np.float64],
                   stuck_at_zero: NDArray[np.bool_], stuck_at_one: NDArray[np.bool_],
-                  cells_per_array: int) -> ArrayCounts:
+                  cells_per_array: int, neighbour_offsets: Sequence[int] = ()) -> ArrayCounts:
         """From stuck-at maps of shape (chips, knob values, cells); cells past the last
-        whole array are left out."""
+        whole array are left out. With `neighbour_offsets` (`find_neighbours`), a faulty cell
+        at such an offset after another faulty one is taken for its neighbour and left out of
+        the counts (the shares describe the cells that fail by themselves)."""
         if stuck_at_zero.shape != stuck_at_one.shape or stuck_at_zero.ndim != 3:
             raise FitError("maps must both have shape (chips, knob values, cells)")
         chips, points, cells = stuck_at_zero.shape
@@ -71,10 +87,19 @@ class ArrayCounts:
         if arrays < 2:
             raise FitError(f"{cells} cells make fewer than two arrays of {cells_per_array}")
         faulty = (stuck_at_zero | stuck_at_one)[:, :, :arrays * cells_per_array]
+        total = None
+        if neighbour_offsets:
+            total = faulty.mean(axis=(0, 2))
+            primary = faulty.copy()
+            for offset in sorted(neighbour_offsets):
+                taken = np.zeros_like(faulty)
+                taken[:, :, offset:] = faulty[:, :, :-offset]
+                primary &= ~taken
+            faulty = primary
         counts = faulty.reshape(chips, points, arrays, cells_per_array).sum(axis=3)
         return cls(knob, np.asarray(knob_values, np.float64), counts.astype(np.int64),
                    cells_per_array, stuck_at_zero.sum(axis=2).astype(np.int64),
-                   stuck_at_one.sum(axis=2).astype(np.int64))
+                   stuck_at_one.sum(axis=2).astype(np.int64), total)
 
     @property
     def chips(self) -> int:
@@ -262,14 +287,15 @@ def fit_threshold(counts: ArrayCounts, *, weak_arrays: bool = True, resamples: i
     if counts.chips < 2:
         se[0] = math.nan  # one chip says nothing about the die share
     z = [_z_for(float(f), params) for f in data.fraction]
-    mean, sigma, worst = _probit_line(counts.knob_values, data.fraction)
+    fractions = data.fraction if counts.total_fraction is None else counts.total_fraction
+    mean, sigma, worst = _probit_line(counts.knob_values, fractions)
     sa0, sa1 = int(counts.stuck_at_zero.sum()), int(counts.stuck_at_one.sum())
     share = sa0 / (sa0 + sa1) if sa0 + sa1 else math.nan
     share_se = math.sqrt(share * (1 - share) / (sa0 + sa1)) if sa0 + sa1 else math.nan
     goodness = tuple(_goodness(counts, i, params, zi) for i, zi in enumerate(z))
     return ThresholdFit(
         counts.knob, tuple(float(v) for v in counts.knob_values),
-        tuple(float(f) for f in data.fraction), (params.die, float(se[0])),
+        tuple(float(f) for f in fractions), (params.die, float(se[0])),
         (params.array, float(se[1])), params.cell,
         (params.p, float(se[2]) if weak_arrays else math.nan),
         (params.shift, float(se[3]) if weak_arrays else math.nan), (share, share_se),
@@ -317,8 +343,8 @@ def _expected_max(n: int, arrays: int, z: float, params: _Params) -> float:
     return float(out)
 
 
-def fitted_mechanism(fit: ThresholdFit, *, name: str, source: str,
-                     curve: str = "probit") -> dict[str, object]:
+def fitted_mechanism(fit: ThresholdFit, *, name: str, source: str, curve: str = "probit",
+                     neighbours: Sequence[NeighbourEstimate] = ()) -> dict[str, object]:
     """The fitted threshold mechanism as a device document's `faults` entry (plain data, for
     a file that `extends:` the device it refines): `curve` "probit" (the line through the
     fitted points) or "table" (the points themselves, log-interpolated), every figure
@@ -352,11 +378,17 @@ def fitted_mechanism(fit: ThresholdFit, *, name: str, source: str,
     if fit.weak_fraction[0] > 0 and fit.weak_shift[0] > 0:
         variability["weak_arrays"] = {"fraction": _round(fit.weak_fraction[0]),
                                       "shift": _round(fit.weak_shift[0])}
-    return {"name": name, "kind": "threshold", "fault_fraction": fault_fraction,
-            "failure": {"provenance": "derived", "source": source,
-                        "stuck_at_zero": _round(share), "stuck_at_one": _round(1.0 - share),
-                        "flip": 0.0},
-            "variability": variability}
+    out: dict[str, object] = {
+        "name": name, "kind": "threshold", "fault_fraction": fault_fraction,
+        "failure": {"provenance": "derived", "source": source,
+                    "stuck_at_zero": _round(share), "stuck_at_one": _round(1.0 - share),
+                    "flip": 0.0},
+        "variability": variability}
+    if neighbours:
+        out["neighbours"] = [{"offset": n.offset, "probability": {
+            "value": _round(n.probability[0]), "provenance": "derived", "source": source,
+            "note": f"{n.pairs} pairs against {n.chance:.3g} by chance"}} for n in neighbours]
+    return out
 
 
 def fitted_calibration(fit: ThresholdFit, *, source: str,
@@ -372,3 +404,58 @@ def fitted_calibration(fit: ThresholdFit, *, source: str,
 def _round(x: float) -> float:
     """Six significant digits: what the maps can support, and a readable file."""
     return float(f"{x:.6g}")
+
+
+@dataclass(frozen=True)
+class NeighbourEstimate:
+    """Faulty cells that have a faulty cell `offset` cells further on, pooled over chips and
+    knob values: `pairs` seen against `chance` expected for independent cells; `probability`
+    (with its standard error) that a cell failing by itself takes that neighbour along."""
+
+    offset: int
+    pairs: int
+    chance: float
+    probability: tuple[float, float]
+
+
+def find_neighbours(stuck_at_zero: NDArray[np.bool_], stuck_at_one: NDArray[np.bool_],
+                    max_offset: int, min_sigmas: float = 6.0
+                    ) -> tuple[NeighbourEstimate, ...]:
+    """Offsets 1..`max_offset` at which faulty cells come in pairs far more often than
+    chance (the median over the offsets searched; `min_sigmas` Poisson standard deviations
+    above it), with the probability that a fault takes its neighbour along: (pairs − chance)
+    over the cells failing by themselves."""
+    faulty = stuck_at_zero | stuck_at_one
+    chips, points, cells = faulty.shape
+    indices = [np.flatnonzero(faulty[c, i]) for c in range(chips) for i in range(points)]
+    sizes = np.array([ix.size for ix in indices], dtype=np.float64)
+    if sizes.sum() == 0:
+        return ()
+    # pairs[m, o-1]: faulty cells of map m whose cell o further on is faulty too
+    pairs = np.array([[np.isin(ix + offset, ix, assume_unique=True).sum()
+                       for offset in range(1, max_offset + 1)] for ix in indices], np.float64)
+    # Chance is what most offsets show: faults clustered in arrays or rows pair up more often
+    # than cells spread over the whole chip, at every offset alike, and the few offsets of real
+    # neighbours stand out of it. With few offsets: independent cells.
+    chance = (np.median(pairs, axis=1) if max_offset >= 5 else sizes * sizes / cells)
+    excess = pairs - chance[:, None]
+    total_excess, total_chance = excess.sum(axis=0), float(chance.sum())
+    significant = [o for o in range(max_offset)
+                   if total_excess[o] > min_sigmas * math.sqrt(total_chance + 1.0)]
+    # A cell failing by itself takes its neighbour with probability p, and that neighbour is
+    # faulty anyway with the chance q of any cell: excess pairs = primaries·p·(1 − q), the
+    # faulty cells = primaries + the neighbours taken that were not faulty anyway.
+    primaries = np.maximum(sizes - excess[:, significant].sum(axis=1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(sizes > 0, chance / np.maximum(sizes, 1.0), 0.0)
+    # where faults are dense and clustered, whether a neighbour was faulty anyway varies
+    # with the place more than one q says: the probability is read off the sparse maps
+    sparse = q <= max(0.01, 2.0 * float(q[sizes > 0].min()))
+    exposure = float((primaries * (1.0 - q))[sparse].sum())
+    out = []
+    for o in significant:
+        p = min(max(float(excess[sparse, o].sum()) / max(exposure, 1.0), 0.0), 1.0)
+        out.append(NeighbourEstimate(o + 1, int(pairs[:, o].sum()), float(total_chance),
+                                     (p, math.sqrt(max(p * (1 - p), 1e-12)
+                                                   / max(exposure, 1.0)))))
+    return tuple(out)

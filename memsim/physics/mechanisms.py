@@ -198,3 +198,22 @@ def score_quantile(fault_fraction: float, weak: tuple[float, float] = (0.0, 0.0)
     if excess(low) >= 0.0:
         return low
     return float(brentq(excess, low, high, xtol=1e-13, rtol=1e-15, maxiter=200))
+
+
+def primary_fraction(fault_fraction: float, neighbour_probabilities: tuple[float, ...]) -> float:
+    """The fraction of cells that fail by their own score when each faulty cell also takes its
+    neighbours along (probabilities pₖ), such that all faulty cells make `fault_fraction`:
+    the root of `1 − (1 − f₀)·Πₖ(1 − pₖ·f₀) = fault_fraction` (primaries independent)."""
+    if not neighbour_probabilities or fault_fraction <= 0.0:
+        return max(fault_fraction, 0.0)
+    if fault_fraction >= 1.0:
+        return 1.0
+
+    def total(f0: float) -> float:
+        keep = 1.0 - f0
+        for p in neighbour_probabilities:
+            keep *= 1.0 - p * f0
+        return 1.0 - keep - fault_fraction
+
+    # total(f) >= 0: the primaries alone already reach f when f0 = f
+    return float(brentq(total, 0.0, fault_fraction, xtol=1e-300, rtol=1e-14, maxiter=400))

@@ -78,10 +78,19 @@ class Variability:
 
 
 @dataclass(frozen=True)
+class Neighbour:
+    """A correlated fault: a faulty cell also makes the cell `offset` cells away faulty, in
+    the same way, with `probability` (decided once per chip, so faults stay nested)."""
+
+    offset: int
+    probability: Param
+
+
+@dataclass(frozen=True)
 class ThresholdMechanism:
     """Persistent per-chip faults: a cell fails once the operating point passes its
     critical stress. `fault_fraction` is the population (chip-average) fraction of faulty
-    cells as a function of the knobs."""
+    cells as a function of the knobs, the cells taken along by `neighbours` included."""
 
     name: str
     phase: Phase
@@ -89,6 +98,7 @@ class ThresholdMechanism:
     failure: Failure
     variability: Variability
     description: str | None
+    neighbours: tuple[Neighbour, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,9 +217,30 @@ def _parse_threshold(node: Node, name: str, ctx: MechanismContext) -> ThresholdM
             None)
         var = f.collect("variability", _variability,
                         Variability(Param(0.0), Param(0.0), Param(0.0), Param(1.0)))
+        no_neighbours: tuple[Neighbour, ...] = ()
+        neighbours = f.collect("neighbours", _neighbours, no_neighbours)
         desc = _description(f)
     assert fail is not None
-    return ThresholdMechanism(name, phase, curve, Failure(**fail), var, desc)
+    return ThresholdMechanism(name, phase, curve, Failure(**fail), var, desc, neighbours)
+
+
+def _neighbours(node: Node) -> tuple[Neighbour, ...]:
+    out = []
+    for child in node.sequence(min_len=1):
+        with child.fields(with_origin=True) as f:
+            offset = f.collect_required("offset", lambda n: n.integer(-(1 << 40), 1 << 40), 1)
+            probability = f.collect_required("probability", Node.probability, Param(0.0))
+            if offset == 0:
+                f.problems.append(child.child("offset", 0).problem(
+                    "expected a non-zero offset (a cell is not its own neighbour)"))
+        out.append(Neighbour(offset, probability))
+    offsets = [n.offset for n in out]
+    if len(set(offsets)) != len(offsets):
+        raise node.fail(f"an offset is given twice: {offsets}")
+    total = sum(n.probability.value for n in out)
+    if total > 8:
+        raise node.fail(f"the probabilities sum to {total:g}; at most 8 neighbours a fault")
+    return tuple(out)
 
 
 def _variability(node: Node) -> Variability:

@@ -67,8 +67,8 @@ class TorchDevice(StrEnum):
 @dataclass(frozen=True)
 class DataSpec:
     name: str = "digits"
-    """Data set: digits (built in), synthetic, mnist, fashion-mnist, cifar10, svhn,
-    imagenette/imagefolder (read from `dir`)."""
+    """Data set: digits (built in), synthetic, mnist-5k (the mnist extra), mnist,
+    fashion-mnist, cifar10, svhn, imagenette/imagefolder (read from `dir`)."""
     dir: str | None = None
     """Directory of an on-disk data set (relative paths are relative to the config file)."""
     image_size: int | None = None
