@@ -444,8 +444,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                + " (the shares and the figures below are of the cells failing by themselves)"
                if found else f"Neighbours: no pairs above chance at offsets 1-{args.neighbours}"
                if args.neighbours else "Neighbours: not searched"),
-              f"Probit through the fitted points: mean {fit.probit_mean:.5g}, sigma "
-              f"{fit.probit_sigma:.4g}, within x{fit.probit_max_ratio:.2f} of each.",
+              "Fault fraction (all faulty cells, mean over chips): " + "; ".join(
+                  f"{v:g}: {_pm((f, se))}" for v, f, se in zip(
+                      fit.knob_values, fit.fault_fraction, fit.fault_fraction_se,
+                      strict=True)) + ".",
+              f"Probit through the fitted points: mean {_pm(fit.probit_mean)}, sigma "
+              f"{_pm(fit.probit_sigma)}, within x{fit.probit_max_ratio:.2f} of each.",
               "Goodness of fit, measured / model (mean over chips):"]
     header += [f"  {maps.knob}={g.knob_value:g}: faulty {g.faulty_fraction[0]:.3g} / "
                f"{g.faulty_fraction[1]:.3g}, fault-free arrays {g.fault_free_arrays[0]:.3f} / "
@@ -463,6 +467,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                      "pairs": n.pairs, "chance": n.chance} for n in found],
                      "fault_fraction": dict(zip(map(str, fit.knob_values), fit.fault_fraction,
                                                 strict=True)),
+                     "fault_fraction_se": dict(zip(map(str, fit.knob_values),
+                                                   fit.fault_fraction_se, strict=True)),
+                     "probit_mean": fit.probit_mean, "probit_sigma": fit.probit_sigma,
                      "goodness": goodness})
     else:
         print("\n".join(header[1:]))

@@ -128,14 +128,15 @@ class ThresholdFit:
     knob_values: tuple[float, ...]
     fault_fraction: tuple[float, ...]
     """Population fraction of faulty cells at each knob value."""
+    fault_fraction_se: tuple[float, ...]
     die: tuple[float, float]
     array: tuple[float, float]
     cell: float
     weak_fraction: tuple[float, float]
     weak_shift: tuple[float, float]
     stuck_at_zero_share: tuple[float, float]
-    probit_mean: float
-    probit_sigma: float
+    probit_mean: tuple[float, float]
+    probit_sigma: tuple[float, float]
     probit_max_ratio: float
     """The largest factor between a fitted point and the probit through them (1 = exact)."""
     goodness: tuple[GoodnessRow, ...]
@@ -273,21 +274,29 @@ def fit_threshold(counts: ArrayCounts, *, weak_arrays: bool = True, resamples: i
     n = counts.cells_per_array
     data = _measured(counts.faulty, n)
     params, theta = _fit_figures(data, n, weak_arrays)
+    fractions = data.fraction if counts.total_fraction is None else counts.total_fraction
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # the twins left out of the counts scale with the cells failing by themselves
+        to_total = np.where(data.fraction > 0, fractions / data.fraction, 1.0)
     rng = np.random.default_rng(seed)
-    draws = []
+    draws, curves = [], []
     for _ in range(resamples):
         if counts.chips > 2:
             faulty = counts.faulty[rng.integers(0, counts.chips, counts.chips)]
         else:
             arrays = counts.faulty.shape[2]
             faulty = counts.faulty[:, :, rng.integers(0, arrays, arrays)]
-        q, _ = _fit_figures(_measured(faulty, n), n, weak_arrays, theta)
+        resampled = _measured(faulty, n)
+        q, _ = _fit_figures(resampled, n, weak_arrays, theta)
         draws.append((q.die, q.array, q.p, q.shift))
+        points = resampled.fraction * to_total
+        curves.append((*points, *_probit_line(counts.knob_values, points)[:2]))
     se = np.array(draws).std(axis=0, ddof=1) if resamples > 1 else np.full(4, math.nan)
+    curve_se = (np.array(curves).std(axis=0, ddof=1) if resamples > 1
+                else np.full(fractions.shape[0] + 2, math.nan))
     if counts.chips < 2:
         se[0] = math.nan  # one chip says nothing about the die share
     z = [_z_for(float(f), params) for f in data.fraction]
-    fractions = data.fraction if counts.total_fraction is None else counts.total_fraction
     mean, sigma, worst = _probit_line(counts.knob_values, fractions)
     sa0, sa1 = int(counts.stuck_at_zero.sum()), int(counts.stuck_at_one.sum())
     share = sa0 / (sa0 + sa1) if sa0 + sa1 else math.nan
@@ -295,11 +304,12 @@ def fit_threshold(counts: ArrayCounts, *, weak_arrays: bool = True, resamples: i
     goodness = tuple(_goodness(counts, i, params, zi) for i, zi in enumerate(z))
     return ThresholdFit(
         counts.knob, tuple(float(v) for v in counts.knob_values),
-        tuple(float(f) for f in fractions), (params.die, float(se[0])),
+        tuple(float(f) for f in fractions), tuple(float(x) for x in curve_se[:-2]),
+        (params.die, float(se[0])),
         (params.array, float(se[1])), params.cell,
         (params.p, float(se[2]) if weak_arrays else math.nan),
         (params.shift, float(se[3]) if weak_arrays else math.nan), (share, share_se),
-        mean, sigma, worst, goodness)
+        (mean, float(curve_se[-2])), (sigma, float(curve_se[-1])), worst, goodness)
 
 
 def _probit_line(x: NDArray[np.float64], f: NDArray[np.float64]) -> tuple[float, float, float]:
@@ -355,15 +365,18 @@ def fitted_mechanism(fit: ThresholdFit, *, name: str, source: str, curve: str = 
 
     knob, xs, fs = fit.knob, fit.knob_values, fit.fault_fraction
     if curve == "probit":
-        if not math.isfinite(fit.probit_sigma):
+        mean, sigma = fit.probit_mean[0], fit.probit_sigma[0]
+        if not math.isfinite(sigma):
             raise FitError("a probit needs two knob values with faults strictly between 0 "
                            "and all cells; use curve='table'")
         ratio = f"within x{fit.probit_max_ratio:.2f} of each fitted point"
         fault_fraction: dict[str, object] = {
             "kind": "probit", "of": knob,
-            "direction": "decreasing" if fit.probit_sigma > 0 else "increasing",
-            "mean": derived(fit.probit_mean, f"probit through the maps' points, {ratio}"),
-            "sigma": derived(abs(fit.probit_sigma), f"probit through the maps' points, {ratio}")}
+            "direction": "decreasing" if sigma > 0 else "increasing",
+            "mean": derived(mean, f"probit through the maps' points, {ratio}; standard "
+                                  f"error {fit.probit_mean[1]:.2g}"),
+            "sigma": derived(abs(sigma), f"probit through the maps' points, {ratio}; standard "
+                                         f"error {fit.probit_sigma[1]:.2g}")}
     elif curve == "table":
         points = [[_round(x), _round(max(f, 1e-300))] for x, f in zip(xs, fs, strict=True)]
         fault_fraction = {"kind": "table", "of": knob, "y_scale": "log", "clamp": True,
@@ -423,8 +436,8 @@ def find_neighbours(stuck_at_zero: NDArray[np.bool_], stuck_at_one: NDArray[np.b
                     ) -> tuple[NeighbourEstimate, ...]:
     """Offsets 1..`max_offset` at which faulty cells come in pairs far more often than
     chance (the median over the offsets searched; `min_sigmas` Poisson standard deviations
-    above it), with the probability that a fault takes its neighbour along: (pairs − chance)
-    over the cells failing by themselves."""
+    and a tenth above it), with the probability that a fault takes its neighbour along:
+    (pairs − chance) over the cells failing by themselves."""
     faulty = stuck_at_zero | stuck_at_one
     chips, points, cells = faulty.shape
     indices = [np.flatnonzero(faulty[c, i]) for c in range(chips) for i in range(points)]
@@ -440,8 +453,11 @@ def find_neighbours(stuck_at_zero: NDArray[np.bool_], stuck_at_one: NDArray[np.b
     chance = (np.median(pairs, axis=1) if max_offset >= 5 else sizes * sizes / cells)
     excess = pairs - chance[:, None]
     total_excess, total_chance = excess.sum(axis=0), float(chance.sum())
+    # and far enough above it: chance itself drifts a few per cent with the offset (pairs
+    # across an array's edge are rarer), which a large map resolves
     significant = [o for o in range(max_offset)
-                   if total_excess[o] > min_sigmas * math.sqrt(total_chance + 1.0)]
+                   if total_excess[o] > max(min_sigmas * math.sqrt(total_chance + 1.0),
+                                            0.1 * total_chance)]
     # A cell failing by itself takes its neighbour with probability p, and that neighbour is
     # faulty anyway with the chance q of any cell: excess pairs = primaries·p·(1 − q), the
     # faulty cells = primaries + the neighbours taken that were not faulty anyway.
