@@ -1,17 +1,19 @@
 """The built-in DRAM devices against their published figures, hard-coded here independently of
 the YAML files' calibration blocks.
 
-`dram-ddr3-refresh`: the weak-cell tail of RAIDR (Liu et al. ISCA 2012: 28 cells below 128 ms
-and 1006 below 256 ms in 32 GB), the growth of retention errors by 25-450x from 20 to 70 °C at
-1.5-2 s refresh, true cells losing 1s and anti cells 0s, and refresh power from a Micron DDR3
-data sheet. `dram-ddr3l-undervolt` and its vendor presets: error onsets at 1.175, 1.25 and
-1.10 V (Chang et al. SIGMETRICS 2017: 1.25-1.10 V by vendor), faults nested along the voltage
-and clustered in cache lines.
+`dram-ddr3-refresh`: the retention measurements of Chang et al. (SIGMETRICS 2017), published as
+CMU-SAFARI/DRAM-Voltage-Study `retention_time_profile.csv`: mean bit errors per 2 GiB DDR3L
+module per test at 1.35 V, 31 modules at 20 °C and 28 at 70 °C, refresh 64 ms to 2048 ms (none
+at 64-256 ms), the 20->70 °C growth by vendor; true cells losing 1s and anti cells 0s; refresh
+power from a Micron DDR3 data sheet. `dram-ddr3l-undervolt` and its vendor presets: error
+onsets at 1.175, 1.25 and 1.10 V (Chang et al. SIGMETRICS 2017: 1.25-1.10 V by vendor), faults
+nested along the voltage and clustered in cache lines.
 
-Rates of 1e-10 to 1e-8 (the RAIDR tail, the onsets) would need 1e10 or more bits per point to
-resolve, so those points are checked on the curves; everything resolvable with a few million
-bits per chip is checked through chips and the fault kernels, as a characterisation does it:
-write all zeros, then all ones; a cell is faulty if it fails either pattern.
+Retention rates of 1e-12 to 3e-7 are checked through chips of a module's size (2^34 cells, weak
+cells only are drawn), counting faulty cells as a characterisation counts failing cells; the
+undervolt onsets (1e-9) on the curves; everything resolvable with a few million bits per chip is
+checked through reads, as a characterisation does it: write all zeros, then all ones; a cell is
+faulty if it fails either pattern.
 """
 
 from __future__ import annotations
@@ -40,13 +42,23 @@ ONSETS = {
 }
 DRAM_DEVICES = [REFRESH, *ONSETS]
 
-BITS_32GB = 32 * 2**33
 BITS_2GIB = 2 * 2**33
 BITS_4GIB = 4 * 2**33
-# refresh interval (ms) -> cells of 32 GB with a shorter retention time (RAIDR's two bins)
-RAIDR_CELLS_BELOW = [(128, 28), (256, 28 + 978)]
-GROWTH_20_TO_70 = (25.0, 450.0)  # at 1.5-2 s refresh, vendor dependent
-GROWTH_INTERVALS_MS = (1500.0, 2000.0)
+# Chang et al.'s data set (VDD 1.35 V): temperature -> refresh interval (ms) -> mean bit errors per
+# module per test, and the number of modules measured
+MODULE_BITS = BITS_2GIB  # four x16 chips (124 chips / 31 modules) of 4 Gb: an assumption
+MEASURED_ERRORS = {
+    20.0: {64: 0.0, 128: 0.0, 256: 0.0, 512: 0.009365, 1024: 2.2998, 1536: 20.423, 2048: 68.163},
+    70.0: {64: 0.0, 128: 0.0, 256: 0.0, 512: 0.16145, 1024: 53.938, 1536: 606.68, 2048: 2562.8},
+}
+MODULES = {20.0: 31, 70.0: 28}
+# a test's data charges about half of the weak cells (assumed): fault fraction = 2 x errors / bits
+CHARGED_SHARE = 0.5
+MEASURED_POINTS = [(t, ms, e) for t, row in MEASURED_ERRORS.items() for ms, e in row.items()]
+NONZERO_POINTS = [p for p in MEASURED_POINTS if p[2] > 0]
+ZERO_POINTS = [p[:2] for p in MEASURED_POINTS if p[2] == 0]
+# 20 -> 70 °C growth at 2048 ms, per vendor over the modules measured at both temperatures
+GROWTH_BY_VENDOR_2S = {"A": 38.8, "B": 408.2, "C": 28.2}
 
 # Micron MT18JDF51272AZ (4 GB DDR3-1600 UDIMM, 18 x MT41J256M8 2 Gb x8, two ranks), module mA.
 # The data sheet's note-1 currents (ONE_RANK_ACTIVE) have one rank active and the other in
@@ -134,41 +146,69 @@ def test_loads_with_sources_and_passes_its_calibration(name: str) -> None:
 # -- dram-ddr3-refresh: curves ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("refresh_ms", "cells"), RAIDR_CELLS_BELOW)
-def test_weak_cell_tail_matches_raidr_at_room_temperature(refresh: Device, refresh_ms: float,
-                                                          cells: int) -> None:
-    published = cells / BITS_32GB
-    model = refresh.at(refresh_ms=refresh_ms, temperature_c=20).fault_fraction
-    assert published / 2 <= model <= published * 2, (refresh_ms, model, published)
+def measured_fraction(errors: float) -> float:
+    return errors / CHARGED_SHARE / MODULE_BITS
 
 
-def test_negligible_at_standard_refresh_and_steep_beyond_one_second(refresh: Device) -> None:
-    def f(ms: float, temp: float = 20.0) -> float:
+@pytest.mark.parametrize(("temp", "refresh_ms", "errors"), NONZERO_POINTS)
+def test_every_measured_point_within_x2(refresh: Device, temp: float, refresh_ms: float,
+                                        errors: float) -> None:
+    published = measured_fraction(errors)
+    model = refresh.at(refresh_ms=refresh_ms, temperature_c=temp).fault_fraction
+    assert published / 2 <= model <= published * 2, (refresh_ms, temp, model, published)
+
+
+@pytest.mark.parametrize(("temp", "refresh_ms"), ZERO_POINTS)
+def test_no_weak_cell_where_none_was_measured(refresh: Device, temp: float,
+                                              refresh_ms: float) -> None:
+    """Under one expected weak cell over all the modules measured at that point (they saw no
+    error in hundreds of tests), and below at every shorter interval and colder temperature."""
+    capacity = MODULES[temp] * MODULE_BITS
+    assert refresh.at(refresh_ms=refresh_ms, temperature_c=temp).fault_fraction * capacity < 1
+    for cold in (0.0, 10.0, temp):
+        assert refresh.at(refresh_ms=refresh_ms, temperature_c=cold).fault_fraction \
+            * capacity < 1
+    # the 64 ms standard: no weak cell in a 4 GiB module up to 85 °C
+    assert refresh.at(refresh_ms=64, temperature_c=85).fault_fraction * BITS_4GIB < 1e-3
+
+
+@pytest.mark.parametrize("temp", list(MEASURED_ERRORS))
+def test_growth_with_interval_is_a_tail_not_one_lognormal(refresh: Device, temp: float) -> None:
+    """Each measured step (512 ms -> 1 s -> 1.5 s -> 2 s) within x2 of the measured ratio: an
+    abrupt onset (x245-340 per doubling) slowing to x3.3-4.2 per half second, which one
+    lognormal through 1-2 s does not follow (it overshoots 512 ms)."""
+    def f(ms: float) -> float:
         return refresh.at(refresh_ms=ms, temperature_c=temp).fault_fraction
 
-    assert refresh.at().knobs == {"refresh_ms": 64.0, "temperature_c": 20.0}
-    # under one weak cell in a 4 GiB module at the 64 ms standard, up to 20 °C
-    for temp in (0.0, 10.0, 20.0):
-        assert f(64, temp) * BITS_4GIB < 1.0
-    assert f(256) < 1e-8
-    # a steep rise beyond one second: x100 from 256 ms to 1 s, x10 from 1 s to 2 s
-    assert f(1000) > 100 * f(256)
-    assert f(2000) > 10 * f(1000)
+    row = MEASURED_ERRORS[temp]
+    steps = [(512, 1024), (1024, 1536), (1536, 2048)]
+    for a, b in steps:
+        measured = row[b] / row[a]
+        assert measured / 2 <= f(b) / f(a) <= measured * 2, (temp, a, b)
+    assert f(1024) / f(512) > 100 and f(2048) / f(1536) < 5
     grid = np.geomspace(16, 16384, 40)
     values = [f(float(ms)) for ms in grid]
     assert all(b > a for a, b in itertools.pairwise(values))
+    assert values[-1] <= 1.0
 
 
-@pytest.mark.parametrize("refresh_ms", GROWTH_INTERVALS_MS)
-def test_curve_grows_with_temperature_as_published(refresh: Device, refresh_ms: float) -> None:
-    cold = refresh.at(refresh_ms=refresh_ms, temperature_c=20).fault_fraction
-    hot = refresh.at(refresh_ms=refresh_ms, temperature_c=70).fault_fraction
-    low, high = GROWTH_20_TO_70
-    assert low <= hot / cold <= high, hot / cold
-    temps = np.linspace(0, 95, 20)
-    values = [refresh.at(refresh_ms=refresh_ms, temperature_c=float(t)).fault_fraction
-              for t in temps]
-    assert all(b > a for a, b in itertools.pairwise(values))
+def test_temperature_factor_within_the_measured_spread(refresh: Device) -> None:
+    """20 -> 70 °C: within x2 of the all-module growth at each measured interval, and at 2 s
+    inside the vendors' range (x28 to x408)."""
+    for ms in (512, 1024, 1536, 2048):
+        measured = MEASURED_ERRORS[70.0][ms] / MEASURED_ERRORS[20.0][ms]
+        model = (refresh.at(refresh_ms=ms, temperature_c=70).fault_fraction
+                 / refresh.at(refresh_ms=ms, temperature_c=20).fault_fraction)
+        assert measured / 2 <= model <= measured * 2, (ms, model, measured)
+    low, high = min(GROWTH_BY_VENDOR_2S.values()), max(GROWTH_BY_VENDOR_2S.values())
+    hot = refresh.at(refresh_ms=2048, temperature_c=70).fault_fraction
+    cold = refresh.at(refresh_ms=2048, temperature_c=20).fault_fraction
+    assert low <= hot / cold <= high
+    for interval in (256.0, 1024.0, 2048.0, 8192.0):
+        temps = np.linspace(0, 95, 20)
+        values = [refresh.at(refresh_ms=interval, temperature_c=float(t)).fault_fraction
+                  for t in temps]
+        assert all(b > a for a, b in itertools.pairwise(values))
 
 
 def test_refresh_power_falls_as_one_over_interval_from_the_datasheet(refresh: Device) -> None:
@@ -190,36 +230,53 @@ def test_refresh_power_falls_as_one_over_interval_from_the_datasheet(refresh: De
 
 # -- dram-ddr3-refresh: chips -----------------------------------------------------------------
 
-RETENTION_CHIPS = 64
+RETENTION_CHIPS = 16
 RETENTION_BYTES = 1 << 18  # 2^21 bits per chip
+HARSH = {"refresh_ms": 8192.0, "temperature_c": 70.0}  # ~3e-4 weak cells (extrapolated)
 
 
 @pytest.fixture(scope="module")
 def retention_chips(refresh: Device) -> list[Chip]:
-    sweep = {"refresh_ms": (1000.0, 2000.0), "temperature_c": (0.0, 70.0)}
+    sweep = {"refresh_ms": (1000.0, 8192.0), "temperature_c": (0.0, 70.0)}
     return [Chip(refresh, RETENTION_BYTES * 8, seed=s, sweep=sweep)
             for s in range(RETENTION_CHIPS)]
 
 
-def test_chips_reproduce_the_temperature_growth(refresh: Device,
-                                                retention_chips: list[Chip]) -> None:
-    """64 chips of 2^21 bits: the mean fraction of failing cells is within x2 of the curve at
-    20 and 70 °C (the 20 °C points hold ~1000 and ~3000 weak cells over all chips), and the
-    growth from 20 to 70 °C lies in the published 25-450x."""
-    zeros = MemoryImage.from_bytes(bytes(RETENTION_BYTES))
-    ones = MemoryImage.from_bytes(b"\xff" * RETENTION_BYTES)
-    n = RETENTION_CHIPS * zeros.n_bits
-    for ms in GROWTH_INTERVALS_MS:
-        rate = {}
-        for temp in (20.0, 70.0):
-            knobs = {"refresh_ms": ms, "temperature_c": temp}
-            failing = sum(chip.read(zeros, knobs).bit_errors + chip.read(ones, knobs).bit_errors
-                          for chip in retention_chips)
-            rate[temp] = failing / n
-            expected = refresh.at(**knobs).fault_fraction
-            assert 0.5 <= rate[temp] / expected <= 2.0, (knobs, rate[temp], expected)
-        low, high = GROWTH_20_TO_70
-        assert low <= rate[70.0] / rate[20.0] <= high, (ms, rate)
+SIMULATED_MODULES = 8  # of a module's 2^34 cells each (~2 s apiece to build)
+
+
+@pytest.fixture(scope="module")
+def modules(refresh: Device) -> list[Chip]:
+    """Simulated chips of a module's size (only weak cells are drawn)."""
+    sweep = {"refresh_ms": (64.0, 2048.0), "temperature_c": (20.0, 70.0)}
+    return [Chip(refresh, MODULE_BITS, seed=100 + s, sweep=sweep)
+            for s in range(SIMULATED_MODULES)]
+
+
+@pytest.mark.slow
+def test_modules_reproduce_the_measurements_through_chips(refresh: Device,
+                                                          modules: list[Chip]) -> None:
+    """Eight simulated 2 GiB modules at each measured point: no weak cell at 64-256 ms (as
+    none was measured); weak cells per module within x2 of the measured 2 x errors per test
+    wherever the eight modules hold over 30 of them (all points from 1 s, both temperatures),
+    and within Poisson bounds of the curve everywhere."""
+    n = len(modules)
+    for temp, row in MEASURED_ERRORS.items():
+        for ms, errors in row.items():
+            knobs = {"refresh_ms": float(ms), "temperature_c": temp}
+            weak = sum(int(c.faulty_cells(**knobs)["retention"][0].size) for c in modules)
+            expected = refresh.at(**knobs).fault_fraction * MODULE_BITS * n
+            low, high = stats.poisson.interval(1 - ALPHA, expected)
+            # die-to-die spread widens the count a little beyond Poisson
+            assert low / 1.5 <= weak <= high * 1.5 + 1, (knobs, weak, expected)
+            if errors == 0:
+                assert weak == 0, knobs
+            elif expected > 30:
+                measured = errors / CHARGED_SHARE * n
+                assert measured / 2 <= weak <= measured * 2, (knobs, weak, measured)
+    # the points checked at x2 are every measured point from 1 s on
+    assert all(refresh.at(refresh_ms=ms, temperature_c=t).fault_fraction * MODULE_BITS * n > 30
+               for t, ms, _ in NONZERO_POINTS if ms >= 1024)
 
 
 def test_true_cells_lose_ones_and_anti_cells_lose_zeros(refresh: Device,
@@ -229,7 +286,7 @@ def test_true_cells_lose_ones_and_anti_cells_lose_zeros(refresh: Device,
     failure = threshold(refresh).failure
     true_share = failure.stuck_at_zero.value
     assert failure.flip.value == 0.0 and true_share > 0.5  # 1->0 is the dominant direction
-    knobs = {"refresh_ms": 2000.0, "temperature_c": 70.0}
+    knobs = HARSH
     zeros = MemoryImage.from_bytes(bytes(RETENTION_BYTES))
     ones = MemoryImage.from_bytes(b"\xff" * RETENTION_BYTES)
     rand = random_image(RETENTION_BYTES, seed=3)
@@ -255,9 +312,9 @@ def test_true_cells_lose_ones_and_anti_cells_lose_zeros(refresh: Device,
 
 def test_weak_cells_are_nested_along_interval_and_temperature(refresh: Device) -> None:
     chip = Chip(refresh, 1 << 22, seed=11,
-                sweep={"refresh_ms": (2000.0, 8000.0), "temperature_c": (20.0, 85.0)})
-    path = [(2000.0, 20.0), (3000.0, 20.0), (3000.0, 45.0), (4000.0, 45.0), (4000.0, 70.0),
-            (8000.0, 85.0)]
+                sweep={"refresh_ms": (8000.0, 16384.0), "temperature_c": (20.0, 85.0)})
+    path = [(8192.0, 20.0), (12000.0, 20.0), (12000.0, 45.0), (16384.0, 45.0), (16384.0, 70.0),
+            (16384.0, 85.0)]
     previous: set[int] = set()
     for ms, temp in path:
         cells, _ = chip.faulty_cells(refresh_ms=ms, temperature_c=temp)["retention"]
