@@ -30,12 +30,11 @@ numba run on ``--threads`` threads (default 1).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,6 @@ import torch
 
 import memsim.workloads.training as training
 from memsim.spec.training import TrainSpec, parse_training
-from memsim.workloads.data import Dataset, DataSplit
 
 MCEL_GOAL = 1.05
 """MCEL's epoch at most this many times CE's (the loss is a few element-wise ops on logits)."""
@@ -79,12 +77,17 @@ class Summary:
         return statistics.median(self.ratios)
 
 
-def spec_for(method: str, args: argparse.Namespace, epochs: int) -> TrainSpec:
+def spec_for(method: str, args: argparse.Namespace, epochs: int,
+             batches: int | None = None) -> TrainSpec:
+    """The training config of `method`; `batches`: train on that many batches only."""
+    data: dict[str, Any] = {"name": args.data}
+    if batches is not None:
+        data["train_images"] = batches * args.batch_size
     config = {
         "schema_version": 1,
         "name": f"bench-{method}",
         "seed": 0,
-        "data": {"name": args.data},
+        "data": data,
         "model": {"name": args.model, "weight_bits": args.weight_bits,
                   "options": {"width_multiplier": args.width}},
         "optimizer": {"kind": "adam", "lr": 0.001},
@@ -97,27 +100,6 @@ def spec_for(method: str, args: argparse.Namespace, epochs: int) -> TrainSpec:
     return parse_training(config, f"<bench_training {method}>")
 
 
-@contextlib.contextmanager
-def first_batches(batches: int | None, batch_size: int) -> Iterator[None]:
-    """`train` sees only the first ``batches × batch_size`` training images (None: all)."""
-    if batches is None:
-        yield
-        return
-    load = training._dataset
-
-    def truncated(spec: TrainSpec) -> Dataset:
-        data = load(spec)
-        keep = batches * batch_size
-        return replace(data, train=DataSplit(data.train.images[:keep],
-                                             data.train.labels[:keep]))
-
-    training._dataset = truncated
-    try:
-        yield
-    finally:
-        training._dataset = load
-
-
 def seconds_per_epoch(spec: TrainSpec) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         result = training.train(spec, Path(tmp))
@@ -126,14 +108,13 @@ def seconds_per_epoch(spec: TrainSpec) -> float:
 
 def measure(args: argparse.Namespace) -> list[Summary]:
     names = list(METHODS)
-    with first_batches(2, args.batch_size):  # warm-up: load and compile, untimed
-        for name in names:
-            seconds_per_epoch(spec_for(name, args, 1))
+    for name in names:  # warm-up: load and compile, untimed
+        seconds_per_epoch(spec_for(name, args, 1, batches=2))
     times: dict[str, list[float]] = {n: [] for n in names}
-    with first_batches(args.batches, args.batch_size):
-        for r in range(args.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                times[name].append(seconds_per_epoch(spec_for(name, args, args.epochs)))
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(seconds_per_epoch(spec_for(name, args, args.epochs,
+                                                          batches=args.batches)))
     return [Summary(n, tuple(times[n]), tuple(t / c for t, c in zip(times[n], times["CE"],
                                                                      strict=True)))
             for n in names]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from memsim.errors import SpecError
 from memsim.spec.training import (
@@ -87,3 +88,17 @@ def test_relative_data_dir_is_relative_to_the_file(write_yaml: WriteYaml, tmp_pa
     path = write_yaml("schema_version: 1\nname: x\ndata: {name: mnist, dir: data/mnist}\n",
                       "c.yaml")
     assert load_training(path).data.dir == str(tmp_path / "data" / "mnist")
+
+
+def test_train_images_keeps_the_first_training_images() -> None:
+    from memsim.workloads.training import _dataset
+
+    spec = parse_training({"schema_version": 1, "name": "few",
+                           "data": {"name": "digits", "train_images": 100}})
+    assert spec.data.train_images == 100
+    data = _dataset(spec)
+    full = _dataset(parse_training({"schema_version": 1, "name": "all"}))
+    assert len(data.train) == 100 and len(data.test) == len(full.test)
+    assert torch.equal(data.train.images, full.train.images[:100])
+    with pytest.raises(SpecError, match=r"data\.train_images: expected an integer"):
+        parse_training({"schema_version": 1, "name": "none", "data": {"train_images": 0}})

@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from memsim.spec.training import (
     parse_training,
 )
 from memsim.workloads.bridge import ModelImage, clear
-from memsim.workloads.data import Dataset, load_dataset, make_loader
+from memsim.workloads.data import Dataset, DataSplit, load_dataset, make_loader
 from memsim.workloads.layers import (
     aligned,
     clip_weights_,
@@ -183,10 +183,15 @@ def build_loss(spec: TrainSpec) -> nn.Module:
 
 def _dataset(spec: TrainSpec) -> Dataset:
     try:
-        return load_dataset(spec.data.name, spec.data.dir, image_size=spec.data.image_size,
+        data = load_dataset(spec.data.name, spec.data.dir, image_size=spec.data.image_size,
                             seed=spec.seed)
     except MemsimError as e:
         raise type(e)(f"{spec.source}: data: {e}") from None
+    keep = spec.data.train_images
+    if keep is not None and keep < len(data.train):
+        data = replace(data, train=DataSplit(data.train.images[:keep],
+                                                         data.train.labels[:keep]))
+    return data
 
 
 def _optimizer(spec: TrainSpec, model: nn.Module

@@ -73,6 +73,8 @@ class DataSpec:
     """Directory of an on-disk data set (relative paths are relative to the config file)."""
     image_size: int | None = None
     """Resize images to this side (ImageFolder); None: the data set's own size."""
+    train_images: int | None = None
+    """Train on the first N training images (quick runs, benchmarks); None: all."""
 
 
 @dataclass(frozen=True)
@@ -182,9 +184,10 @@ def _data(n: Node) -> DataSpec:
         name = f.collect("name", _name, "digits")
         directory = f.collect("dir", Node.string, None)
         size = f.collect("image_size", lambda m: m.integer(4, 1024), None)
+        train_images = f.collect("train_images", lambda m: m.integer(1, None), None)
     if directory is not None and not Path(directory).is_absolute() and n.file != "<config>":
         directory = str(Path(n.file).parent / directory)
-    return DataSpec(name, directory, size)
+    return DataSpec(name, directory, size, train_images)
 
 
 def _options(n: Node) -> Mapping[str, Any]:
