@@ -9,7 +9,7 @@ import pytest
 from sweeps import golden_checkpoint_file
 
 from memsim.experiments.aggregation import SweepResults
-from memsim.experiments.report import _Devices
+from memsim.experiments.report import ReportDevices
 from memsim.experiments.runner import run_experiment
 from memsim.spec.experiment import load_experiment
 
@@ -95,7 +95,7 @@ def test_every_device_gets_a_readable_accuracy_picture(sweep: SweepResults) -> N
     for p in sweep.outputs:
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
-    devices = _Devices(sweep)
+    devices = ReportDevices(sweep)
     fefet = [c for c in sweep.cells if c.device == "fefet-slc-100"]
     # a device without a control knob is drawn against what its scenarios change
     assert devices.x_knob("fefet-slc-100", fefet) == "temperature_c"

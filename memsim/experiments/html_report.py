@@ -31,11 +31,11 @@ from memsim.experiments.outputs import result_rows
 from memsim.experiments.pareto import ENERGY_TIE
 from memsim.experiments.records import CellResult
 from memsim.experiments.report import (
-    _BELOW,
-    _BER_FLOOR,
+    BELOW_POINTS,
+    BER_FLOOR,
     AnswerBlock,
     AnswerTable,
-    _Devices,
+    ReportDevices,
     answer_blocks,
     ber_curves,
     savings_blocks,
@@ -136,7 +136,7 @@ def _knob_json(results: SweepResults, label: str) -> dict[str, Any]:
                      "description": k.description or ""} for k in spec.knobs}
 
 
-def _data(results: SweepResults, devices: _Devices) -> dict[str, Any]:
+def _data(results: SweepResults, devices: ReportDevices) -> dict[str, Any]:
     cells = results.cells
     columns, rows = result_rows(cells)
     curves = {c.label: c for c in ber_curves(results, devices)}
@@ -172,8 +172,8 @@ def _data(results: SweepResults, devices: _Devices) -> dict[str, Any]:
         "energy_terms": energy_terms,
         "clean": {m: r.accuracy for m, r in results.clean.items()},
         "devices": device_rows,
-        "below_points": _BELOW,
-        "ber_floor": _BER_FLOOR,
+        "below_points": BELOW_POINTS,
+        "ber_floor": BER_FLOOR,
     }
 
 
@@ -199,7 +199,7 @@ def _devices_html(results: SweepResults) -> list[str]:
 
 def render_html(results: SweepResults, *, command: str = "") -> str:
     """The page's text (`write_html_report` writes it)."""
-    devices = _Devices(results)
+    devices = ReportDevices(results)
     title = f"memsim sweep: {results.name}" + (" (dry run)" if results.dry_run else "")
     head = [f"<h1>{html.escape(title)}</h1>"]
     facts = [f"{len(results.cells)} cells", f"{len(results.devices)} devices",

@@ -29,9 +29,10 @@ from memsim.spec.device import KnobSpec
 from memsim.spec.experiment import UNDER_TEST
 from memsim.spec.names import format_knobs
 
-__all__ = ["PairedSummary", "write_report"]
+__all__ = ["BELOW_POINTS", "BER_FLOOR", "PairedSummary", "ReportDevices", "write_report"]
 
-_BER_FLOOR = 1e-15
+BER_FLOOR = 1e-15
+"""BERs below this are drawn at it on the log axes of the pictures and of report.html."""
 
 
 def _safe(name: str) -> str:
@@ -59,7 +60,7 @@ def _interval(cells: Sequence[CellResult]) -> tuple[Any, Any, Any]:
     return y, np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)
 
 
-_BELOW = 12.0
+BELOW_POINTS = 12.0
 """Accuracy axes end this many points below the lowest clean accuracy; lower points are drawn
 on the axis as downward triangles and counted in the panel."""
 
@@ -67,7 +68,7 @@ on the axis as downward triangles and counted in the panel."""
 def _floor_axis(ax: Any, cells: Sequence[CellResult], color: str = "black") -> float:
     """Set the accuracy axis [floor, 100.5] and mark the points below it."""
     clean = min((c.clean_accuracy for c in cells), default=1.0)
-    floor = max(0.0, 100 * clean - _BELOW)
+    floor = max(0.0, 100 * clean - BELOW_POINTS)
     ax.set_ylim(floor, 100.5)
     return floor
 
@@ -103,7 +104,7 @@ def _grid(plt: Any, n: int, width: float, height: float, cols: int = 2,
     return fig, axes
 
 
-class _Devices:
+class ReportDevices:
     """The sweep's devices by label, as the aggregation built them."""
 
     def __init__(self, results: SweepResults) -> None:
@@ -151,7 +152,7 @@ def _first_variant(results: SweepResults) -> tuple[str, str]:
 # -- pictures ----------------------------------------------------------------------------------
 
 
-def accuracy_vs_knob(results: SweepResults, devices: _Devices, label: str, path: Path) -> Path:
+def accuracy_vs_knob(results: SweepResults, devices: ReportDevices, label: str, path: Path) -> Path:
     """One panel per storage variant; a line per model (colour) and scenario (line style),
     against the swept knob (or, for a device without one, the environment knob the scenarios
     change)."""
@@ -228,7 +229,7 @@ def _short_knobs(knobs: Mapping[str, float]) -> str:
     return ",".join(f"{v:g}" for v in knobs.values()) or "nom."
 
 
-def pareto_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
+def pareto_plot(results: SweepResults, devices: ReportDevices, path: Path) -> Path:
     """One panel per model and scenario: every priced cell (colour: device, marker: storage
     variant) with its interval, and each energy scope's noise-aware front as a step line whose
     points are labelled with the device and its knob values."""
@@ -314,7 +315,7 @@ def pareto_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
     return path
 
 
-def savings_plot(results: SweepResults, devices: _Devices, path: Path) -> Path:
+def savings_plot(results: SweepResults, devices: ReportDevices, path: Path) -> Path:
     """One panel per device: energy relative to the device at nominal knobs against accuracy,
     a line per model (colour) and scenario (line style), in the sweep's first storage variant;
     the points labelled with the swept knob's values."""
@@ -412,7 +413,7 @@ class BerCurve:
         return math.log(v / k.low) / span if self.log else (v - k.low) / span
 
 
-def ber_curves(results: SweepResults, devices: _Devices) -> list[BerCurve]:
+def ber_curves(results: SweepResults, devices: ReportDevices) -> list[BerCurve]:
     """Every swept device's `BerCurve`, in the sweep's device order."""
     out = []
     for label in devices.info:
@@ -433,7 +434,7 @@ def ber_curves(results: SweepResults, devices: _Devices) -> list[BerCurve]:
     return out
 
 
-def ber_vs_knob(results: SweepResults, devices: _Devices, path: Path) -> Path:
+def ber_vs_knob(results: SweepResults, devices: ReportDevices, path: Path) -> Path:
     """Chip-average BER against each device's swept knob, dots at the values used. BERs
     below 1e-15 are drawn at 1e-15, and the legend says which device has such points."""
     plt = _plt()
@@ -443,21 +444,21 @@ def ber_vs_knob(results: SweepResults, devices: _Devices, path: Path) -> Path:
         k = curve.knob
         ber, ber_used = np.array(curve.ber), np.array(curve.ber_used)
         any_log = any_log or curve.log
-        floored = bool((ber_used < _BER_FLOOR).any())
+        floored = bool((ber_used < BER_FLOOR).any())
         name = (f"{curve.label} ({k.name}: {k.low:g}..{k.high:g} {k.unit}"
                 + (", log" if k.scale.value == "log" else "") + ")"
                 + (" *" if floored else ""))
-        line, = ax.plot([curve.position(v) for v in curve.grid], np.maximum(ber, _BER_FLOOR),
+        line, = ax.plot([curve.position(v) for v in curve.grid], np.maximum(ber, BER_FLOOR),
                         label=name)
-        ax.scatter([curve.position(v) for v in curve.used], np.maximum(ber_used, _BER_FLOOR),
+        ax.scatter([curve.position(v) for v in curve.used], np.maximum(ber_used, BER_FLOOR),
                    s=14, color=line.get_color(), zorder=3)
     ax.set_yscale("log")
-    ax.set_ylim(_BER_FLOOR / 3, 1.0)
+    ax.set_ylim(BER_FLOOR / 3, 1.0)
     ax.set_xlabel("swept knob, position in its range (0 = low end, 1 = high end"
                   + ("; log knobs by their logarithm" if any_log else "") + ")")
     ax.set_ylabel("bit error rate on random data")
     ax.set_title(f"Chip-average BER of the swept devices (dots: the operating points used; "
-                 f"*: some below {_BER_FLOOR:g}, drawn at it)", fontsize=9)
+                 f"*: some below {BER_FLOOR:g}, drawn at it)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
@@ -575,7 +576,7 @@ def markdown_lines(blocks: Sequence[AnswerBlock]) -> list[str]:
                                               else [b])]
 
 
-def _headline(results: SweepResults, devices: _Devices, scope: str) -> AnswerTable:
+def _headline(results: SweepResults, devices: ReportDevices, scope: str) -> AnswerTable:
     """One line per model, scenario and chosen point (budgets that choose the same point
     share a line)."""
     cells = results.cells
@@ -704,7 +705,7 @@ def _figure_name(device: str, figure: str) -> str:
     return f"{device}: {quantity}" if memory == UNDER_TEST else figure
 
 
-def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
+def _other_deployments(results: SweepResults, devices: ReportDevices) -> list[str]:
     """The first budget's answer (array scope, or the first scope) under every preset, from
     the same results repriced."""
     from memsim.experiments.aggregation import aggregate
@@ -743,7 +744,7 @@ def _other_deployments(results: SweepResults, devices: _Devices) -> list[str]:
     return [*out, ""]
 
 
-def answer_blocks(results: SweepResults, devices: _Devices) -> list[AnswerBlock]:
+def answer_blocks(results: SweepResults, devices: ReportDevices) -> list[AnswerBlock]:
     """report.md's section "The answer": the deployment, the reference, the budget rule and
     per energy scope the cheapest point within each budget, with its notes."""
     d = results.deployment
@@ -816,7 +817,7 @@ def write_report(out_dir: Path, results: SweepResults, *, command: str = "",
                  elapsed_s: float | None = None) -> list[Path]:
     """Write the pictures and `report.md`; returns the paths written."""
     out_dir = Path(out_dir)
-    devices = _Devices(results)
+    devices = ReportDevices(results)
     written: list[Path] = [pareto_plot(results, devices, out_dir / "pareto.png"),
                            savings_plot(results, devices, out_dir / "savings.png")]
     labels = [label for label in results.devices
