@@ -375,29 +375,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from memsim.physics.device import Device, load_device
     from memsim.physics.fit import (
         ArrayCounts,
+        base_mechanism,
         find_neighbours,
         fit_threshold,
-        fitted_calibration,
-        fitted_mechanism,
+        fitted_document,
     )
-    from memsim.spec.mechanisms import ThresholdMechanism
 
     chips = FaultMaps.load_chips(args.maps)
     maps = chips[0]
     base = load_device(args.base)
-    if maps.knob not in base.spec.knob_names:
-        raise MemsimError(f"the maps are measured along {maps.knob}, which {base.name} has "
-                          f"no knob for; knobs: {', '.join(base.spec.knob_names)}")
-    mechanisms = [m for m in base.spec.faults if isinstance(m, ThresholdMechanism)]
-    if args.mechanism is not None:
-        mechanisms = [m for m in mechanisms if m.name == args.mechanism]
-    if len(mechanisms) != 1:
-        named = f" named {args.mechanism}" if args.mechanism else ""
-        raise MemsimError(f"{base.name} has {len(mechanisms)} threshold mechanisms{named}; "
-                          "--mechanism NAME picks the one the maps measure")
-    if base.spec.cell.bits_per_cell != 1:
-        raise MemsimError(f"{base.name} stores {base.spec.cell.bits_per_cell} bits per cell; "
-                          "fault maps hold one bit per cell")
+    mechanism = base_mechanism(base.spec, maps.knob, args.mechanism)
     sa0 = np.stack([c.stuck_at_zero for c in chips])
     sa1 = np.stack([c.stuck_at_one for c in chips])
     found = find_neighbours(sa0, sa1, args.neighbours) if args.neighbours else ()
@@ -405,25 +392,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                    [n.offset for n in found])
     fit = fit_threshold(counts, weak_arrays=not args.no_weak_arrays, resamples=args.resamples,
                         seed=args.seed)
-    source = "measured_maps"
-    row_bits = 64 if args.array_bits % 64 == 0 else args.array_bits
-    name = args.name or f"{base.name}-fitted"
     citation = (f"fault maps {Path(args.maps).name}: {len(chips)} chip(s) of "
                 f"{sa0.shape[2]} cells at {maps.knob} = "
                 f"{', '.join(f'{v:g}' for v in maps.knob_values)}"
                 + (f" ({maps.source})" if maps.source else ""))
-    document: dict[str, Any] = {
-        "schema_version": 1,
-        "extends": args.base,
-        "name": name,
-        "description": f"{base.name} with its {mechanisms[0].name} mechanism fitted to "
-                       f"{Path(args.maps).name} by memsim devices fit.",
-        "source": [{"id": source, "citation": citation}],
-        "array": {"row_bits": row_bits, "rows_per_array": args.array_bits // row_bits},
-        "faults": [fitted_mechanism(fit, name=mechanisms[0].name, source=source,
-                                    curve=args.curve, neighbours=found)],
-        "calibration": [fitted_calibration(fit, source=source)],
-    }
+    document = fitted_document(
+        fit, extends=args.base, name=args.name or f"{base.name}-fitted",
+        description=f"{base.name} with its {mechanism} mechanism fitted to "
+                    f"{Path(args.maps).name} by memsim devices fit.",
+        mechanism=mechanism, citation=citation, array_bits=args.array_bits, curve=args.curve,
+        neighbours=found)
     out = Path(args.out)
     # validated as the file will be read: its extends resolved from its own folder
     Device.from_document(document, file=str(out), folder=out.parent)

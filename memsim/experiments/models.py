@@ -185,12 +185,7 @@ def _module_model(entry: ModelEntry) -> nn.Module:
         raise RunnerError(f"model {entry.name}: module is a {type(module).__name__}, not a "
                           "torch.nn.Module")
     if entry.ptq is not None:
-        was_training = module.training
-        module.eval()
-        try:
-            return _quantised(module, entry.ptq)
-        finally:
-            module.train(was_training)
+        return _quantised(module, entry.ptq)  # a quantised copy, in eval mode
     if not any(True for _ in iter_quantized_layers(module)):
         raise RunnerError(f"model {entry.name}: a float module needs ptq: {{weight_bits: ...}} "
                           "(how its weights are stored)")

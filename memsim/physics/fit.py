@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +31,8 @@ from scipy.stats import binom
 
 from memsim.errors import MemsimError
 from memsim.physics.mechanisms import score_quantile
+from memsim.spec.device import DeviceSpec
+from memsim.spec.mechanisms import ThresholdMechanism
 
 __all__ = [
     "ArrayCounts",
@@ -37,9 +40,11 @@ __all__ = [
     "GoodnessRow",
     "NeighbourEstimate",
     "ThresholdFit",
+    "base_mechanism",
     "find_neighbours",
     "fit_threshold",
     "fitted_calibration",
+    "fitted_document",
     "fitted_mechanism",
 ]
 
@@ -159,6 +164,15 @@ class _Figures:
     chip_variance: NDArray[np.float64]
 
 
+@dataclass(frozen=True)
+class _Params:
+    die: float
+    array: float
+    cell: float
+    p: float
+    shift: float
+
+
 def _measured(faulty: NDArray[np.int64], n: int) -> _Figures:
     k = faulty.astype(np.float64)  # (chips, points, arrays)
     mean = k.mean(axis=2)
@@ -173,15 +187,16 @@ def _measured(faulty: NDArray[np.int64], n: int) -> _Figures:
                     else np.full(k.shape[1], np.nan))
 
 
-def _given_die(t: NDArray[np.float64], array: float, cell: float, p: float, shift: float
+def _given_die(t: NDArray[np.float64], params: _Params
                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The per-array fault probabilities, (die node) × (array grid and weak flag), given
     `t = z − √die·d` per die node, and their weights."""
-    sd = math.sqrt(max(cell, 1e-12))
+    sd = math.sqrt(max(params.cell, 1e-12))
     qs, ws = [], []
-    for offset, weight in ((0.0, 1.0 - p), (shift, p)):
+    for offset, weight in ((0.0, 1.0 - params.p), (params.shift, params.p)):
         if weight > 0:
-            qs.append(ndtr((t[:, None] - math.sqrt(array) * _ARRAY_GRID[None, :] + offset) / sd))
+            qs.append(ndtr((t[:, None] - math.sqrt(params.array) * _ARRAY_GRID[None, :]
+                            + offset) / sd))
             ws.append(weight * _ARRAY_WEIGHTS)
     return np.concatenate(qs, axis=1), np.concatenate(ws)
 
@@ -190,10 +205,9 @@ _DIE_X, _DIE_W = np.polynomial.hermite_e.hermegauss(_DIE_NODES)
 _DIE_W = _DIE_W / _DIE_W.sum()
 
 
-def _model(n: int, z: float, die: float, array: float, cell: float, p: float,
-           shift: float) -> tuple[float, float, float, float]:
+def _model(n: int, z: float, params: _Params) -> tuple[float, float, float, float]:
     """(mean fraction, fault-free arrays, within-chip dispersion, chip-fraction variance)."""
-    q, wq = _given_die(z - math.sqrt(die) * _DIE_X, array, cell, p, shift)
+    q, wq = _given_die(z - math.sqrt(params.die) * _DIE_X, params)
     q = np.minimum(q, 1.0 - 1e-16)
     fractions = q @ wq
     free = np.exp(n * np.log1p(-q)) @ wq
@@ -211,15 +225,6 @@ def _z_for(fraction: float, params: _Params) -> float:
     return score_quantile(fraction, (params.p, params.shift))
 
 
-@dataclass(frozen=True)
-class _Params:
-    die: float
-    array: float
-    cell: float
-    p: float
-    shift: float
-
-
 def _params(theta: NDArray[np.float64], weak: bool) -> _Params:
     shares = np.exp(theta[:3] - theta[:3].max())
     shares /= shares.sum()
@@ -233,8 +238,7 @@ def _residuals(params: _Params, data: _Figures, n: int) -> list[float]:
         if not 0 < f < 1:
             continue
         z = _z_for(float(f), params)
-        _, free, dispersion, chip_variance = _model(n, z, params.die, params.array,
-                                                    params.cell, params.p, params.shift)
+        _, free, dispersion, chip_variance = _model(n, z, params)
         if 0.01 < data.free[i] < 0.99:
             out.append(math.log(max(free, 1e-12) / data.free[i]))
         if math.isfinite(data.dispersion[i]) and data.dispersion[i] > 0:
@@ -330,8 +334,7 @@ def _goodness(counts: ArrayCounts, i: int, params: _Params, z: float) -> Goodnes
     n = counts.cells_per_array
     k = counts.faulty[:, i, :].astype(np.float64)
     measured = _measured(counts.faulty[:, i:i + 1, :], n)
-    fraction, free, dispersion, _ = _model(n, z, params.die, params.array, params.cell,
-                                           params.p, params.shift)
+    fraction, free, dispersion, _ = _model(n, z, params)
     return GoodnessRow(float(counts.knob_values[i]), (float(measured.fraction[0]), fraction),
                        (float(measured.free[0]), free),
                        (float(measured.dispersion[0]), dispersion),
@@ -342,8 +345,7 @@ def _goodness(counts: ArrayCounts, i: int, params: _Params, z: float) -> Goodnes
 def _expected_max(n: int, arrays: int, z: float, params: _Params) -> float:
     """The largest per-array count of a chip, averaged over chips: the largest K with
     P(count >= K) >= 1/arrays, by quadrature over the die offset."""
-    q_all, wq = _given_die(z - math.sqrt(params.die) * _DIE_X, params.array, params.cell,
-                           params.p, params.shift)
+    q_all, wq = _given_die(z - math.sqrt(params.die) * _DIE_X, params)
     out = 0.0
     for q, wd in zip(q_all, _DIE_W, strict=True):
         top = min(n, int(n * q.max() + 10.0 * math.sqrt(n * q.max()) + 20))
@@ -402,6 +404,45 @@ def fitted_mechanism(fit: ThresholdFit, *, name: str, source: str, curve: str = 
             "value": _round(n.probability[0]), "provenance": "derived", "source": source,
             "note": f"{n.pairs} pairs against {n.chance:.3g} by chance"}} for n in neighbours]
     return out
+
+
+def base_mechanism(spec: DeviceSpec, knob: str, mechanism: str | None = None) -> str:
+    """The threshold mechanism of `spec` that maps measured along `knob` refine: the one
+    named, or its only one; a `FitError` when the device cannot take the fit."""
+    if knob not in spec.knob_names:
+        raise FitError(f"the maps are measured along {knob}, which {spec.name} has no knob "
+                       f"for; knobs: {', '.join(spec.knob_names)}")
+    names = [m.name for m in spec.faults if isinstance(m, ThresholdMechanism)
+             and (mechanism is None or m.name == mechanism)]
+    if len(names) != 1:
+        named = f" named {mechanism}" if mechanism else ""
+        raise FitError(f"{spec.name} has {len(names)} threshold mechanisms{named}; "
+                       "--mechanism NAME picks the one the maps measure")
+    if spec.cell.bits_per_cell != 1:
+        raise FitError(f"{spec.name} stores {spec.cell.bits_per_cell} bits per cell; fault "
+                       "maps hold one bit per cell")
+    return names[0]
+
+
+def fitted_document(fit: ThresholdFit, *, extends: str, name: str, description: str,
+                    mechanism: str, citation: str, array_bits: int, curve: str = "probit",
+                    neighbours: Sequence[NeighbourEstimate] = ()) -> dict[str, Any]:
+    """A device document (plain data) that extends the refined device with the fitted
+    mechanism, the maps as its source and calibration, and arrays of `array_bits` cells (the
+    unit of the fitted array statistics)."""
+    source = "measured_maps"
+    row_bits = 64 if array_bits % 64 == 0 else array_bits
+    return {
+        "schema_version": 1,
+        "extends": extends,
+        "name": name,
+        "description": description,
+        "source": [{"id": source, "citation": citation}],
+        "array": {"row_bits": row_bits, "rows_per_array": array_bits // row_bits},
+        "faults": [fitted_mechanism(fit, name=mechanism, source=source, curve=curve,
+                                    neighbours=neighbours)],
+        "calibration": [fitted_calibration(fit, source=source)],
+    }
 
 
 def fitted_calibration(fit: ThresholdFit, *, source: str,

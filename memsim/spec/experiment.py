@@ -396,13 +396,6 @@ def _spec_hash(document: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _prefixed_problems(error: SpecError, file: str, node: Node) -> SpecError:
-    """Problems of a device document given inside an experiment, with paths from its root."""
-    return SpecError([SpecProblem(node.file, f"{node.path}.{p.path}" if p.path else node.path,
-                                  p.message) if p.file == file else p
-                      for p in error.problems])
-
-
 def _device_ref(n: Node) -> DeviceRef:
     value = n.value
     if isinstance(value, Mapping):
@@ -412,7 +405,7 @@ def _device_ref(n: Node) -> DeviceRef:
             document = resolve_extends(value, MEMORY_DEVICE, _base(n.file))
             spec = parse_device(document, MEMORY_DEVICE)
         except SpecError as e:
-            raise _prefixed_problems(e, MEMORY_DEVICE, n) from None
+            raise _prefixed(e, MEMORY_DEVICE, n) from None
         return DeviceRef(spec.name, MEMORY_DEVICE, spec, _spec_hash(document), document)
     if hasattr(value, "spec") and hasattr(value, "document"):  # a memsim.Device
         spec, document = value.spec, value.document
@@ -706,10 +699,13 @@ def _kwargs(n: Node) -> dict[str, Any]:
     return {k: _plain_value(c) for k, c in entries(n)}
 
 
-def _prefixed(error: SpecError, file: str, prefix: str) -> SpecError:
-    """Problems of an inline training config, with paths from the experiment's root."""
-    return SpecError([SpecProblem(file, f"{prefix}.{p.path}" if p.path else prefix, p.message)
-                      if p.file == file else p for p in error.problems])
+def _prefixed(error: SpecError, file: str, node: Node) -> SpecError:
+    """Problems of a document given inside an experiment (an inline training config, a device
+    document from Python), validated as `file`: named by the experiment's file and paths from
+    its root."""
+    return SpecError([SpecProblem(node.file, f"{node.path}.{p.path}" if p.path else node.path,
+                                  p.message) if p.file == file else p
+                      for p in error.problems])
 
 
 def _train(n: Node, model_name: str, data: DataSelection | None) -> TrainSpec:
@@ -729,7 +725,7 @@ def _train(n: Node, model_name: str, data: DataSelection | None) -> TrainSpec:
     try:
         return parse_training(doc, n.file)
     except SpecError as e:
-        raise _prefixed(e, n.file, n.path) from None
+        raise _prefixed(e, n.file, n) from None
 
 
 def _model(n: Node, data: DataSelection | None) -> ModelEntry:
