@@ -222,6 +222,16 @@
     const clean = list.map((c) => val(c, "clean_accuracy"));
     return Math.max(0, 100 * Math.min(...clean) - DATA.below_points);
   }
+  // A panel of accuracy (y, from the floor of `cells`) against x in [x0, x1]: its size, plot
+  // box and scales, shared by the energy and the knob views.
+  function accuracyFrame(view, height, x0, x1, logX, cells) {
+    const floor = accuracyFloor(cells);
+    const { width } = columns(view, 560);
+    const box = { l: 58, t: 28, w: width - 58 - 14, h: height - 28 - 58 };
+    const xs = scale(x0, x1, box.l, box.l + box.w, logX);
+    const ys = scale(floor, 100.5, box.t + box.h, box.t, false);
+    return { floor, width, box, xs, ys };
+  }
   function point(parent, c, x, y, kind, fill, stroke, r, cls) {
     return svgEl("path", {
       d: markerPath(kind, x, y, r), fill, stroke, class: "pt" + (cls ? " " + cls : ""), "data-cell": c.i,
@@ -305,12 +315,8 @@
     let x0 = Math.min(...drawable.map(xOf)), x1 = Math.max(...drawable.map(xOf));
     const pad = Math.max(0.08, (Math.log10(x1) - Math.log10(x0)) * 0.04);
     x0 = x0 / Math.pow(10, pad); x1 = x1 * Math.pow(10, pad);
-    const floor = accuracyFloor(drawable);
-    const { width } = columns(view, 560);
     const height = 350;
-    const box = { l: 58, t: 28, w: width - 58 - 14, h: height - 28 - 58 };
-    const xs = scale(x0, x1, box.l, box.l + box.w, true);
-    const ys = scale(floor, 100.5, box.t + box.h, box.t, false);
+    const { floor, width, box, xs, ys } = accuracyFrame(view, height, x0, x1, true, drawable);
     const skipped = shown.length - drawable.length;
     groups.forEach((members, key) => {
       const [model, scenario] = key.split("\u0000");
@@ -433,12 +439,8 @@
       if (x0 === x1) { x0 -= 1; x1 += 1; }
       if (log) { const p = Math.pow(x1 / x0, 0.04); x0 /= p; x1 *= p; } else { const p = (x1 - x0) * 0.04; x0 -= p; x1 += p; }
     }
-    const floor = accuracyFloor(mine);
-    const { width } = columns(view, 560);
     const height = 310;
-    const box = { l: 58, t: 28, w: width - 58 - 14, h: height - 28 - 58 };
-    const xs = scale(x0, x1, box.l, box.l + box.w, log);
-    const ys = scale(floor, 100.5, box.t + box.h, box.t, false);
+    const { floor, width, box, xs, ys } = accuracyFrame(view, height, x0, x1, log, mine);
     const xlabel = spec === null ? "the device's only operating point (no knob varies)"
       : `${knob} (${spec.unit}), ${spec.role} knob; nominal ${g(spec.nominal)}` + (log ? ", log scale" : "");
     const lines = [];
