@@ -105,21 +105,29 @@ def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, A
     return config, tmp / "out", results
 
 
+SMALL_DEMO = ["run", "quickstart", "--dry-run", "--executor", "inprocess", "--no-progress",
+              "--set", "scenarios=[{name: typical}]",
+              "--set", "devices=[{device: sram-14nm, sweep: {v_rel: [1.0, 0.9]}}]"]
+"""A small dry run of the demo's config: one device, one scenario."""
+
+
 @pytest.fixture(scope="session")
-def demo_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's outputs: CI's `memsim demo` folder when fresh, else a small dry run of the
-    same config (one device, one scenario) made here."""
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep folder of `SMALL_DEMO` (the docs' `given memsim-demo: a small dry run`)."""
+    import contextlib
+
+    from memsim.cli import main
+
+    out = tmp_path_factory.mktemp("small-demo")
+    with contextlib.chdir(out):  # a relative --out: the report quotes a short command
+        assert main([*SMALL_DEMO, "--out", "sweep"]) == 0
+    return out / "sweep" / "dry-run"
+
+
+@pytest.fixture(scope="session")
+def demo_outputs(request: pytest.FixtureRequest) -> Path:
+    """The demo's outputs: CI's `memsim demo` folder when fresh, else `small_demo`."""
     from sweeps import fresh_repo_demo
 
     fresh = fresh_repo_demo()
-    if fresh is not None:
-        return fresh
-    from memsim.cli import main
-
-    out = tmp_path_factory.mktemp("demo-outputs")
-    code = main(["run", "quickstart", "--dry-run", "--executor", "inprocess", "--no-progress",
-                 "--set", "scenarios=[{name: typical}]",
-                 "--set", "devices=[{device: sram-14nm, sweep: {v_rel: [1.0, 0.9]}}]",
-                 "--out", str(out / "sweep")])
-    assert code == 0
-    return out / "sweep" / "dry-run"
+    return fresh if fresh is not None else Path(request.getfixturevalue("small_demo"))

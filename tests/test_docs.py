@@ -44,10 +44,6 @@ GIVEN_DEMO_OUTPUTS = "the demo's outputs"
 """CI's `memsim demo` folder when it is fresh (the README's first line ran before the tests),
 else the small dry run (`conftest.demo_outputs`)."""
 GIVEN_CHECKPOINT = "a BNN trained for 3 epochs"
-# The dry run behind GIVEN_DEMO: the quickstart config, one device and one scenario.
-SMALL_DEMO = ["run", "quickstart", "--dry-run", "--executor", "inprocess", "--no-progress",
-              "--set", "scenarios=[{name: typical}]",
-              "--set", "devices=[{device: sram-14nm, sweep: {v_rel: [1.0, 0.9]}}]"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,16 +214,6 @@ def normalised(words: list[str]) -> list[str]:
     if words[0] in ("python", "python3", ".venv/bin/python"):
         return words[1:]
     return words
-
-
-@pytest.fixture(scope="session")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """GIVEN_DEMO: the sweep folder of a small dry run of the quickstart config."""
-    out = tmp_path_factory.mktemp("small-demo")
-    with contextlib.chdir(out):
-        code, printed = _memsim([*SMALL_DEMO, "--out", "sweep"])
-    assert code == 0, printed
-    return out / "sweep" / "dry-run"
 
 
 @pytest.fixture(scope="session")
