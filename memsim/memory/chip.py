@@ -184,6 +184,9 @@ class Chip:
         box = _sweep_grid(device, sweep) if sweep is not None and any(
             isinstance(m, ThresholdMechanism) for m in spec.faults) else []
         self.persistent: dict[int, PersistentCells] = {}
+        # per mechanism with neighbours: its last prefix length and faulty cells (reads at one
+        # operating point repeat over trials; a prefix is the same after the chip extends)
+        self._with_neighbours: dict[int, tuple[int, NDArray[np.int64], NDArray[np.uint8]]] = {}
         self._weak: dict[int, WeakCells] = {}
         for i, mech in enumerate(spec.faults):
             if isinstance(mech, ThresholdMechanism):
@@ -204,10 +207,12 @@ class Chip:
     @property
     def nbytes(self) -> int:
         """Bytes this chip holds: its persistent-fault candidates (17 per cell: index, score,
-        action) and the weak-cell lists of its per-cell factors (8 per weak cell). A read
+        action), the weak-cell lists of its per-cell factors (8 per weak cell) and, with
+        neighbours, the faulty cells of the last operating point read (9 per cell). A read
         needs this plus its result, one image."""
         return (sum(p.nbytes for p in self.persistent.values())
-                + sum(w.nbytes for w in self._weak.values()))
+                + sum(w.nbytes for w in self._weak.values())
+                + sum(c.nbytes + a.nbytes for _, c, a in self._with_neighbours.values()))
 
     # -- persistent faults ------------------------------------------------------------------
     def _actions(self, i: int, n: int, sa0: float, sa1: float, flip: float) -> NDArray[np.uint8]:
@@ -264,6 +269,9 @@ class Chip:
         mech = self.device.spec.faults[i]
         if not isinstance(mech, ThresholdMechanism) or not mech.neighbours or k == 0:
             return idx, act
+        last = self._with_neighbours.get(i)
+        if last is not None and last[0] == k:
+            return last[1], last[2]
         parts, actions = [idx], [act]
         for j, n in enumerate(mech.neighbours):
             # decided per (chip, neighbour, cell): the same at every read and knob value
@@ -275,7 +283,11 @@ class Chip:
             actions.append(act[taken][inside])
         combined = np.concatenate(parts)
         _, first = np.unique(combined, return_index=True)  # primaries come first
-        return combined[first], np.concatenate(actions)[first]
+        faulty, faulty_actions = combined[first], np.concatenate(actions)[first]
+        faulty.setflags(write=False)  # kept for the next read: callers must not change them
+        faulty_actions.setflags(write=False)
+        self._with_neighbours[i] = (k, faulty, faulty_actions)
+        return faulty, faulty_actions
 
     def _active(self, i: int, values: Mapping[str, float]) -> int:
         cells = self.persistent[i]
