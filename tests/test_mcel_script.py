@@ -47,8 +47,42 @@ def test_a_tiny_run_prints_every_row(script: ModuleType, tmp_path: Path) -> None
     assert len(list(tmp_path.glob("*/checkpoint.pt"))) == 2 * 3 * 2
 
 
+def test_injection_devices_ranges_stored_scales_and_codes(script: ModuleType,
+                                                         tmp_path: Path) -> None:
+    """The paper-scale study's options: bit-flip injection as a trained variant, a catalogue
+    device's operating point as a column, the 4-bit quantiser's range (max, fixed, LSQ) as
+    settings, scales stored in the faulty memory and the code statistics as two more tables."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert script.main(["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0",
+                            "--weights", "qnn4", "--margins", "16", "--bers", "0.05",
+                            "--output-scale", "learned", "--losses", "ce", "mcel", "bitflip",
+                            "--device", "sram-14nm:v_rel=0.8", "--ranges", "max", "fixed",
+                            "learned", "--scale-in-memory", "--codes",
+                            "--out", str(tmp_path)]) == 0
+    text = out.getvalue()
+    header = next(line for line in text.splitlines() if line.startswith("| weights"))
+    assert "acc @ sram-14nm v_rel=0.8 (BER 3.13%)" in header
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| 4-bit")]
+    main_rows = [r[:3] for r in rows if len(r) == 8 and "±" in r[4]]
+    assert main_rows == [[f"| {label}", "learned", loss]
+                         for label in ("4-bit", "4-bit fixed ±0.1", "4-bit LSQ")
+                         for loss in ("CE", "MCEL m=16", "bit-flip p=0.01")]
+    stored = [r[0] for r in rows if len(r) == 4]  # the max and LSQ models, one BER column
+    assert stored == ["| 4-bit"] * 3 + ["| 4-bit LSQ"] * 3
+    codes = [r for r in rows if len(r) == 8 and "±" not in r[4]]
+    assert len(codes) == 9 and all(0 < float(r[5]) for r in codes)
+    trained = {p.parent.name for p in tmp_path.glob("*/checkpoint.pt")}
+    assert any("-qnn4-fixed0.1-" in name for name in trained)
+    assert any("-qnn4-lsq-" in name and "bit-flip" in name for name in trained)
+    assert len(trained) == 9
+
+
 def test_bad_arguments_exit_with_a_message(script: ModuleType) -> None:
-    for argv in (["--bers", "0"], ["--output-scale", "big"], ["--output-scale", "-1"]):
+    for argv in (["--bers", "0"], ["--output-scale", "big"], ["--output-scale", "-1"],
+                 ["--device", "sram-14nm"], ["--device", "sram-14nm:v_rel"],
+                 ["--device", "sram-14nm:v_rel=low"], ["--inject-ber", "2"],
+                 ["--weight-clip", "0"], ["--ranges", "minmax"], ["--losses", "hinge"]):
         with pytest.raises(SystemExit) as info, contextlib.redirect_stderr(io.StringIO()):
             script.main(argv)
         assert info.value.code == 2

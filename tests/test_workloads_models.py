@@ -99,6 +99,13 @@ def test_quantiser_options_reach_every_layer() -> None:
         q = layer.weight_quantizer
         assert (q.bits, q.signed, q.per_channel, q.describe()) == \
             (2, False, True, "uint2_per_channel (clip 0.1)")
+    fixed = build_model("mlp", num_classes=10, in_channels=1, image_size=8, weight_bits=4,
+                        weight_clip=0.25, weight_range="fixed")
+    assert {layer.weight_quantizer.describe() for _, layer in iter_quantized_layers(fixed)} == \
+        {"int4 (fixed range ±0.25)"}
+    with pytest.raises(ModelError, match="weight_range must be one of max, fixed, learned"):
+        build_model("mlp", num_classes=10, in_channels=1, image_size=8, weight_bits=4,
+                    weight_range="lsq")
 
 
 @pytest.mark.parametrize(("name", "channels", "size", "expected"), [

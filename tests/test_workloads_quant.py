@@ -20,8 +20,10 @@ from memsim.workloads.layers import (
     load_weight_codes,
     weight_codes,
 )
+from memsim.workloads.ptq import quantized_copy_of_layer
 from memsim.workloads.quant import (
     AsymmetricQuantizer,
+    LearnedStepQuantizer,
     QuantizationError,
     SignActivation,
     SignQuantizer,
@@ -155,6 +157,87 @@ def test_symmetric_clip_saturates_and_masks_gradient() -> None:
     assert torch.equal(_grad(q.fake_quantize, w, upstream), hand)
 
 
+@pytest.mark.parametrize("cls", [SymmetricQuantizer, AsymmetricQuantizer])
+def test_a_fixed_range_keeps_its_step_whatever_the_weights(cls: type[WeightQuantizer]) -> None:
+    """With fixed_range the step is clip/Q (clip/N) for small weights and large ones alike,
+    where the max-|w| range would move with the weights."""
+    q = cls(4, clip=0.5, fixed_range=True)  # type: ignore[call-arg]
+    small, large = torch.tensor([-0.05, 0.0, 0.05]), torch.tensor([-2.0, 0.0, 2.0, 0.25])
+    assert float(q.quantize(small).scale) == float(q.quantize(large).scale)
+    assert float(q.quantize(small).scale) == pytest.approx(
+        0.5 / 7 if cls is SymmetricQuantizer else 1.0 / 15)
+    moving = cls(4, clip=0.5)  # type: ignore[call-arg]
+    assert float(moving.quantize(small).scale) < float(q.quantize(small).scale)
+    codes = q.quantize(large)
+    # saturated at the range (the asymmetric grid covers it up to half a step, z being rounded)
+    slack = 0.0 if cls is SymmetricQuantizer else float(codes.scale) / 2
+    assert float(codes.dequantize().abs().max()) <= 0.5 + slack + 1e-6
+    upstream = torch.ones(4)
+    assert torch.equal(_grad(q.fake_quantize, large, upstream),
+                       (large.abs() <= 0.5).float())
+    assert "fixed range ±0.5" in q.describe()
+    assert resolve_quantizer(quantizer_fields(q)) == q
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_a_learned_step_trains_with_lsq_gradients(per_channel: bool) -> None:
+    """The layer's step starts at 2·mean|w|/√Q; ŵ is the codes at that step bit for bit, and
+    the pseudo-gradients are LSQ's: 1 to the weights inside the range, and to the step
+    (round(w/s) − w/s inside, ±Q outside) scaled by 1/√(N·Q)."""
+    torch.manual_seed(3)
+    q = LearnedStepQuantizer(4, per_channel)
+    layer = QuantizedLinear(16, 3, weight_quantizer=q)
+    with torch.no_grad():
+        layer.weight[0, 0] = 5.0  # far outside any range: saturated
+    layer.reset_weight_step()
+    assert layer.weight_step is not None
+    w = layer.weight.detach()
+    rows = w.reshape(3, -1) if per_channel else w.reshape(1, -1)
+    expected_step = 2 * rows.abs().mean(dim=1) / 7 ** 0.5
+    assert torch.allclose(layer.weight_step.detach(), expected_step)
+    out = layer.quantized_weight()
+    codes = layer.weight_codes()
+    assert torch.equal(codes.dequantize(), out.detach())
+    assert int(codes.codes[0, 0]) == 7
+    upstream = torch.randn(3, 16)
+    (out * upstream).sum().backward()
+    s = layer.weight_step.detach().reshape(-1, 1) if per_channel else layer.weight_step.detach()
+    v = w / s
+    inside = v.abs() <= 7
+    assert layer.weight.grad is not None and layer.weight_step.grad is not None
+    assert torch.equal(layer.weight.grad, upstream * inside.float())
+    d_step = torch.where(inside, torch.round(v) - v, torch.sign(v) * 7)
+    n = 16 if per_channel else 48  # weights per step
+    per_element = upstream * d_step
+    hand = per_element.sum(dim=1) if per_channel else per_element.sum().reshape(1)
+    assert torch.allclose(layer.weight_step.grad, hand / (n * 7) ** 0.5, atol=1e-6)
+    # the step is the layer's: the quantiser alone cannot quantise
+    with pytest.raises(QuantizationError, match="parameter of its layer"):
+        q.quantize(w)
+
+
+def test_a_learned_step_round_trips_and_refuses_a_range() -> None:
+    q = LearnedStepQuantizer(4)
+    assert resolve_quantizer(quantizer_fields(q)) == q
+    assert resolve_quantizer({"name": "int4", "learned_step": True}) == q
+    assert make_weight_quantizer(4, learned_step=True, per_channel=True) == \
+        LearnedStepQuantizer(4, True)
+    assert q != SymmetricQuantizer(4) and q.describe() == "int4 (learned step)"
+    # a copied float layer gets the step of its own weights
+    plain = nn.Linear(6, 2)
+    copied = quantized_copy_of_layer(plain, q)
+    assert copied.weight_step is not None and torch.equal(copied.weight, plain.weight)
+    assert torch.allclose(copied.weight_step.detach(), q.initial_step(plain.weight))
+    for spec, message in (({"bits": 4, "learned_step": True, "clip": 0.1}, "no clip"),
+                          ({"bits": 4, "scheme": "asymmetric", "learned_step": True},
+                           "symmetric weights only"),
+                          ({"name": "uint4", "learned_step": True}, "symmetric weights only"),
+                          ({"bits": 4, "learned_step": 1}, "learned_step must be true"),
+                          ({"bits": 1, "learned_step": True}, "sign quantizer")):
+        with pytest.raises(QuantizationError, match=message):
+            resolve_quantizer(spec)
+
+
 def test_asymmetric_clip_masks_gradient_outside_range() -> None:
     w = torch.tensor([-0.4, -0.2, 0.0, 0.1, 0.25])
     q = AsymmetricQuantizer(8, clip=0.2)
@@ -246,6 +329,9 @@ def test_resolver_names_dicts_and_instances() -> None:
     ({"bits": 1, "per_channel": True}, "sign quantizer"),
     ({"name": "int4", "clip": -1.0}, "clip must be"),
     ({"name": "int4", "clip": True}, "clip must be"),
+    ({"name": "int4", "fixed_range": True}, "fixed range needs clip"),
+    ({"bits": 4, "clip": 0.1, "fixed_range": "yes"}, "fixed_range must be true or false"),
+    ({"bits": 1, "fixed_range": True}, "sign quantizer"),
 ])
 def test_resolver_rejects_bad_specs(spec: object, message: str) -> None:
     with pytest.raises(QuantizationError, match=message.replace("<", ".").replace(">", ".")):

@@ -12,6 +12,9 @@ import torch
 
 from memsim.errors import MemsimError, SpecError
 from memsim.spec.training import TrainSpec, parse_training
+from memsim.workloads.bridge import ModelImage, clear
+from memsim.workloads.layers import iter_quantized_layers
+from memsim.workloads.quant import LearnedStepQuantizer
 from memsim.workloads.training import CheckpointError, load_checkpoint, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -108,6 +111,11 @@ def test_bad_checkpoints_and_configs_are_one_line_errors(tmp_path: Path) -> None
         train(spec(model={"name": "mlp", "options": {"output_scale": "fixed"}}), tmp_path / "c")
     with pytest.raises(SpecError, match="output_scale must be a finite number > 0, got -1"):
         train(spec(model={"name": "mlp", "options": {"output_scale": -1}}), tmp_path / "c")
+    with pytest.raises(SpecError, match=r"model\.options\.weight_range.*expected one of max, "
+                                        r"fixed, learned, got 'lsq'"):
+        train(spec(model={"name": "mlp", "options": {"weight_range": "lsq"}}), tmp_path / "c")
+    with pytest.raises(SpecError, match="fixed range needs clip"):
+        train(spec(model={"name": "mlp", "options": {"weight_range": "fixed"}}), tmp_path / "c")
     with pytest.raises(MemsimError, match="unknown data set"):
         train(spec(data={"name": "imagenet"}), tmp_path / "d")
     with pytest.raises(MemsimError, match="needs a data directory"):
@@ -174,3 +182,34 @@ def test_output_scale_option_is_learned_by_default_or_fixed(tmp_path: Path) -> N
     assert scales["default"] == scales["learned"]
     assert scales["default"][0] and scales["default"][1] != 1.0  # it moved from its start
     assert scales["fixed"] == (False, 0.5)
+
+
+def test_weight_range_options_train_a_fixed_or_a_learned_step(tmp_path: Path) -> None:
+    """``weight_range: fixed`` keeps every layer's step at weight_clip/Q through training;
+    ``learned`` (LSQ) trains the steps, which the checkpoint holds; either model's memory
+    image loads back to the forward pass it was trained with, bit for bit."""
+    x = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    steps = {}
+    for tag, options in (("fixed", {"weight_clip": 0.25, "weight_range": "fixed"}),
+                         ("learned", {"weight_range": "learned"})):
+        model = {"name": "mlp", "weight_bits": 4,
+                 "options": {"width_multiplier": 0.25, **options}}
+        result = train(spec(model=model, loss={"kind": "ce"}), tmp_path / tag)
+        assert result.test_accuracy > 0.5
+        trained = load_checkpoint(result.checkpoint).model
+        layers = [layer for _, layer in iter_quantized_layers(trained)]
+        steps[tag] = [float(layer.weight_codes().scale) for layer in layers]
+        image = ModelImage.of(trained)
+        with torch.no_grad():
+            reference = trained(x)
+            image.load(trained, image.image)
+            loaded = trained(x)
+        clear(trained)
+        assert torch.equal(reference, loaded)
+        if tag == "learned":
+            assert all(layer.weight_step is not None for layer in layers)
+            initial = [float(LearnedStepQuantizer(4).initial_step(layer.weight)[0])
+                       for layer in layers]
+            # trained, not re-derived from the weights
+            assert any(abs(a / b - 1) > 0.05 for a, b in zip(steps[tag], initial, strict=True))
+    assert steps["fixed"] == [pytest.approx(0.25 / 7)] * len(steps["fixed"])

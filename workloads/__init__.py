@@ -39,6 +39,7 @@ from memsim.workloads.packed_bnn import PackedBNN, PackedBNNError
 from memsim.workloads.ptq import quantize_model
 from memsim.workloads.quant import (
     AsymmetricQuantizer,
+    LearnedStepQuantizer,
     QuantizationError,
     SignActivation,
     SignQuantizer,
@@ -58,6 +59,7 @@ __all__ = [
     "DataError",
     "DataSplit",
     "Dataset",
+    "LearnedStepQuantizer",
     "LossError",
     "MarginCrossEntropyLoss",
     "ModelError",

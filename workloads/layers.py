@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from memsim.workloads.quant import (
+    LearnedStepQuantizer,
     QuantizationError,
     WeightCodes,
     WeightQuantizer,
@@ -61,6 +62,8 @@ class QuantizedWeightLayer(nn.Module):
 
     weight: Tensor
     weight_quantizer: WeightQuantizer
+    weight_step: nn.Parameter | None
+    """The trained step of a `LearnedStepQuantizer` (shape of its scale); None otherwise."""
     weight_perturbation: Callable[[Tensor], Tensor] | None
     _loaded_weight: Tensor | None
 
@@ -69,10 +72,37 @@ class QuantizedWeightLayer(nn.Module):
         self.weight_perturbation = None
         # A buffer so that .to() moves it; not persistent: a checkpoint holds latent weights only.
         self.register_buffer("_loaded_weight", None, persistent=False)
+        q = self.weight_quantizer
+        if isinstance(q, LearnedStepQuantizer):
+            self.weight_step = nn.Parameter(q.initial_step(self.weight))
+        else:
+            self.register_parameter("weight_step", None)
+
+    def reset_weight_step(self) -> None:
+        """Set a learned step to its initial value for the current latent weights (after
+        weights were copied in); no-op for other quantisers."""
+        q = self.weight_quantizer
+        if isinstance(q, LearnedStepQuantizer) and self.weight_step is not None:
+            with torch.no_grad():
+                self.weight_step.copy_(q.initial_step(self.weight))
+
+    def quant_params(self) -> tuple[Tensor, Tensor]:
+        """Scale and zero point of the latent weights (detached): the quantiser's statistics,
+        or the learned step."""
+        q = self.weight_quantizer
+        if isinstance(q, LearnedStepQuantizer):
+            assert self.weight_step is not None
+            scale = q.step_scale(self.weight_step)
+            return scale, torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
+        return q.params(self.weight)
 
     def quantized_weight(self) -> Tensor:
         """The quantised latent weight ``ŵ`` with its STE (ignores loaded codes and noise)."""
-        return self.weight_quantizer.fake_quantize(self.weight)
+        q = self.weight_quantizer
+        if isinstance(q, LearnedStepQuantizer):
+            assert self.weight_step is not None
+            return q.fake_quantize_with_step(self.weight, self.weight_step)
+        return q.fake_quantize(self.weight)
 
     def effective_weight(self) -> Tensor:
         """The weight the forward pass uses: loaded codes or ``ŵ``, then the perturbation."""
@@ -82,7 +112,7 @@ class QuantizedWeightLayer(nn.Module):
             w = self._loaded_weight  # the STE form's value, bit for bit
         else:
             q = self.weight_quantizer
-            scale, zero_point = q.params(self.weight)
+            scale, zero_point = self.quant_params()
             w = straight_through(self._loaded_weight, self.weight,
                                   q.ste_mask(self.weight, scale, zero_point))
         if self.weight_perturbation is not None:
@@ -91,7 +121,13 @@ class QuantizedWeightLayer(nn.Module):
 
     def weight_codes(self) -> WeightCodes:
         """Codes, scale and zero point of the latent weights (what a memory image stores)."""
-        return self.weight_quantizer.quantize(self.weight)
+        q = self.weight_quantizer
+        if not isinstance(q, LearnedStepQuantizer):
+            return q.quantize(self.weight)
+        with torch.no_grad():
+            scale, zero_point = self.quant_params()
+            codes = q.encode(self.weight.detach(), scale, zero_point)
+        return WeightCodes(codes, scale, zero_point, q)
 
     def load_weight_codes(self, codes: CodesLike, scale: Tensor | None = None,
                           zero_point: Tensor | None = None) -> None:
@@ -113,7 +149,7 @@ class QuantizedWeightLayer(nn.Module):
         tensor = as_code_tensor(codes).to(self.weight.device)
         q.check_codes(tensor, tuple(self.weight.shape))
         if scale is None or zero_point is None:
-            own_scale, own_zero = q.params(self.weight)
+            own_scale, own_zero = self.quant_params()
             scale = own_scale if scale is None else scale
             zero_point = own_zero if zero_point is None else zero_point
         with torch.no_grad():

@@ -354,17 +354,25 @@ def _positive_int(what: str, value: object) -> int:
     return value
 
 
+WEIGHT_RANGES = ("max", "fixed", "learned")
+"""How a k-bit quantiser's range is set: each tensor's max |w|, a fixed ±weight_clip, or a
+trained step (LSQ)."""
+
+
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int,
                 weight_bits: int | None, weight_scheme: str = "symmetric",
                 per_channel: bool = False, weight_clip: float | None = None,
-                binary_activations: bool = False, width_multiplier: float = 1.0,
-                output_scale: float | None = None) -> nn.Module:
+                weight_range: str = "max", binary_activations: bool = False,
+                width_multiplier: float = 1.0, output_scale: float | None = None) -> nn.Module:
     """Build model ``name`` (see `model_names`) with ``weight_bits``-bit weights.
 
     ``weight_bits``: 1 = BNN (sign), 2–16 = uniform k-bit with ``weight_scheme``
     (``symmetric`` signed or ``asymmetric`` unsigned), ``per_channel`` scales and quantiser
-    range ``weight_clip``; None = float layers. ``width_multiplier`` scales every hidden width
-    (1 = the published architecture). ``image_size`` is the side of a square input.
+    range ``weight_clip``; None = float layers. ``weight_range``: ``max`` (each tensor's
+    max |w|, cut at ``weight_clip``), ``fixed`` (``±weight_clip`` whatever the weights) or
+    ``learned`` (a step trained with the loss, LSQ; symmetric weights). ``width_multiplier``
+    scales every hidden width (1 = the published architecture). ``image_size`` is the side of
+    a square input.
     ``output_scale``: None = a learnable scale on the logits (MLP, VGG3, VGG7), a number = that
     scale, fixed (so the logit gaps a loss asks for must come from the weights; at 1, a BNN with
     binary activations has integer logits).
@@ -384,8 +392,12 @@ def build_model(name: str, *, num_classes: int, in_channels: int, image_size: in
         if isinstance(output_scale, bool) or not isinstance(output_scale, int | float) or \
                 not (math.isfinite(output_scale) and output_scale > 0):
             raise ModelError(f"output_scale must be a finite number > 0, got {output_scale!r}")
+    if weight_range not in WEIGHT_RANGES:
+        raise ModelError(f"weight_range must be one of {', '.join(WEIGHT_RANGES)}, got "
+                         f"{weight_range!r}")
     quantizer = None if weight_bits is None else make_weight_quantizer(
-        weight_bits, scheme=weight_scheme, per_channel=per_channel, clip=weight_clip)
+        weight_bits, scheme=weight_scheme, per_channel=per_channel, clip=weight_clip,
+        fixed_range=weight_range == "fixed", learned_step=weight_range == "learned")
     factory = LayerFactory(quantizer, binary_activations,
                            None if output_scale is None else float(output_scale))
     return _BUILDERS[key](factory, shape)

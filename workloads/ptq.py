@@ -52,7 +52,12 @@ def quantized_copy_of_layer(module: nn.Module,
     else:
         raise QuantizationError(
             f"PTQ replaces nn.Linear and nn.Conv2d only, not {type(module).__name__}")
-    layer.load_state_dict(module.state_dict())
+    # a learned step is the layer's own: initialised from the weights copied in
+    missing, unexpected = layer.load_state_dict(module.state_dict(), strict=False)
+    if unexpected or set(missing) - {"weight_step"}:
+        raise QuantizationError(f"cannot copy {type(module).__name__}: missing {missing}, "
+                                f"unexpected {unexpected}")
+    layer.reset_weight_step()
     layer.weight.requires_grad_(module.weight.requires_grad)
     if module.bias is not None and layer.bias is not None:
         layer.bias.requires_grad_(module.bias.requires_grad)

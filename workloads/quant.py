@@ -12,7 +12,11 @@ quantiser               bits  codes emitted                accepted on load     
 `SignQuantizer`         1     {−1, +1}                     {−1, +1}                ``q``
 `SymmetricQuantizer`    2–16  [−(2^(k−1) − 1), 2^(k−1)−1]  [−2^(k−1), 2^(k−1)−1]  ``s·q``
 `AsymmetricQuantizer`   2–16  [0, 2^k − 1]                 [0, 2^k − 1]            ``s·(q−z)``
+`LearnedStepQuantizer`  2–16  as `SymmetricQuantizer`      as `SymmetricQuantizer` ``s·q``
 ======================  ====  ===========================  ======================  ===========
+
+`LearnedStepQuantizer` is the exception to "statistics of the detached weights": its step is a
+parameter of the layer, trained by the loss (LSQ).
 
 Symmetric codes use the restricted range (no −2^(k−1)) so the grid is symmetric about zero and
 fits every signed encoding of `memsim.memory.encoding` (two's complement, offset binary,
@@ -42,6 +46,7 @@ from memsim.errors import MemsimError
 
 __all__ = [
     "AsymmetricQuantizer",
+    "LearnedStepQuantizer",
     "QuantizationError",
     "QuantizerSpec",
     "SignActivation",
@@ -218,6 +223,10 @@ class WeightQuantizer(ABC):
     Subclasses are frozen dataclasses, so equal settings compare equal and survive deepcopy.
     """
 
+    learned_step: ClassVar[bool] = False
+    """True: the scale is a trained parameter of the layer (``weight_step``), not a statistic
+    of the weights (`LearnedStepQuantizer`)."""
+
     name: ClassVar[str]
 
     @property
@@ -354,7 +363,7 @@ class SignQuantizer(WeightQuantizer):
         return (weight.detach().abs() <= self.ste_clip).to(weight.dtype)
 
 
-def _check_uniform(what: str, bits: object, clip: object) -> None:
+def _check_uniform(what: str, bits: object, clip: object, fixed_range: object = False) -> None:
     if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= _MAX_BITS:
         raise QuantizationError(
             f"{what} quantizer takes 2 to {_MAX_BITS} bits, got {bits!r} (1 bit is 'sign')")
@@ -362,6 +371,11 @@ def _check_uniform(what: str, bits: object, clip: object) -> None:
                                  and math.isfinite(clip) and clip > 0):
         raise QuantizationError(f"{what} quantizer: clip must be a finite number > 0 or None, "
                                 f"got {clip!r}")
+    if not isinstance(fixed_range, bool):
+        raise QuantizationError(f"{what} quantizer: fixed_range must be true or false, got "
+                                f"{fixed_range!r}")
+    if fixed_range and clip is None:
+        raise QuantizationError(f"{what} quantizer: a fixed range needs clip (the range)")
 
 
 @dataclass(frozen=True)
@@ -369,7 +383,9 @@ class SymmetricQuantizer(WeightQuantizer):
     """Uniform signed k-bit weights on a grid symmetric about zero, per tensor or per channel.
 
     With ``Q = 2^(k−1) − 1`` and range ``r = min(max|w|, clip)`` (max over the tensor, or over
-    each output channel, axis 0):
+    each output channel, axis 0), or ``r = clip`` whatever the weights with ``fixed_range``
+    (a fixed step ``clip/Q``, so that a flipped bit moves a weight by the same amount however
+    the trained weights spread):
 
     Forward:  ``s = r/Q``,  ``q = clamp(round(w/s), −Q, Q)``,  ``ŵ = s·q``.
     Pseudo-gradient:  ``∂ŵ/∂w = 1 if |w| ≤ r else 0`` (1 everywhere unless ``clip`` cuts the
@@ -380,9 +396,10 @@ class SymmetricQuantizer(WeightQuantizer):
     bits: int = 8
     per_channel: bool = False
     clip: float | None = None
+    fixed_range: bool = False
 
     def __post_init__(self) -> None:
-        _check_uniform("symmetric", self.bits, self.clip)
+        _check_uniform("symmetric", self.bits, self.clip, self.fixed_range)
 
     @property
     def signed(self) -> bool:
@@ -406,6 +423,9 @@ class SymmetricQuantizer(WeightQuantizer):
 
     def _range(self, weight: Tensor) -> Tensor:
         r = _abs_max(weight, self.per_channel)
+        if self.fixed_range:
+            assert self.clip is not None
+            return torch.full_like(r, self.clip)
         if self.clip is not None:
             r = r.clamp(max=self.clip)
         return r.clamp(min=_MIN_RANGE)
@@ -428,7 +448,96 @@ class SymmetricQuantizer(WeightQuantizer):
 
     def describe(self) -> str:
         name = f"int{self.bits}" + ("_per_channel" if self.per_channel else "")
-        return name + (f" (clip {self.clip:g})" if self.clip is not None else "")
+        return name + _describe_range(self.clip, self.fixed_range)
+
+
+def _describe_range(clip: float | None, fixed_range: bool) -> str:
+    if clip is None:
+        return ""
+    return f" (fixed range ±{clip:g})" if fixed_range else f" (clip {clip:g})"
+
+
+class _LearnedStepFunction(torch.autograd.Function):
+    """``ŵ = s·clamp(round(w/s), −Q, Q)`` with LSQ's pseudo-gradients (Esser et al. 2020)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, step: Tensor, q_max: int,
+                grad_scale: float) -> Tensor:
+        s = _broadcast(step, weight.dim())
+        codes = torch.round(weight / s).clamp(-q_max, q_max).to(torch.int32)
+        ctx.save_for_backward(weight, step)
+        ctx.q_max, ctx.grad_scale = q_max, grad_scale
+        return codes.to(step.dtype) * s  # exactly SymmetricQuantizer's dequantize
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        (grad,) = grads
+        weight, step = ctx.saved_tensors
+        q_max = ctx.q_max
+        v = weight / _broadcast(step, weight.dim())
+        inside = v.abs() <= q_max
+        grad_weight = grad * inside.to(grad.dtype)
+        # ∂ŵ/∂s: round(v) − v inside the range, ±Q at the saturated ends
+        d_step = torch.where(inside, torch.round(v) - v, torch.sign(v) * q_max)
+        per_element = grad * d_step * ctx.grad_scale
+        grad_step = (per_element.reshape(step.numel(), -1).sum(dim=1) if step.numel() > 1
+                     else per_element.sum().reshape(1))
+        return grad_weight, grad_step, None, None
+
+
+@dataclass(frozen=True)
+class LearnedStepQuantizer(SymmetricQuantizer):
+    """Uniform signed k-bit weights whose step ``s`` is trained with the loss (LSQ, Esser et
+    al. 2020), per tensor or per output channel.
+
+    The step is a parameter of the layer (``weight_step``), initialised to ``2·mean|w|/√Q``;
+    codes and dequantisation are `SymmetricQuantizer`'s at that step.
+
+    Forward:  ``q = clamp(round(w/s), −Q, Q)``,  ``ŵ = s·q``.
+    Pseudo-gradients:  ``∂ŵ/∂w = 1 if |w/s| ≤ Q else 0``;  ``∂ŵ/∂s = round(w/s) − w/s``
+    inside the range and ``±Q`` outside, scaled by ``1/√(N·Q)`` (N weights per step).
+    """
+
+    learned_step: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _check_uniform("learned-step", self.bits, self.clip, self.fixed_range)
+        if self.clip is not None or self.fixed_range:
+            raise QuantizationError("a learned-step quantizer takes no clip or fixed range: "
+                                    "its range is the trained step times Q")
+
+    def params(self, weight: Tensor) -> tuple[Tensor, Tensor]:
+        raise QuantizationError("a learned step is a parameter of its layer: use the layer's "
+                                "quant_params(), weight_codes() or quantized_weight()")
+
+    def initial_step(self, weight: Tensor) -> Tensor:
+        """LSQ's initial step ``2·mean|w|/√Q``, (1,) or (C,)."""
+        w = weight.detach().abs()
+        mean = (w.reshape(w.shape[0], -1).mean(dim=1) if self.per_channel and w.dim() > 0
+                else w.mean().reshape(1))
+        return (2.0 * mean / math.sqrt(self.q_max)).clamp(min=_MIN_RANGE)
+
+    @staticmethod
+    def step_scale(step: Tensor) -> Tensor:
+        """The scale a (trained) step stands for: positive, detached."""
+        return step.detach().abs().clamp(min=_MIN_RANGE)
+
+    def fake_quantize_with_step(self, weight: Tensor, step: Tensor) -> Tensor:
+        """``ŵ`` of the latent weights at ``step``, with the LSQ pseudo-gradients to both."""
+        s = step.abs().clamp(min=_MIN_RANGE)
+        n = weight.numel() // max(s.numel(), 1)
+        grad_scale = 1.0 / math.sqrt(max(n, 1) * self.q_max)
+        out: Tensor = _LearnedStepFunction.apply(  # type: ignore[no-untyped-call]
+            weight, s, self.q_max, grad_scale)
+        return out
+
+    def ste_mask(self, weight: Tensor, scale: Tensor, zero_point: Tensor) -> Tensor:
+        r = _broadcast(scale, weight.dim()) * self.q_max
+        return (weight.detach().abs() <= r).to(weight.dtype)
+
+    def describe(self) -> str:
+        return f"int{self.bits}" + ("_per_channel" if self.per_channel else "") + \
+            " (learned step)"
 
 
 @dataclass(frozen=True)
@@ -438,7 +547,8 @@ class AsymmetricQuantizer(WeightQuantizer):
     The range ``[lo, hi] = [min(min w, 0), max(max w, 0)]`` (per tensor or per output channel)
     always contains 0 so that zero is exact (PyTorch's affine convention; Stutz et al. map
     ``[min w, max w]`` itself, which differs only by the rounding of the zero point when the
-    weights straddle zero, as trained weights do). ``clip`` narrows it to ``[−clip, clip]``.
+    weights straddle zero, as trained weights do). ``clip`` narrows it to ``[−clip, clip]``;
+    with ``fixed_range`` it is ``[−clip, clip]`` whatever the weights (a fixed step).
     The grid ``s·([0, N] − z)`` covers ``[lo, hi]`` up to half a step, since z is rounded.
     With ``N = 2^k − 1``:
 
@@ -451,9 +561,10 @@ class AsymmetricQuantizer(WeightQuantizer):
     bits: int = 8
     per_channel: bool = False
     clip: float | None = None
+    fixed_range: bool = False
 
     def __post_init__(self) -> None:
-        _check_uniform("asymmetric", self.bits, self.clip)
+        _check_uniform("asymmetric", self.bits, self.clip, self.fixed_range)
 
     @property
     def signed(self) -> bool:
@@ -473,6 +584,9 @@ class AsymmetricQuantizer(WeightQuantizer):
 
     def _bounds(self, weight: Tensor) -> tuple[Tensor, Tensor]:
         lo, hi = _min_max(weight, self.per_channel)
+        if self.fixed_range:
+            assert self.clip is not None
+            return torch.full_like(lo, -self.clip), torch.full_like(hi, self.clip)
         lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
         if self.clip is not None:
             lo, hi = lo.clamp(min=-self.clip), hi.clamp(max=self.clip)
@@ -501,32 +615,42 @@ class AsymmetricQuantizer(WeightQuantizer):
 
     def describe(self) -> str:
         name = f"uint{self.bits}" + ("_per_channel" if self.per_channel else "")
-        return name + (f" (clip {self.clip:g})" if self.clip is not None else "")
+        return name + _describe_range(self.clip, self.fixed_range)
 
 
 SCHEMES = ("symmetric", "asymmetric")
 
 
 def make_weight_quantizer(bits: int, *, scheme: str = "symmetric", per_channel: bool = False,
-                          clip: float | None = None, ste_clip: float = 1.0) -> WeightQuantizer:
+                          clip: float | None = None, ste_clip: float = 1.0,
+                          fixed_range: bool = False,
+                          learned_step: bool = False) -> WeightQuantizer:
     """The quantiser for ``bits``-bit weights: 1 → `SignQuantizer`, 2–16 → ``scheme``.
 
     ``scheme`` is ``symmetric`` (signed codes, `SymmetricQuantizer`) or ``asymmetric``
-    (unsigned codes with a zero point, `AsymmetricQuantizer`); ``ste_clip`` is used by sign.
+    (unsigned codes with a zero point, `AsymmetricQuantizer`); ``ste_clip`` is used by sign;
+    ``fixed_range``: the range is ``clip`` whatever the weights; ``learned_step``: a symmetric
+    quantiser whose step is trained (`LearnedStepQuantizer`).
     """
     if scheme not in SCHEMES:
         raise QuantizationError(f"unknown weight scheme {scheme!r}; valid: {', '.join(SCHEMES)}")
     if isinstance(bits, bool) or not isinstance(bits, int):
         raise QuantizationError(f"weight bits must be an integer, got {bits!r}")
     if bits == 1:
-        if scheme != "symmetric" or per_channel or clip is not None:
+        if scheme != "symmetric" or per_channel or clip is not None or fixed_range or \
+                learned_step:
             raise QuantizationError(
-                "1-bit weights use the sign quantizer, which takes no scheme, per_channel or "
-                "clip (clip latent weights with layers.clip_weights_ instead)")
+                "1-bit weights use the sign quantizer, which takes no scheme, per_channel, "
+                "clip, fixed range or learned step (clip latent weights with "
+                "layers.clip_weights_ instead)")
         return SignQuantizer(ste_clip=ste_clip)
+    if learned_step:
+        if scheme != "symmetric":
+            raise QuantizationError("a learned step is for symmetric weights only")
+        return LearnedStepQuantizer(bits, per_channel, clip, fixed_range)
     if scheme == "symmetric":
-        return SymmetricQuantizer(bits, per_channel, clip)
-    return AsymmetricQuantizer(bits, per_channel, clip)
+        return SymmetricQuantizer(bits, per_channel, clip, fixed_range)
+    return AsymmetricQuantizer(bits, per_channel, clip, fixed_range)
 
 
 QuantizerSpec = str | Mapping[str, Any] | WeightQuantizer
@@ -534,7 +658,8 @@ QuantizerSpec = str | Mapping[str, Any] | WeightQuantizer
 
 _NAME = re.compile(r"^(u?int)(\d+)(_per_channel)?$")
 _VALID_NAMES = "sign, int<k>, uint<k>, int<k>_per_channel, uint<k>_per_channel (k = 2 to 16)"
-_DICT_KEYS = ("name", "bits", "scheme", "per_channel", "clip", "ste_clip")
+_DICT_KEYS = ("name", "bits", "scheme", "per_channel", "clip", "fixed_range", "learned_step",
+              "ste_clip")
 
 
 def resolve_quantizer(spec: QuantizerSpec) -> WeightQuantizer:
@@ -542,7 +667,8 @@ def resolve_quantizer(spec: QuantizerSpec) -> WeightQuantizer:
 
     Names: ``sign``; ``int<k>`` (symmetric signed), ``uint<k>`` (asymmetric unsigned), each
     optionally ``_per_channel``. A dict takes either ``name`` or ``bits`` (+ ``scheme``,
-    ``per_channel``) and optional ``clip`` and ``ste_clip``, e.g.
+    ``per_channel``) and optional ``clip``, ``fixed_range``, ``learned_step`` and ``ste_clip``,
+    e.g.
     ``{"bits": 4, "scheme": "asymmetric", "clip": 0.1}`` or ``{"name": "int8", "clip": 0.1}``.
     """
     if isinstance(spec, WeightQuantizer):
@@ -557,6 +683,10 @@ def resolve_quantizer(spec: QuantizerSpec) -> WeightQuantizer:
         raise QuantizationError(
             f"unknown quantizer field {unknown[0]!r}; valid: {', '.join(_DICT_KEYS)}")
     clip = spec.get("clip")
+    fixed_range = spec.get("fixed_range", False)
+    learned_step = spec.get("learned_step", False)
+    if not isinstance(learned_step, bool):
+        raise QuantizationError(f"learned_step must be true or false, got {learned_step!r}")
     ste_clip = float(spec.get("ste_clip", 1.0))
     if "name" in spec:
         if {"bits", "scheme", "per_channel"} & set(spec):
@@ -564,18 +694,25 @@ def resolve_quantizer(spec: QuantizerSpec) -> WeightQuantizer:
                                     "'per_channel', not both")
         name = spec["name"]
         if name in ("sign", "binary"):
-            return make_weight_quantizer(1, clip=clip, ste_clip=ste_clip)
+            return make_weight_quantizer(1, clip=clip, ste_clip=ste_clip, fixed_range=fixed_range,
+                                         learned_step=learned_step)
         match = _NAME.match(name) if isinstance(name, str) else None
         if match is None:
             raise QuantizationError(f"unknown quantizer {name!r}; valid: {_VALID_NAMES}")
         # Not make_weight_quantizer: "int1" must fail rather than mean sign.
-        cls = SymmetricQuantizer if match.group(1) == "int" else AsymmetricQuantizer
-        return cls(int(match.group(2)), match.group(3) is not None, clip)
+        cls: type[SymmetricQuantizer | AsymmetricQuantizer] = (
+            SymmetricQuantizer if match.group(1) == "int" else AsymmetricQuantizer)
+        if learned_step:
+            if cls is AsymmetricQuantizer:
+                raise QuantizationError("a learned step is for symmetric weights only")
+            cls = LearnedStepQuantizer
+        return cls(int(match.group(2)), match.group(3) is not None, clip, fixed_range)
     if "bits" not in spec:
         raise QuantizationError("a quantizer dict needs 'name' or 'bits'")
     return make_weight_quantizer(spec["bits"], scheme=spec.get("scheme", "symmetric"),
                                  per_channel=bool(spec.get("per_channel", False)), clip=clip,
-                                 ste_clip=ste_clip)
+                                 ste_clip=ste_clip, fixed_range=fixed_range,
+                                 learned_step=learned_step)
 
 
 def quantizer_fields(quantizer: WeightQuantizer) -> dict[str, Any]:
@@ -583,4 +720,6 @@ def quantizer_fields(quantizer: WeightQuantizer) -> dict[str, Any]:
     if isinstance(quantizer, SignQuantizer):
         return {"bits": 1, "ste_clip": quantizer.ste_clip}
     return {"bits": quantizer.bits, "scheme": quantizer.name,
-            "per_channel": quantizer.per_channel, "clip": getattr(quantizer, "clip", None)}
+            "per_channel": quantizer.per_channel, "clip": getattr(quantizer, "clip", None),
+            "fixed_range": getattr(quantizer, "fixed_range", False),
+            "learned_step": quantizer.learned_step}

@@ -58,7 +58,7 @@ from memsim.workloads.losses import (
     ModifiedHingeLoss,
 )
 from memsim.workloads.metrics import logit_stats
-from memsim.workloads.models import build_model
+from memsim.workloads.models import WEIGHT_RANGES, build_model
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -78,7 +78,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
-_MODEL_OPTIONS = ("width_multiplier", "weight_clip", "output_scale")
+_MODEL_OPTIONS = ("width_multiplier", "weight_clip", "weight_range", "output_scale")
 
 
 class CheckpointError(MemsimError):
@@ -154,6 +154,13 @@ def build_model_for(spec: TrainSpec, dataset: Dataset) -> nn.Module:
         if key in options:
             value = options[key]
             if key == "output_scale" and value == "learned":
+                continue
+            if key == "weight_range":
+                if value not in WEIGHT_RANGES:
+                    raise SpecError.single(spec.source, f"model.options.{key}",
+                                           f"expected one of {', '.join(WEIGHT_RANGES)}, got "
+                                           f"{value!r}")
+                kwargs[key] = value
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 expected = ("'learned' or a number > 0 (a fixed scale)"
