@@ -9,6 +9,14 @@ independent flips in the stored weight bits at every read). Prints a Markdown ta
 the paired difference to CE of the same setting (same chips, same flipped bit positions), and
 the raw and normalised mean logit margins (MLM).
 
+``--losses`` adds CE with bit-flip injection (``bitflip``: weights read through chips of
+`symmetric-bitflip` at ``--inject-ber`` in every step) or RandBET, and drops MHL; ``--device
+NAME:KNOB=VALUE`` adds a catalogue device's operating point as a column. For the 4-bit models,
+``--ranges`` sets how the quantiser's range is chosen (``max``: each tensor's max |w|;
+``fixed``: ±``--weight-clip``, the latent weights clipped there too; ``learned``: an LSQ step),
+``--scale-in-memory`` adds a table with every layer's float32 scale stored in the faulty memory
+(its bits flip with the same BER), and ``--codes`` a table of how the weight codes spread.
+
 With one training seed the ± are 95 % intervals over chips (clusters of reads). With several
 (``--seeds 0 1 2 3 4``) every model is trained once per seed, each cell is the mean over seeds,
 and the ± are 95 % t-intervals over seeds: they then include training noise, which the
@@ -23,7 +31,8 @@ BER, the chips, the trials and the chip seed, so only what is missing is compute
     python scripts/mcel_vs_ce.py [--data digits] [--data-dir DIR] [--model mlp|vgg3]
         [--width 0.25] [--epochs 30] [--chips 10] [--trials 5] [--margins 16 64] [--seeds 0]
         [--bers 0.005 0.01 0.02 0.05 0.1] [--output-scale learned 1] [--weights bnn qnn4]
-        [--out runs/mcel_vs_ce]
+        [--losses ce mhl mcel] [--device sram-14nm:v_rel=0.82] [--ranges max fixed learned]
+        [--scale-in-memory] [--codes] [--out runs/mcel_vs_ce]
 """
 
 from __future__ import annotations
