@@ -347,6 +347,13 @@ MCEL_FULL.update({
                   "--seeds", "0", "1", "2", "--ranges", "max", "fixed", "learned",
                   "--scale-in-memory", "--codes"],
 })
+MCEL_FULL["mcel-4bit-digits"] = [
+    "--weights", "qnn4", "--output-scale", "learned", "--losses", "ce", "mcel", "--margins", "16",
+    "64", "--seeds", "0", "1", "2", "--ranges", "max", "fixed", "learned", "--scale-in-memory",
+    "--codes", "--bers", "0.005", "0.01", "0.02", "0.05"]
+MCEL_FULL["mcel-4bit-layers"] = [
+    "--weights", "qnn4", "--output-scale", "learned", "--losses", "ce", "mcel", "--margins", "64",
+    "--seeds", "0", "1", "2", "--bers", "0.02", "--faulty", "all", "hidden", "last"]
 KEPT_RUNS = {"mcel-pilot", "mcel-mnist", "mcel-mnist-fixed", "mcel-4bit"}
 """Figures whose models stay in runs/mcel-vgg3 between runs."""
 MCEL_QUICK = ["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0", "--weights",
@@ -447,6 +454,13 @@ FIGURES: tuple[Figure, ...] = (
           ("mcel-mnist-fixed", "MCEL against CE, BNN VGG3 on mnist-5k, output scale 1",
            "Five seeds ([the MCEL study: the paper's scale]"
            "(mcel-study.md#vgg3-on-real-2828-images-mnist-5k))."),
+          ("mcel-4bit-digits", "the 4-bit question on the digits MLP",
+           "Where MCEL lost on 4-bit weights: the same three ranges on the digits MLP ([the "
+           "MCEL study: the 4-bit question](mcel-study.md#the-4-bit-question))."),
+          ("mcel-4bit-layers", "where MCEL's 4-bit loss comes from",
+           "The digits MLP's 4-bit CE and MCEL m = 64 with all layers, only the hidden ones, or "
+           "only the last in the faulty memory ([the MCEL study: the 4-bit question]"
+           "(mcel-study.md#the-4-bit-question))."),
           ("mcel-4bit", "the 4-bit question",
            "MCEL against CE with the quantiser's range set by max |w|, fixed, or learned "
            "(LSQ), scales stored in the faulty memory, and the weight codes ([the MCEL study: "

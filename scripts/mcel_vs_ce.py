@@ -16,6 +16,8 @@ NAME:KNOB=VALUE`` adds a catalogue device's operating point as a column. For the
 ``fixed``: ±``--weight-clip``, the latent weights clipped there too; ``learned``: an LSQ step),
 ``--scale-in-memory`` adds a table with every layer's float32 scale stored in the faulty memory
 (its bits flip with the same BER), and ``--codes`` a table of how the weight codes spread.
+``--faulty hidden last`` puts only the hidden layers, or only the last, in the faulty memory
+(columns for each).
 
 With one training seed the ± are 95 % intervals over chips (clusters of reads). With several
 (``--seeds 0 1 2 3 4``) every model is trained once per seed, each cell is the mean over seeds,
@@ -74,6 +76,7 @@ from memsim.workloads.training import load_checkpoint, train
 
 WEIGHTS = {"bnn": (1, True), "qnn4": (4, False)}  # name: (weight bits, binary activations)
 WEIGHT_RANGES = ("max", "fixed", "learned")
+FAULTY = ("all", "hidden", "last")
 EVALUATIONS = "evaluations.json"
 
 
@@ -97,6 +100,8 @@ class Point:
     knobs: dict[str, float]
     ber: float
     """The device's mean bit error rate there."""
+    faulty: str = "all"
+    """Which quantised layers sit in this memory (`FAULTY`); the others read without errors."""
 
 
 @dataclass
@@ -206,9 +211,10 @@ def parse_point(text: str) -> tuple[str, dict[str, float]]:
     return device, knobs
 
 
-def evaluation_points(bers: Sequence[float],
-                      devices: Sequence[tuple[str, dict[str, float]]]) -> list[Point]:
-    """Symmetric flips at each BER, then each catalogue device's operating point."""
+def evaluation_points(bers: Sequence[float], devices: Sequence[tuple[str, dict[str, float]]],
+                      faulty: Sequence[str] = ("all",)) -> list[Point]:
+    """Symmetric flips at each BER, then each catalogue device's operating point; each with
+    every layer in the faulty memory, or only the hidden layers, or only the last."""
     symmetric = memsim.load_device("symmetric-bitflip")
     points = [Point(f"BER {b:.1%}", symmetric, {"ber": b}, b) for b in bers]
     for name, knobs in devices:
@@ -216,7 +222,22 @@ def evaluation_points(bers: Sequence[float],
         ber = device.at(**knobs).ber
         label = f"{name} " + ",".join(f"{k}={v:g}" for k, v in knobs.items())
         points.append(Point(f"{label} (BER {ber:.2%})", device, knobs, ber))
-    return points
+    return [p if which == "all" else
+            Point(f"{p.label}, {'hidden layers' if which == 'hidden' else 'last layer'}",
+                  p.device, p.knobs, p.ber, which)
+            for which in faulty for p in points]
+
+
+def placements(model: Any, point: Point) -> list[Placement]:
+    """The point's faulty memory, and an error-free one for the layers it leaves out."""
+    if point.faulty == "all":
+        return [Placement("weights", point.device, point.knobs)]
+    names = [name for name, _ in iter_quantized_layers(model)]
+    faulty = names[:-1] if point.faulty == "hidden" else names[-1:]
+    safe = [name for name in names if name not in faulty]
+    return [Placement("weights", point.device, point.knobs, layers=tuple(faulty)),
+            Placement("safe", memsim.load_device("symmetric-bitflip"), {"ber": 0.0},
+                      layers=tuple(safe))]
 
 
 def parse_scale(text: str) -> str | float:
@@ -302,6 +323,8 @@ def _evaluation_key(point: Point, args: argparse.Namespace) -> str:
     where: dict[str, Any] = ({"ber": point.knobs["ber"]}
                              if point.device.name == "symmetric-bitflip" else
                              {"knobs": point.knobs})
+    if point.faulty != "all":
+        where["faulty"] = point.faulty
     return json.dumps({"device": device_hash, **where, "chips": args.chips,
                        "trials": args.trials, "chip_seed": args.chip_seed}, sort_keys=True)
 
@@ -325,7 +348,7 @@ def run_variant(weights: str, scale: str | float, variant: Variant,
                     trained = load_checkpoint(checkpoint)
                 test = trained.dataset.test
                 ev = evaluate_model(trained.model, test.images, test.labels,
-                                    [Placement("weights", point.device, point.knobs)],
+                                    placements(trained.model, point),
                                     chips=args.chips, trials=args.trials, seed=args.chip_seed)
                 kept[key] = {"by_chip": ev.accuracy_by_chip(), "clean": ev.clean_accuracy,
                              "mlm": ev.clean_mlm, "mlm_normalised": ev.clean_mlm_normalised,
@@ -333,7 +356,8 @@ def run_variant(weights: str, scale: str | float, variant: Variant,
                 atomic_write_text(store, json.dumps(
                     {"checkpoint": checkpoint_hash, "evaluations": kept}, indent=1) + "\n")
             outcome.by_chip.setdefault(point.label, []).append(kept[key]["by_chip"])
-            if stores_scale and point.device.name == "symmetric-bitflip":
+            if stores_scale and point.device.name == "symmetric-bitflip" and \
+                    point.faulty == "all":
                 scale_key = key + " scale in memory"
                 if scale_key not in kept:
                     if trained is None:
@@ -422,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="training seeds; several give intervals over seeds")
     parser.add_argument("--chip-seed", type=int, default=0,
                         help="seed of the simulated chips (the same for every model)")
+    parser.add_argument("--faulty", nargs="+", choices=FAULTY, default=["all"],
+                        help="which layers sit in the faulty memory: all, hidden (all but the "
+                             "last) or last; the others read without errors (several: columns "
+                             "for each)")
     parser.add_argument("--ranges", nargs="+", choices=WEIGHT_RANGES, default=["max"],
                         help="how the 4-bit quantiser's range is set: max (each tensor's max "
                              "|w|), fixed (±--weight-clip, latent weights clipped there too), "
@@ -441,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--bers, --inject-ber: every bit error rate must be in (0, 1]")
     start = time.perf_counter()
     test_images = 0
-    points = evaluation_points(args.bers, args.device)
+    points = evaluation_points(args.bers, args.device, args.faulty)
     print("| weights | output scale | loss | clean acc | " + " | ".join(
         f"acc @ {p.label} (Δ vs CE)" for p in points) + " | MLM | norm. MLM |")
     print("|---|---|---|---|" + "---|" * len(points) + "---|---|")
