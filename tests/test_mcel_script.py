@@ -78,11 +78,29 @@ def test_injection_devices_ranges_stored_scales_and_codes(script: ModuleType,
     assert len(trained) == 9
 
 
+def test_faulty_layers_are_columns_and_a_clean_memory_reads_clean(script: ModuleType,
+                                                                  tmp_path: Path) -> None:
+    """--faulty puts only the hidden layers or only the last in the faulty memory: at 10 %
+    flips the last layer alone (640 of 8832 weights) costs almost nothing, all layers or the
+    hidden ones a lot."""
+    lines = _run(script, ["--epochs", "2", "--chips", "2", "--trials", "1", "--seeds", "0",
+                          "--weights", "qnn4", "--losses", "ce", "--output-scale", "learned",
+                          "--bers", "0.1", "--faulty", "all", "hidden", "last",
+                          "--out", str(tmp_path)])
+    header = lines[0]
+    assert "acc @ BER 10.0% (Δ vs CE) | acc @ BER 10.0%, hidden layers (Δ vs CE) | " \
+           "acc @ BER 10.0%, last layer (Δ vs CE)" in header
+    cells = lines[2].split(" | ")
+    every, hidden, last = (float(c.split("%")[0]) for c in cells[4:7])
+    assert every < 80 and hidden < 85 and last > 90
+
+
 def test_bad_arguments_exit_with_a_message(script: ModuleType) -> None:
     for argv in (["--bers", "0"], ["--output-scale", "big"], ["--output-scale", "-1"],
                  ["--device", "sram-14nm"], ["--device", "sram-14nm:v_rel"],
                  ["--device", "sram-14nm:v_rel=low"], ["--inject-ber", "2"],
-                 ["--weight-clip", "0"], ["--ranges", "minmax"], ["--losses", "hinge"]):
+                 ["--weight-clip", "0"], ["--ranges", "minmax"], ["--losses", "hinge"],
+                 ["--faulty", "first"]):
         with pytest.raises(SystemExit) as info, contextlib.redirect_stderr(io.StringIO()):
             script.main(argv)
         assert info.value.code == 2
