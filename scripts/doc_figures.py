@@ -338,9 +338,12 @@ VGG3_MNIST = ["--data", "mnist-5k", "--model", "vgg3", "--width", "0.5", "--epoc
 MCEL_FULL.update({
     "mcel-pilot": [*VGG3_MNIST, "--losses", "ce", "mcel", "--margins", "16", "32", "64",
                    "--seeds", "100"],
-    "mcel-mnist": [*VGG3_MNIST, "--losses", "ce", "mcel", "bitflip", "--margins", "16", "32",
-                   "--seeds", "0", "1", "2", "3", "4", "--device", "sram-14nm:v_rel=0.84",
-                   "--device", "sram-14nm:v_rel=0.82"],
+    "mcel-mnist": [*VGG3_MNIST, "--losses", "ce", "mcel", "bitflip", "randbet", "--margins",
+                   "16", "32", "--seeds", "0", "1", "2", "3", "4", "--device",
+                   "sram-14nm:v_rel=0.84", "--device", "sram-14nm:v_rel=0.82"],
+    "mcel-mnist-bits": [*VGG3_MNIST, "--weights", "qnn2", "qnn8", "--losses", "ce", "mcel",
+                        "bitflip", "--margins", "32", "--seeds", "0", "1", "2", "3", "4",
+                        "--device", "sram-14nm:v_rel=0.84", "--device", "sram-14nm:v_rel=0.82"],
     "mcel-mnist-fixed": [*VGG3_MNIST, "--losses", "ce", "mcel", "--margins", "16", "--weights",
                          "bnn", "--output-scale", "1", "--seeds", "0", "1", "2", "3", "4"],
     "mcel-4bit": [*VGG3_MNIST, "--losses", "ce", "mcel", "--margins", "32", "--weights", "qnn4",
@@ -354,7 +357,7 @@ MCEL_FULL["mcel-4bit-digits"] = [
 MCEL_FULL["mcel-4bit-layers"] = [
     "--weights", "qnn4", "--output-scale", "learned", "--losses", "ce", "mcel", "--margins", "64",
     "--seeds", "0", "1", "2", "--bers", "0.02", "--faulty", "all", "hidden", "last"]
-KEPT_RUNS = {"mcel-pilot", "mcel-mnist", "mcel-mnist-fixed", "mcel-4bit"}
+KEPT_RUNS = {"mcel-pilot", "mcel-mnist", "mcel-mnist-bits", "mcel-mnist-fixed", "mcel-4bit"}
 """Figures whose models stay in runs/mcel-vgg3 between runs."""
 MCEL_QUICK = ["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0", "--weights",
               "bnn", "--margins", "16", "--bers", "0.01", "--output-scale", "1"]
@@ -448,8 +451,11 @@ FIGURES: tuple[Figure, ...] = (
           ("mcel-pilot", "the margin pilot on mnist-5k",
            "One seed of MCEL m = 16, 32, 64 against CE, VGG3 on mnist-5k ([the MCEL study: "
            "the paper's scale](mcel-study.md#vgg3-on-real-2828-images-mnist-5k))."),
-          ("mcel-mnist", "MCEL against CE and bit-flip training, VGG3 on mnist-5k",
+          ("mcel-mnist", "MCEL against CE, bit-flip training and RandBET, VGG3 on mnist-5k",
            "Five seeds, BNN and 4-bit ([the MCEL study: the paper's scale]"
+           "(mcel-study.md#vgg3-on-real-2828-images-mnist-5k))."),
+          ("mcel-mnist-bits", "MCEL against CE and bit-flip training, 2- and 8-bit VGG3",
+           "Five seeds on mnist-5k ([the MCEL study: the paper's scale]"
            "(mcel-study.md#vgg3-on-real-2828-images-mnist-5k))."),
           ("mcel-mnist-fixed", "MCEL against CE, BNN VGG3 on mnist-5k, output scale 1",
            "Five seeds ([the MCEL study: the paper's scale]"

@@ -2,16 +2,17 @@
 
 Trains, on the built-in digits (1437 train / 360 test images; ``--data`` names another data
 set, e.g. ``mnist-5k``, or ``fashion-mnist`` with ``--data-dir`` holding its IDX files), a BNN
-(±1 weights and activations) and a 4-bit QNN MLP with CE, MHL and MCEL at several margins, each
-with a learnable output scale (the MCEL authors' ``Scale``) and with the scale fixed at 1, then
-evaluates every model on the same simulated chips of the `symmetric-bitflip` device (fresh
-independent flips in the stored weight bits at every read). Prints a Markdown table: accuracy,
+(±1 weights and activations) and a 4-bit QNN MLP (``--weights``: also 2 and 8 bits) with CE,
+MHL and MCEL at several margins, each with a learnable output scale (the MCEL authors'
+``Scale``) and with the scale fixed at 1, then evaluates every model on the same simulated
+chips of the `symmetric-bitflip` device (fresh independent flips in the stored weight bits at
+every read). Prints a Markdown table: accuracy,
 the paired difference to CE of the same setting (same chips, same flipped bit positions), and
 the raw and normalised mean logit margins (MLM).
 
 ``--losses`` adds CE with bit-flip injection (``bitflip``: weights read through chips of
 `symmetric-bitflip` at ``--inject-ber`` in every step) or RandBET, and drops MHL; ``--device
-NAME:KNOB=VALUE`` adds a catalogue device's operating point as a column. For the 4-bit models,
+NAME:KNOB=VALUE`` adds a catalogue device's operating point as a column. For k-bit models,
 ``--ranges`` sets how the quantiser's range is chosen (``max``: each tensor's max |w|;
 ``fixed``: ±``--weight-clip``, the latent weights clipped there too; ``learned``: an LSQ step),
 ``--scale-in-memory`` adds a table with every layer's float32 scale stored in the faulty memory
@@ -74,7 +75,8 @@ from memsim.workloads.bridge import ModelImage
 from memsim.workloads.layers import iter_quantized_layers
 from memsim.workloads.training import load_checkpoint, train
 
-WEIGHTS = {"bnn": (1, True), "qnn4": (4, False)}  # name: (weight bits, binary activations)
+# name: (weight bits, binary activations)
+WEIGHTS = {"bnn": (1, True), "qnn2": (2, False), "qnn4": (4, False), "qnn8": (8, False)}
 WEIGHT_RANGES = ("max", "fixed", "learned")
 FAULTY = ("all", "hidden", "last")
 EVALUATIONS = "evaluations.json"
@@ -254,10 +256,11 @@ def parse_scale(text: str) -> str | float:
 
 def range_label(weights: str, weight_range: str, clip: float) -> str:
     """The weights' row label: BNN, 4-bit (max-|w| range), 4-bit fixed ±clip, 4-bit LSQ."""
-    if weights == "bnn":
+    bits = WEIGHTS[weights][0]
+    if bits == 1:
         return "BNN"
-    return {"max": "4-bit", "fixed": f"4-bit fixed ±{clip:g}", "learned": "4-bit LSQ"}[
-        weight_range]
+    return {"max": f"{bits}-bit", "fixed": f"{bits}-bit fixed ±{clip:g}",
+            "learned": f"{bits}-bit LSQ"}[weight_range]
 
 
 def train_config(weights: str, scale: str | float, variant: Variant, seed: int,
@@ -427,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margins", type=float, nargs="+", default=[16.0, 64.0])
     parser.add_argument("--bound", type=float, default=100.0)
     parser.add_argument("--hinge-b", type=float, default=128.0)
-    parser.add_argument("--weights", nargs="+", choices=tuple(WEIGHTS), default=list(WEIGHTS))
+    parser.add_argument("--weights", nargs="+", choices=tuple(WEIGHTS), default=["bnn", "qnn4"],
+                        help="bnn (binary weights and activations) and k-bit weights (qnn2, "
+                             "qnn4, qnn8)")
     parser.add_argument("--output-scale", type=parse_scale, nargs="+", default=["learned", 1.0],
                         help="'learned' and/or fixed values of the logits' output scale")
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=["ce", "mhl", "mcel"],
@@ -451,16 +456,16 @@ def main(argv: list[str] | None = None) -> int:
                              "last) or last; the others read without errors (several: columns "
                              "for each)")
     parser.add_argument("--ranges", nargs="+", choices=WEIGHT_RANGES, default=["max"],
-                        help="how the 4-bit quantiser's range is set: max (each tensor's max "
+                        help="how a k-bit quantiser's range is set: max (each tensor's max "
                              "|w|), fixed (±--weight-clip, latent weights clipped there too), "
                              "learned (LSQ step)")
     parser.add_argument("--weight-clip", type=float, default=0.1,
                         help="the fixed range of --ranges fixed")
     parser.add_argument("--scale-in-memory", action="store_true",
-                        help="also evaluate the 4-bit models (max and learned ranges) with "
+                        help="also evaluate the k-bit models (max and learned ranges) with "
                              "each layer's float32 scale stored in the faulty memory")
     parser.add_argument("--codes", action="store_true",
-                        help="print how the 4-bit models' weight codes spread")
+                        help="print how the k-bit models' weight codes spread")
     parser.add_argument("--out", default="runs/mcel_vs_ce")
     args = parser.parse_args(argv)
     if not args.weight_clip > 0:

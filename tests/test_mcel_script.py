@@ -71,11 +71,21 @@ def test_injection_devices_ranges_stored_scales_and_codes(script: ModuleType,
     stored = [r[0] for r in rows if len(r) == 4]  # the max and LSQ models, one BER column
     assert stored == ["| 4-bit"] * 3 + ["| 4-bit LSQ"] * 3
     codes = [r for r in rows if len(r) == 8 and "±" not in r[4]]
-    assert len(codes) == 9 and all(0 < float(r[5]) for r in codes)
+    assert len(codes) == 9 and all(float(r[5]) > 0 for r in codes)
     trained = {p.parent.name for p in tmp_path.glob("*/checkpoint.pt")}
     assert any("-qnn4-fixed0.1-" in name for name in trained)
     assert any("-qnn4-lsq-" in name and "bit-flip" in name for name in trained)
     assert len(trained) == 9
+
+
+def test_two_and_eight_bit_weights(script: ModuleType, tmp_path: Path) -> None:
+    lines = _run(script, ["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0",
+                          "--weights", "qnn2", "qnn8", "--losses", "ce", "--codes",
+                          "--output-scale", "learned", "--bers", "0.01", "--out", str(tmp_path)])
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| 2") or
+            line.startswith("| 8")] == ["| 2-bit", "| 8-bit"] * 2  # accuracy, then codes
+    codes = [line.split(" | ") for line in lines if line.startswith("| 8-bit")][1]
+    assert float(codes[-1].rstrip(" |")) > 1  # a sign-bit flip: 128 codes, far above the RMS
 
 
 def test_faulty_layers_are_columns_and_a_clean_memory_reads_clean(script: ModuleType,
