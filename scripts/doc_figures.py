@@ -357,7 +357,11 @@ MCEL_FULL["mcel-4bit-digits"] = [
 MCEL_FULL["mcel-4bit-layers"] = [
     "--weights", "qnn4", "--output-scale", "learned", "--losses", "ce", "mcel", "--margins", "64",
     "--seeds", "0", "1", "2", "--bers", "0.02", "--faulty", "all", "hidden", "last"]
-KEPT_RUNS = {"mcel-pilot", "mcel-mnist", "mcel-mnist-bits", "mcel-mnist-fixed", "mcel-4bit"}
+MCEL_FULL["mcel-2bit"] = [*VGG3_MNIST, "--losses", "ce", "mcel", "--margins", "32", "--weights",
+                          "qnn2", "--seeds", "0", "1", "2", "--ranges", "max", "learned",
+                          "--codes"]
+KEPT_RUNS = {"mcel-pilot", "mcel-mnist", "mcel-mnist-bits", "mcel-mnist-fixed", "mcel-4bit",
+             "mcel-2bit"}
 """Figures whose models stay in runs/mcel-vgg3 between runs."""
 MCEL_QUICK = ["--epochs", "1", "--chips", "2", "--trials", "1", "--seeds", "0", "--weights",
               "bnn", "--margins", "16", "--bers", "0.01", "--output-scale", "1"]
@@ -466,6 +470,10 @@ FIGURES: tuple[Figure, ...] = (
           ("mcel-4bit-layers", "where MCEL's 4-bit loss comes from",
            "The digits MLP's 4-bit CE and MCEL m = 64 with all layers, only the hidden ones, or "
            "only the last in the faulty memory ([the MCEL study: the 4-bit question]"
+           "(mcel-study.md#the-4-bit-question))."),
+          ("mcel-2bit", "2-bit VGG3: the max range against an LSQ step",
+           "Where MCEL gained +24 points: CE and MCEL with the max-|w| range and with an LSQ "
+           "step, and their codes ([the MCEL study: the 4-bit question]"
            "(mcel-study.md#the-4-bit-question))."),
           ("mcel-4bit", "the 4-bit question",
            "MCEL against CE with the quantiser's range set by max |w|, fixed, or learned "
