@@ -46,8 +46,9 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,10 @@ class Point:
     """The device's mean bit error rate there."""
     faulty: str = "all"
     """Which quantised layers sit in this memory (`FAULTY`); the others read without errors."""
+
+    @cached_property
+    def device_hash(self) -> str:
+        return _sha256(json.dumps(self.device.document, sort_keys=True, default=str).encode())
 
 
 @dataclass
@@ -321,14 +326,42 @@ def _read_evaluations(path: Path, checkpoint_hash: str) -> dict[str, Any]:
     return evaluations if isinstance(evaluations, dict) else {}
 
 
+class _Kept:
+    """A model's kept evaluations (`EVALUATIONS` beside its checkpoint): what is missing is
+    computed from the checkpoint, loaded once, and written back at once."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self._checkpoint = checkpoint
+        self._store = checkpoint.parent / EVALUATIONS
+        self._hash = _sha256(checkpoint.read_bytes())
+        self.evaluations = _read_evaluations(self._store, self._hash)
+        self._trained: Any = None
+
+    def get(self, key: str, compute: Callable[[Any], Any]) -> Any:
+        if key not in self.evaluations:
+            if self._trained is None:
+                self._trained = load_checkpoint(self._checkpoint)
+            self.evaluations[key] = compute(self._trained)
+            atomic_write_text(self._store, json.dumps(
+                {"checkpoint": self._hash, "evaluations": self.evaluations}, indent=1) + "\n")
+        return self.evaluations[key]
+
+
+def _evaluate(trained: Any, point: Point, args: argparse.Namespace) -> dict[str, Any]:
+    test = trained.dataset.test
+    ev = evaluate_model(trained.model, test.images, test.labels, placements(trained.model, point),
+                        chips=args.chips, trials=args.trials, seed=args.chip_seed)
+    return {"by_chip": ev.accuracy_by_chip(), "clean": ev.clean_accuracy, "mlm": ev.clean_mlm,
+            "mlm_normalised": ev.clean_mlm_normalised, "test_images": int(test.labels.shape[0])}
+
+
 def _evaluation_key(point: Point, args: argparse.Namespace) -> str:
-    device_hash = _sha256(json.dumps(point.device.document, sort_keys=True, default=str).encode())
     where: dict[str, Any] = ({"ber": point.knobs["ber"]}
                              if point.device.name == "symmetric-bitflip" else
                              {"knobs": point.knobs})
     if point.faulty != "all":
         where["faulty"] = point.faulty
-    return json.dumps({"device": device_hash, **where, "chips": args.chips,
+    return json.dumps({"device": point.device_hash, **where, "chips": args.chips,
                        "trials": args.trials, "chip_seed": args.chip_seed}, sort_keys=True)
 
 
@@ -340,45 +373,19 @@ def run_variant(weights: str, scale: str | float, variant: Variant,
     for seed in args.seeds:
         spec = parse_training(train_config(weights, scale, variant, seed, args, weight_range))
         checkpoint = train(spec, Path(args.out) / spec.name).checkpoint
-        store = checkpoint.parent / EVALUATIONS
-        checkpoint_hash = _sha256(checkpoint.read_bytes())
-        kept = _read_evaluations(store, checkpoint_hash)
-        trained = None
+        kept = _Kept(checkpoint)
         for point in points:
             key = _evaluation_key(point, args)
-            if key not in kept:
-                if trained is None:
-                    trained = load_checkpoint(checkpoint)
-                test = trained.dataset.test
-                ev = evaluate_model(trained.model, test.images, test.labels,
-                                    placements(trained.model, point),
-                                    chips=args.chips, trials=args.trials, seed=args.chip_seed)
-                kept[key] = {"by_chip": ev.accuracy_by_chip(), "clean": ev.clean_accuracy,
-                             "mlm": ev.clean_mlm, "mlm_normalised": ev.clean_mlm_normalised,
-                             "test_images": int(test.labels.shape[0])}
-                atomic_write_text(store, json.dumps(
-                    {"checkpoint": checkpoint_hash, "evaluations": kept}, indent=1) + "\n")
-            outcome.by_chip.setdefault(point.label, []).append(kept[key]["by_chip"])
+            outcome.by_chip.setdefault(point.label, []).append(kept.get(
+                key, lambda t, p=point: _evaluate(t, p, args))["by_chip"])
             if stores_scale and point.device.name == "symmetric-bitflip" and \
                     point.faulty == "all":
-                scale_key = key + " scale in memory"
-                if scale_key not in kept:
-                    if trained is None:
-                        trained = load_checkpoint(checkpoint)
-                    kept[scale_key] = stored_scale_accuracy(trained.model, trained.dataset.test,
-                                                            point, args)
-                    atomic_write_text(store, json.dumps(
-                        {"checkpoint": checkpoint_hash, "evaluations": kept}, indent=1) + "\n")
-                outcome.stored_scale.setdefault(point.label, []).append(kept[scale_key])
+                outcome.stored_scale.setdefault(point.label, []).append(kept.get(
+                    key + " scale in memory", lambda t, p=point: stored_scale_accuracy(
+                        t.model, t.dataset.test, p, args)))
         if args.codes and weights != "bnn":
-            if "codes" not in kept:
-                if trained is None:
-                    trained = load_checkpoint(checkpoint)
-                kept["codes"] = code_statistics(trained.model)
-                atomic_write_text(store, json.dumps(
-                    {"checkpoint": checkpoint_hash, "evaluations": kept}, indent=1) + "\n")
-            outcome.codes.append(kept["codes"])
-        last = kept[key]  # clean figures do not depend on the operating point
+            outcome.codes.append(kept.get("codes", lambda t: code_statistics(t.model)))
+        last = kept.evaluations[key]  # clean figures do not depend on the operating point
         outcome.clean.append(last["clean"])
         outcome.mlm.append(last["mlm"])
         outcome.mlm_normalised.append(last["mlm_normalised"])

@@ -122,8 +122,6 @@ class QuantizedWeightLayer(nn.Module):
     def weight_codes(self) -> WeightCodes:
         """Codes, scale and zero point of the latent weights (what a memory image stores)."""
         q = self.weight_quantizer
-        if not isinstance(q, LearnedStepQuantizer):
-            return q.quantize(self.weight)
         with torch.no_grad():
             scale, zero_point = self.quant_params()
             codes = q.encode(self.weight.detach(), scale, zero_point)
