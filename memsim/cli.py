@@ -361,6 +361,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _pm(pair: tuple[float, float]) -> str:
     value, se = pair
+    if abs(value) < 1e-9 and math.isfinite(se) and se < 1e-9:  # a share fitted to nothing
+        return "0"
     return f"{value:.4g} ± {se:.2g}" if math.isfinite(se) else f"{value:.4g}"
 
 
@@ -389,7 +391,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     sa1 = np.stack([c.stuck_at_one for c in chips])
     found = find_neighbours(sa0, sa1, args.neighbours) if args.neighbours else ()
     counts = ArrayCounts.from_maps(maps.knob, maps.knob_values, sa0, sa1, args.array_bits,
-                                   [n.offset for n in found])
+                                   [n.offset for n in found], cells_per_row=args.row_bits)
     fit = fit_threshold(counts, weak_arrays=not args.no_weak_arrays, resamples=args.resamples,
                         seed=args.seed)
     citation = (f"fault maps {Path(args.maps).name}: {len(chips)} chip(s) of "
@@ -407,13 +409,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     Device.from_document(document, file=str(out), folder=out.parent)
     goodness = [{"knob_value": g.knob_value,
                  "faulty_fraction": g.faulty_fraction, "fault_free_arrays": g.fault_free_arrays,
-                 "dispersion": g.dispersion, "max_per_array": g.max_per_array}
+                 "dispersion": g.dispersion, "max_per_array": g.max_per_array,
+                 "fault_free_rows": g.fault_free_rows, "row_dispersion": g.row_dispersion}
                 for g in fit.goodness]
+    rows = (f"rows of {fit.cells_per_row} cells" if fit.cells_per_row
+            else "no rows counted (--row-bits)")
     header = [f"Fitted by: {args.command_line}",
-              f"Chips: {len(chips)}; arrays of {args.array_bits} cells; standard errors from "
+              f"Chips: {len(chips)}; arrays of {args.array_bits} cells, {rows}; standard "
+              f"errors from "
               f"{args.resamples} refits of resampled "
               f"{'chips' if len(chips) > 2 else 'arrays'}.",
-              f"die {_pm(fit.die)}, array {_pm(fit.array)}, cell {fit.cell:.4g}; weak arrays "
+              f"die {_pm(fit.die)}, array {_pm(fit.array)}, "
+              + (f"row {_pm(fit.row)}, " if fit.cells_per_row else "")
+              + f"cell {fit.cell:.4g}; weak arrays "
               f"{_pm(fit.weak_fraction)} shifted by {_pm(fit.weak_shift)} sd; stuck-at-0 share "
               f"{_pm(fit.stuck_at_zero_share)}.",
               ("Neighbours: " + "; ".join(
@@ -433,12 +441,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
                f"{g.faulty_fraction[1]:.3g}, fault-free arrays {g.fault_free_arrays[0]:.3f} / "
                f"{g.fault_free_arrays[1]:.3f}, dispersion {g.dispersion[0]:.3g} / "
                f"{g.dispersion[1]:.3g}, max per array {g.max_per_array[0]:.4g} / "
-               f"{g.max_per_array[1]:.4g}" for g in fit.goodness]
+               f"{g.max_per_array[1]:.4g}"
+               + (f", fault-free rows {g.fault_free_rows[0]:.3f} / {g.fault_free_rows[1]:.3f}"
+                  if g.fault_free_rows else "")
+               + (f", row dispersion {g.row_dispersion[0]:.3g} / {g.row_dispersion[1]:.3g}"
+                  if g.row_dispersion else "") for g in fit.goodness]
     text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(
         document, sort_keys=False, width=100, allow_unicode=True)
     atomic_write_text(out, text)
     if args.json:
-        _print_json({"out": str(out), "die": fit.die, "array": fit.array, "cell": fit.cell,
+        _print_json({"out": str(out), "die": fit.die, "array": fit.array,
+                     "row": fit.row if fit.cells_per_row else None,
+                     "cells_per_row": fit.cells_per_row, "cell": fit.cell,
                      "weak_fraction": fit.weak_fraction, "weak_shift": fit.weak_shift,
                      "stuck_at_zero_share": fit.stuck_at_zero_share,
                      "neighbours": [{"offset": n.offset, "probability": n.probability,
@@ -882,6 +896,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--array-bits", type=bounded_int(2, 1 << 24), default=16384,
                    help="cells per array, the unit of the per-array statistics "
                         "(default 16384)")
+    p.add_argument("--row-bits", type=bounded_int(1, 1 << 23), metavar="N",
+                   help="cells per row (dividing --array-bits into at least two): count the "
+                        "faults per row too and fit a row share from them (default: no row "
+                        "share; the device gets rows of 64 cells)")
     p.add_argument("--curve", choices=("probit", "table"), default="probit",
                    help="fault fraction as a probit through the points or as the points")
     p.add_argument("--no-weak-arrays", action="store_true",

@@ -38,7 +38,9 @@ def test_fit_writes_a_device_that_loads_and_says_how_it_was_made(
     assert main(["devices", "fit", str(board), "--base", "sram-14nm", "--array-bits", "1024",
                  "--resamples", "6", "--name", "sram-mine", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "Chips: 3; arrays of 1024 cells; standard errors from 6 refits" in printed
+    assert ("Chips: 3; arrays of 1024 cells, no rows counted (--row-bits); standard errors "
+            "from 6 refits") in printed
+    assert "fault-free rows" not in printed
     assert printed.count("v_rel=0.8:") == 1 and "fault-free arrays" in printed
     assert f"wrote {out}" in printed
     assert "Neighbours: no pairs above chance at offsets 1-64" in printed
@@ -70,11 +72,36 @@ def test_fit_json_and_a_table_curve(board: Path, tmp_path: Path,
     assert report["weak_fraction"][0] == 0.0 and report["neighbours"] == []
     row = report["goodness"][0]
     assert set(row) == {"knob_value", "faulty_fraction", "fault_free_arrays", "dispersion",
-                        "max_per_array"}
+                        "max_per_array", "fault_free_rows", "row_dispersion"}
+    assert row["fault_free_rows"] is None and report["row"] is None
     assert row["faulty_fraction"][0] == pytest.approx(row["faulty_fraction"][1])
     curve = yaml.safe_load(out.read_text(encoding="utf-8"))["faults"][0]["fault_fraction"]
     assert curve["kind"] == "table" and len(curve["points"]) == 4
     load_device(out)
+
+
+def test_fit_counts_rows_when_told_their_width(board: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # the board's chips have no row share: their rows look binomial within an array
+    out = tmp_path / "rows.yaml"
+    assert main(["devices", "fit", str(board), "--base", "sram-14nm", "--array-bits", "1024",
+                 "--row-bits", "128", "--resamples", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "arrays of 1024 cells, rows of 128 cells;" in printed
+    assert printed.count("fault-free rows") == 4 and printed.count("row dispersion") == 4
+    assert ", row 0, cell" in printed or ", row 0.00" in printed  # a few thousandths at most
+    assert yaml.safe_load(out.read_text(encoding="utf-8"))["array"] == {
+        "row_bits": 128, "rows_per_array": 8}
+    assert main(["devices", "fit", str(board), "--base", "sram-14nm", "--array-bits", "1024",
+                 "--row-bits", "128", "--resamples", "3", "--json", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cells_per_row"] == 128 and 0 <= report["row"][0] < 0.01
+    for row in report["goodness"]:
+        free, dispersion = row["fault_free_rows"], row["row_dispersion"]
+        assert free[0] == pytest.approx(free[1], rel=0.1)
+        # dominated by the few dense (weak) arrays of three chips: 13 % apart at 0.86
+        assert 0.5 < dispersion[0] < 1.1 and dispersion[1] == pytest.approx(dispersion[0],
+                                                                             rel=0.2)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -84,6 +111,10 @@ def test_fit_json_and_a_table_curve(board: Path, tmp_path: Path,
     (["--base", "sram-14nm", "--mechanism", "nope"], "sram-14nm has 0 threshold mechanisms "
                                                      "named nope"),
     (["--base", "sram-14nm", "--array-bits", "1"], "--array-bits"),
+    (["--base", "sram-14nm", "--array-bits", "1024", "--row-bits", "48"],
+     "rows of 48 cells must divide arrays of 1024 cells into at least two"),
+    (["--base", "sram-14nm", "--array-bits", "1024", "--row-bits", "1024"],
+     "into at least two"),
 ])
 def test_bad_fits_are_one_line(board: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                args: list[str], message: str) -> None:

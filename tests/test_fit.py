@@ -18,6 +18,7 @@ from memsim.physics.fit import (
     ThresholdFit,
     fit_threshold,
     fitted_calibration,
+    fitted_document,
     fitted_mechanism,
 )
 from memsim.spec.loader import load_device_document
@@ -36,7 +37,8 @@ def _device(variability: dict[str, Any]) -> Device:
     return Device.from_document(document)
 
 
-def _counts(device: Device, chips: int, arrays: int, first_seed: int) -> ArrayCounts:
+def _counts(device: Device, chips: int, arrays: int, first_seed: int,
+            cells_per_row: int | None = None) -> ArrayCounts:
     n = arrays * CELLS_PER_ARRAY
     sa0 = np.zeros((chips, VOLTS.size, n), bool)
     sa1 = np.zeros_like(sa0)
@@ -46,7 +48,8 @@ def _counts(device: Device, chips: int, arrays: int, first_seed: int) -> ArrayCo
             cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
             sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
             sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
-    return ArrayCounts.from_maps("v_rel", VOLTS, sa0, sa1, CELLS_PER_ARRAY)
+    return ArrayCounts.from_maps("v_rel", VOLTS, sa0, sa1, CELLS_PER_ARRAY,
+                                 cells_per_row=cells_per_row)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +146,90 @@ def test_maps_without_faults_or_with_bad_shapes_are_refused() -> None:
     with pytest.raises(FitError, match="fewer than two arrays"):
         ArrayCounts.from_maps("v_rel", np.array([0.9]), empty[:, :1, :1000],
                               empty[:, :1, :1000], 1024)
+    for row in (0, 1000, 1024):  # rows must divide an array into two or more
+        with pytest.raises(FitError, match="must divide arrays"):
+            ArrayCounts.from_maps("v_rel", np.array([0.9, 1.0]), empty, empty, 1024,
+                                  cells_per_row=row)
+    rows = ArrayCounts.from_maps("v_rel", np.array([0.9, 1.0]), empty, empty, 1024,
+                                cells_per_row=64)
+    with pytest.raises(FitError, match="sum to the array counts"):
+        ArrayCounts(rows.knob, rows.knob_values, rows.faulty + 1, 1024, rows.stuck_at_zero,
+                    rows.stuck_at_one, row_faulty=rows.row_faulty, cells_per_row=64)
+
+
+@pytest.fixture(scope="module")
+def rows_planted() -> tuple[ArrayCounts, ThresholdFit]:
+    device = _device({"die": 0.1, "array": 0.2, "row": 0.15, "cell": 0.55,
+                      "weak_arrays": {"fraction": 0.05, "shift": 2.0}})
+    counts = _counts(device, chips=6, arrays=512, first_seed=100, cells_per_row=64)
+    return counts, fit_threshold(counts, resamples=12)
+
+
+def test_per_row_counts_recover_a_planted_row_share(
+        rows_planted: tuple[ArrayCounts, ThresholdFit]) -> None:
+    counts, fit = rows_planted
+    assert fit.cells_per_row == 64
+    assert _within(fit.row, 0.15), fit.row
+    assert fit.row[1] < 0.01  # the rows of 3072 arrays pin it down
+    assert _within(fit.die, 0.1), fit.die
+    assert _within(fit.array, 0.2), fit.array
+    assert _within(fit.weak_fraction, 0.05), fit.weak_fraction
+    assert _within(fit.weak_shift, 2.0), fit.weak_shift
+    assert fit.cell == pytest.approx(1 - fit.die[0] - fit.array[0] - fit.row[0])
+    for i, row in enumerate(fit.goodness):
+        r = counts.row_faulty[:, i].astype(float)  # type: ignore[index]
+        assert row.fault_free_rows is not None and row.row_dispersion is not None
+        assert row.fault_free_rows[0] == pytest.approx((r == 0).mean())
+        assert row.row_dispersion[0] == pytest.approx(
+            r.var(axis=2, ddof=1).sum() / r.mean(axis=2).sum())
+        # rows cluster: about 4-5 times a binomial's dispersion at every voltage
+        assert row.row_dispersion[0] > 3
+        assert row.fault_free_rows[1] == pytest.approx(row.fault_free_rows[0], rel=0.05)
+        assert row.row_dispersion[1] == pytest.approx(row.row_dispersion[0], rel=0.15)
+        assert row.dispersion[1] == pytest.approx(row.dispersion[0], rel=0.25)
+    mechanism = fitted_mechanism(fit, name="undervolt", source="maps")
+    variability = mechanism["variability"]
+    assert variability["row"] == pytest.approx(fit.row[0], rel=1e-5)  # type: ignore[index]
+    assert sum(variability[k] for k in ("die", "array", "row", "cell")  # type: ignore[index]
+               ) == pytest.approx(1.0)
+
+
+def test_without_a_row_share_the_rows_look_binomial_and_fit_none(
+        planted: tuple[Device, ArrayCounts, ThresholdFit]) -> None:
+    device, _, _ = planted
+    counts = _counts(device, chips=3, arrays=512, first_seed=100, cells_per_row=64)
+    fit = fit_threshold(counts, resamples=2)
+    assert fit.row[0] < 0.005, fit.row
+    for row in fit.goodness:
+        assert row.row_dispersion is not None
+        # binomial within an array: 1 − q, below 1 where arrays are dense
+        assert 0.5 < row.row_dispersion[0] < 1.05
+        assert row.row_dispersion[1] == pytest.approx(row.row_dispersion[0], rel=0.05)
+
+
+def test_a_device_fitted_with_rows_reproduces_the_rows() -> None:
+    # equal chips, as on one board (a die share makes four chips differ from the next four)
+    device = _device({"die": 0.0, "array": 0.15, "row": 0.15, "cell": 0.7,
+                      "weak_arrays": {"fraction": 0.08, "shift": 1.8}})
+    counts = _counts(device, chips=4, arrays=512, first_seed=40, cells_per_row=64)
+    fit = fit_threshold(counts, resamples=2)
+    document = fitted_document(fit, extends="sram-14nm", name="sram-rows",
+                               description="rows", mechanism="undervolt",
+                               citation="four simulated chips", array_bits=CELLS_PER_ARRAY)
+    assert document["array"] == GEOMETRY  # the rows the fit counted
+    fitted = Device.from_document(document)
+    again = _counts(fitted, chips=8, arrays=512, first_seed=900, cells_per_row=64)
+    for i in range(VOLTS.size):
+        measured, simulated = (c.row_faulty[:, i].astype(float)  # type: ignore[index]
+                               for c in (counts, again))
+        free = [(r == 0).mean() for r in (measured, simulated)]
+        dispersion = [r.var(axis=2, ddof=1).sum() / r.mean(axis=2).sum()
+                      for r in (measured, simulated)]
+        # weak arrays make a chip's fraction heavy-tailed: four chips of 512 arrays fall short
+        # of their population's fraction by 18-27 % (the fit takes the maps' own), so the
+        # fitted device's chips see a little more fault-free rows than the maps (9 % at 0.80)
+        assert free[1] == pytest.approx(free[0], rel=0.12), (VOLTS[i], free)
+        assert dispersion[1] == pytest.approx(dispersion[0], rel=0.25), (VOLTS[i], dispersion)
 
 
 def test_pairs_are_found_and_fitted_with_the_shares() -> None:
