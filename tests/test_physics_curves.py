@@ -14,7 +14,7 @@ import yaml
 from scipy.stats import norm
 
 from memsim import Device, KnobError, SpecError, load_device
-from memsim.physics.curves import CurveDomainError, evaluate
+from memsim.physics.curves import CurveDomainError, describe, evaluate
 from memsim.spec.curves import TableCurve
 from memsim.spec.mechanisms import TransientMechanism
 
@@ -223,6 +223,52 @@ def test_exponential_with_and_without_cap(tmp_path: Path) -> None:
     assert p01_at(capped, x=0.39) == approx(1e-3 * math.exp(3.9), rel=1e-12)
     assert p01_at(capped, x=0.5) == 0.05
     assert p01_at(capped, x=2.0) == 0.05
+
+
+def test_scaled_is_a_share_of_another_curve_written_once(tmp_path: Path) -> None:
+    inner = {"kind": "exponential", "of": "x", "coefficient": 1e-3, "rate": 2.0,
+             "provenance": "measured", "source": "hand"}
+    share = make_device(tmp_path, X, p01={"kind": "scaled", "curve": inner, "factor": {
+        "value": 0.25, "provenance": "assumed"}})
+    for x in (0.0, 0.5, 2.0):
+        assert p01_at(share, x=x) == approx(0.25 * 1e-3 * math.exp(2.0 * x))
+    (figures,) = share.at(x=1.0).mechanisms
+    assert set(figures.provenance) == {"measured", "assumed"}  # the factor's and the curve's
+    (mech,) = share.spec.faults
+    assert describe(mech.p_zero_to_one) == "0.25 × [exponential: 0.001·exp(2·(x − 0))]"
+    # capped; and a curve used twice in one file by a YAML alias (safe_dump writes one)
+    capped = make_device(tmp_path, X, p01={"kind": "scaled", "curve": inner, "factor": 30,
+                                           "maximum": 0.05})
+    assert p01_at(capped, x=0.0) == approx(0.03)
+    assert p01_at(capped, x=2.0) == 0.05
+
+
+def test_scaled_reads_a_curve_aliased_from_another_mechanism(tmp_path: Path) -> None:
+    text = """\
+schema_version: 1
+name: alias-test
+technology: custom
+description: a transient share of a threshold's curve, written once
+source: [{id: hand, citation: hand-written}]
+knobs: {x: {unit: "1", role: control, nominal: 1.0, range: [0.0, 2.0]}}
+faults:
+  - name: weak
+    kind: threshold
+    fault_fraction: &weak {kind: exponential, of: x, coefficient: 1.0e-4, rate: 1.5}
+    failure: {stuck_at_zero: 1.0, stuck_at_one: 0.0, flip: 0.0}
+    variability: {die: 0.0, array: 0.0, row: 0.0, cell: 1.0}
+  - name: toggling
+    kind: transient
+    p_one_to_zero: {kind: scaled, factor: 0.02, curve: *weak}
+energy: {scope: cell, read_energy_pj_per_bit: 1.0, write_energy_pj_per_bit: 1.0}
+"""
+    path = tmp_path / "alias.yaml"
+    path.write_text(text, encoding="utf-8")
+    device = load_device(path)
+    for x in (0.0, 1.0, 2.0):
+        weak, toggling = device.at(x=x).mechanisms
+        assert weak.fault_fraction == approx(1e-4 * math.exp(1.5 * x))
+        assert toggling.p_one_to_zero == approx(0.02 * weak.fault_fraction)
 
 
 def test_power_cv_squared(tmp_path: Path) -> None:

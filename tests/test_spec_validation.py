@@ -730,6 +730,27 @@ def test_unknown_curve_kind_lists_kinds(problems: Problems) -> None:
         assert kind in p.message
 
 
+@pytest.mark.parametrize(("curve", "path", "message"), [
+    ({"kind": "scaled", "factor": 0.5}, "faults[0].fault_fraction.curve",
+     "required field is missing (the curve to scale)"),
+    ({"kind": "scaled", "factor": -0.5, "curve": 0.1}, "faults[0].fault_fraction.factor",
+     "expected a non-negative number"),
+    ({"kind": "scaled", "factor": 0.5, "curve": {"kind": "probitt"}},
+     "faults[0].fault_fraction.curve.kind", "unknown curve kind 'probitt'"),
+    ({"kind": "scaled", "factor": 0.5, "curve": {"kind": "probit", "of": "vdx", "mean": 0.6,
+                                                  "sigma": 0.05}},
+     "faults[0].fault_fraction.curve.of", "unknown knob 'vdx'"),
+    ({"kind": "scaled", "factor": 40, "curve": {"kind": "probit", "of": "vdd", "mean": 0.6,
+                                                 "sigma": 0.05}},
+     "faults[0].fault_fraction", "expected a probability [0, 1] over the knob ranges"),
+])
+def test_a_scaled_curve_names_what_is_wrong_inside_it(problems: Problems, curve: dict[str, Any],
+                                                      path: str, message: str) -> None:
+    doc = replaced(minimal_doc(), ("faults", 0, "fault_fraction"), curve)
+    p = problem_at(problems(doc), path)
+    assert message in p.message, p.message
+
+
 def test_curve_mapping_without_kind(problems: Problems) -> None:
     doc = replaced(minimal_doc(), ("faults", 0, "fault_fraction"), {"of": "vdd"})
     p = problem_at(problems(doc), "faults[0].fault_fraction")

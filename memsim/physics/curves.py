@@ -20,6 +20,7 @@ from memsim.spec.curves import (
     PowerCurve,
     ProbitCurve,
     Scale,
+    ScaledCurve,
     SttWriteErrorCurve,
     Table2dCurve,
     TableCurve,
@@ -158,6 +159,11 @@ def _dram_leakage(c: DramLeakageCurve, knobs: Mapping[str, float]) -> float:
     return float(ndtr((math.log(t) - math.log(t_median)) / c.sigma_ln_leakage.value))
 
 
+def _scaled(c: ScaledCurve, knobs: Mapping[str, float]) -> float:
+    value = c.factor.value * evaluate(c.curve, knobs)
+    return min(value, c.maximum) if c.maximum is not None else value
+
+
 _EVALUATORS: dict[type, Callable[[Any, Mapping[str, float]], float]] = {
     ConstantCurve: _constant,
     TableCurve: _table,
@@ -168,6 +174,7 @@ _EVALUATORS: dict[type, Callable[[Any, Mapping[str, float]], float]] = {
     NeelArrheniusCurve: _neel_arrhenius,
     SttWriteErrorCurve: _stt_write_error,
     DramLeakageCurve: _dram_leakage,
+    ScaledCurve: _scaled,
 }
 
 
@@ -181,7 +188,8 @@ def curve_provenance(curve: Curve) -> frozenset[Provenance]:
     params = [v for v in vars(curve).values() if isinstance(v, Param)]
     params += [v.constant for v in vars(curve).values()
                if isinstance(v, Input) and v.constant is not None]
-    return frozenset(p.provenance for p in params if not is_silent_default(p))
+    inner = curve_provenance(curve.curve) if isinstance(curve, ScaledCurve) else frozenset()
+    return inner | frozenset(p.provenance for p in params if not is_silent_default(p))
 
 
 def is_silent_default(p: Param) -> bool:
@@ -214,6 +222,9 @@ def describe(curve: Curve) -> str:
     if isinstance(curve, PowerCurve):
         return (f"power: {curve.coefficient.value:g}·({curve.of}/{curve.reference.value:g})"
                 f"^{curve.exponent.value:g}")
+    if isinstance(curve, ScaledCurve):
+        cap = f", ≤ {curve.maximum:g}" if curve.maximum is not None else ""
+        return f"{curve.factor.value:g} × [{describe(curve.curve)}]{cap}"
     parts = []
     for name, value in vars(curve).items():
         if isinstance(value, Input):

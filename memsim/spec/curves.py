@@ -171,9 +171,19 @@ class DramLeakageCurve:
     sigma_ln_leakage: Param
 
 
+@dataclass(frozen=True)
+class ScaledCurve:
+    """`factor · curve`, capped at `maximum` if given: a figure that is a share of another
+    (with a YAML alias, the same table written once)."""
+
+    factor: Param
+    curve: Curve
+    maximum: float | None = None
+
+
 Curve = (
     ConstantCurve | TableCurve | Table2dCurve | ProbitCurve | ExponentialCurve | PowerCurve
-    | NeelArrheniusCurve | SttWriteErrorCurve | DramLeakageCurve
+    | NeelArrheniusCurve | SttWriteErrorCurve | DramLeakageCurve | ScaledCurve
 )
 
 
@@ -185,6 +195,8 @@ def curve_inputs(curve: Curve) -> tuple[str, ...]:
         return (curve.of,)
     if isinstance(curve, Table2dCurve):
         return curve.of
+    if isinstance(curve, ScaledCurve):
+        return curve_inputs(curve.curve)
     names: list[str] = []
     for value in vars(curve).values():
         if isinstance(value, Input) and value.knob is not None and value.knob not in names:
@@ -397,6 +409,18 @@ def _parse_dram_leakage(node: Node, ctx: CurveContext) -> DramLeakageCurve:
     return DramLeakageCurve(refresh_s, temperature_k, vdd_v, cap, leak, t_ref, ea, sigma)
 
 
+def _parse_scaled(node: Node, ctx: CurveContext) -> ScaledCurve:
+    with node.fields(with_origin=True) as f:
+        f.known("kind")
+        factor = f.collect_required("factor", Node.nonnegative, Param(0.0))
+        maximum = f.collect("maximum", lambda n: n.number_in(0.0, None), None)
+        inner = f.node_of("curve")
+        f.check()
+    if inner.value is None:
+        raise inner.fail("required field is missing (the curve to scale)")
+    return ScaledCurve(factor, parse_curve(inner, ctx), maximum)
+
+
 CURVE_KINDS: dict[str, Callable[[Node, CurveContext], Curve]] = {
     "constant": _parse_constant,
     "table": _parse_table,
@@ -407,6 +431,7 @@ CURVE_KINDS: dict[str, Callable[[Node, CurveContext], Curve]] = {
     "neel_arrhenius": _parse_neel_arrhenius,
     "stt_write_error": _parse_stt_write_error,
     "dram_leakage": _parse_dram_leakage,
+    "scaled": _parse_scaled,
 }
 
 
@@ -436,6 +461,7 @@ _KIND_OF: dict[type, str] = {
     ConstantCurve: "constant", TableCurve: "table", Table2dCurve: "table2d", ProbitCurve: "probit",
     ExponentialCurve: "exponential", PowerCurve: "power", NeelArrheniusCurve: "neel_arrhenius",
     SttWriteErrorCurve: "stt_write_error", DramLeakageCurve: "dram_leakage",
+    ScaledCurve: "scaled",
 }
 
 assert set(_KIND_OF.values()) == set(CURVE_KINDS)
