@@ -561,7 +561,9 @@ def fitted_mechanism(fit: ThresholdFit, *, name: str, source: str, curve: str = 
     else:
         raise FitError(f"curve must be probit or table, got {curve!r}")
     share = fit.stuck_at_zero_share[0] if math.isfinite(fit.stuck_at_zero_share[0]) else 0.5
-    die, array, row = _round(fit.die[0]), _round(fit.array[0]), _round(fit.row[0])
+    # a share the optimiser drove to nothing (1e-17) is written as none
+    die, array, row = (_round(x) if x >= 1e-6 else 0.0
+                       for x in (fit.die[0], fit.array[0], fit.row[0]))
     variability: dict[str, object] = {
         "provenance": "derived", "source": source,
         "die": die, "array": array, "row": row, "cell": _round(1.0 - die - array - row)}
