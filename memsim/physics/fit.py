@@ -102,7 +102,8 @@ class ArrayCounts:
         """From stuck-at maps of shape (chips, knob values, cells); cells past the last
         whole array are left out. With `neighbour_offsets` (`find_neighbours`), a faulty cell
         at such an offset after another faulty one is taken for its neighbour and left out of
-        the counts (the shares describe the cells that fail by themselves). With
+        the counts (the shares describe the cells that fail by themselves), and the cells left
+        out by chance are put back per array in expectation (`_chance_restored`). With
         `cells_per_row` (a divisor of `cells_per_array`), the counts per row too."""
         if stuck_at_zero.shape != stuck_at_one.shape or stuck_at_zero.ndim != 3:
             raise FitError("maps must both have shape (chips, knob values, cells)")
@@ -116,6 +117,7 @@ class ArrayCounts:
                            f"{cells_per_array} cells into at least two")
         faulty = (stuck_at_zero | stuck_at_one)[:, :, :arrays * cells_per_array]
         total = None
+        every = faulty
         if neighbour_offsets:
             total = faulty.mean(axis=(0, 2))
             primary = faulty.copy()
@@ -124,14 +126,16 @@ class ArrayCounts:
                 taken[:, :, offset:] = faulty[:, :, :-offset]
                 primary &= ~taken
             faulty = primary
-        rows = None
-        if cells_per_row is not None:
-            rows = faulty.reshape(chips, points, arrays, cells_per_array // cells_per_row,
-                                  cells_per_row).sum(axis=4, dtype=np.int64)
-            counts = rows.sum(axis=3)
-        else:
-            counts = faulty.reshape(chips, points, arrays, cells_per_array).sum(
-                axis=3, dtype=np.int64)
+        per_row = cells_per_row or cells_per_array
+        rows = faulty.reshape(chips, points, arrays, cells_per_array // per_row,
+                              per_row).sum(axis=4, dtype=np.int64)
+        if neighbour_offsets:
+            rows = _chance_restored(rows, every.reshape(chips, points, arrays, cells_per_array)
+                                    .sum(axis=3, dtype=np.int64), cells_per_array,
+                                    len(neighbour_offsets))
+        counts = rows.sum(axis=3)
+        if cells_per_row is None:
+            rows = None
         return cls(knob, np.asarray(knob_values, np.float64), counts.astype(np.int64),
                    cells_per_array, stuck_at_zero.sum(axis=2).astype(np.int64),
                    stuck_at_one.sum(axis=2).astype(np.int64), total, rows, cells_per_row)
@@ -152,6 +156,23 @@ class ArrayCounts:
     @property
     def chips(self) -> int:
         return int(self.faulty.shape[0])
+
+
+def _chance_restored(rows: NDArray[np.int64], every: NDArray[np.int64], cells_per_array: int,
+                     offsets: int) -> NDArray[np.int64]:
+    """Row counts of the cells failing by themselves, with those left out by chance put back:
+    thinning drops a cell whenever the cell an offset before it is faulty, which in an array
+    with a faulty fraction r happens to a cell failing by itself with probability about r per
+    offset (most of the cells of a dense weak array), so each array's rows are scaled by
+    1/(1 − r)^offsets, rounded, and kept between the thinned count and all its faulty cells."""
+    r = np.minimum(every / cells_per_array, 1.0 - 1.0 / cells_per_array)
+    scale = (1.0 - r) ** -offsets
+    restored = np.rint(rows * scale[..., None]).astype(np.int64)
+    room = every - restored.sum(axis=3)  # never more than the array's faulty cells
+    over = room < 0
+    if over.any():
+        restored[over] = rows[over]
+    return restored
 
 
 @dataclass(frozen=True)
