@@ -93,11 +93,11 @@ def test_goodness_of_fit_compares_the_maps_with_the_model(
         dispersion = np.mean([kc.var() / kc.mean() for kc in k])
         assert row.dispersion[0] == pytest.approx(dispersion)
         assert row.max_per_array[0] == pytest.approx(k.max(axis=1).mean())
-        # the mean is matched exactly, the rest within 25 %
+        # the mean is matched exactly, the rest within 25 % (the largest array: 20 %)
         assert row.faulty_fraction[1] == pytest.approx(row.faulty_fraction[0], rel=1e-6)
         assert row.fault_free_arrays[1] == pytest.approx(row.fault_free_arrays[0], rel=0.25)
         assert row.dispersion[1] == pytest.approx(row.dispersion[0], rel=0.25)
-        assert row.max_per_array[1] == pytest.approx(row.max_per_array[0], rel=0.5)
+        assert row.max_per_array[1] == pytest.approx(row.max_per_array[0], rel=0.2)
 
 
 def test_a_device_built_from_the_fit_reproduces_the_maps() -> None:

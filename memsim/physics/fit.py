@@ -525,9 +525,10 @@ def _goodness(counts: ArrayCounts, i: int, params: _Params, z: float, shape: _Sh
 
 
 def _expected_max(arrays: int, z: float, params: _Params, shape: _Shape) -> float:
-    """The largest per-array count of a chip, averaged over chips: the largest K with
-    P(count >= K) >= 1/arrays, by quadrature over the die offset. Given its offset an array's
-    count is binomial, or with a row share beta-binomial with the model's variance."""
+    """The largest per-array count of a chip, averaged over chips: given the die, arrays are
+    independent, so E[max] = Σ_K≥1 (1 − (1 − P(count >= K))^arrays), by quadrature over the
+    die offset. Given its offset an array's count is binomial, or with a row share
+    beta-binomial with the model's variance."""
     n = shape.cells
     q_all, wq, row_var_all, _ = _per_array(z, params, shape)
     out = 0.0
@@ -546,8 +547,10 @@ def _expected_max(arrays: int, z: float, params: _Params, shape: _Shape) -> floa
             pmf = betabinom.pmf(np.arange(top + 1)[None, :], n, (q * spread)[:, None],
                                 ((1 - q) * spread)[:, None])
             sf = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]
-        tail = wq @ sf
-        out += wd * max(int((tail >= 1.0 / arrays).sum()) - 1, 0)
+        tail = np.clip(wq @ sf, 0.0, 1.0)  # P(count >= K) for K = 0..top
+        # 1 − (1 − t)^arrays without losing a tiny t
+        at_least = -np.expm1(arrays * np.log1p(-np.minimum(tail[1:], 1.0 - 1e-16)))
+        out += wd * float(at_least.sum())
     return float(out)
 
 
