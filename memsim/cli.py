@@ -389,7 +389,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     mechanism = base_mechanism(base.spec, maps.knob, args.mechanism)
     sa0 = np.stack([c.stuck_at_zero for c in chips])
     sa1 = np.stack([c.stuck_at_one for c in chips])
-    found = find_neighbours(sa0, sa1, args.neighbours) if args.neighbours else ()
+    found = (find_neighbours(sa0, sa1, args.neighbours, cells_per_row=args.row_bits)
+             if args.neighbours else ())
     counts = ArrayCounts.from_maps(maps.knob, maps.knob_values, sa0, sa1, args.array_bits,
                                    [n.offset for n in found], cells_per_row=args.row_bits)
     fit = fit_threshold(counts, weak_arrays=not args.no_weak_arrays, resamples=args.resamples,

@@ -305,6 +305,40 @@ def test_cells_thinned_out_by_chance_are_put_back() -> None:
         assert (rows[0] == 0).mean() == pytest.approx((rows[1] == 0).mean(), rel=0.03)
 
 
+def _row_maps(neighbours: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    document = load_device_document("sram-14nm")
+    document["array"] = GEOMETRY
+    document["faults"][0]["variability"] = {"die": 0.0, "array": 0.1, "row": 0.15, "cell": 0.75}
+    if neighbours:
+        document["faults"][0]["neighbours"] = neighbours
+    device = Device.from_document(document)
+    n = 512 * CELLS_PER_ARRAY
+    sa0 = np.zeros((3, VOLTS.size, n), bool)
+    sa1 = np.zeros_like(sa0)
+    for c in range(3):
+        chip = Chip(device, n, seed=500 + c)
+        for i, v in enumerate(VOLTS):
+            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
+            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
+            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+    return sa0, sa1
+
+
+def test_rows_that_cluster_faults_are_not_pairs_when_the_rows_are_known() -> None:
+    """A row share pairs faults more at small offsets (mostly within one row) than at
+    large ones: against the median over offsets that looks like neighbours at +1, +2, ...;
+    against chance row by row it is none, and real pairs still stand out."""
+    from memsim.physics.fit import find_neighbours
+
+    sa0, sa1 = _row_maps([])
+    assert find_neighbours(sa0, sa1, 64)  # the median baseline is fooled
+    assert find_neighbours(sa0, sa1, 64, cells_per_row=64) == ()
+    sa0, sa1 = _row_maps([{"offset": 8, "probability": 0.7}])
+    found = find_neighbours(sa0, sa1, 64, cells_per_row=64)
+    assert [f.offset for f in found] == [8]
+    assert _within(found[0].probability, 0.7), found[0]
+
+
 def test_clustered_maps_without_pairs_show_none() -> None:
     # arrays and weak arrays cluster faults at every offset alike, and a little less across
     # an array's edge: neither is a neighbour

@@ -675,12 +675,14 @@ class NeighbourEstimate:
 
 
 def find_neighbours(stuck_at_zero: NDArray[np.bool_], stuck_at_one: NDArray[np.bool_],
-                    max_offset: int, min_sigmas: float = 6.0
+                    max_offset: int, min_sigmas: float = 6.0, cells_per_row: int | None = None
                     ) -> tuple[NeighbourEstimate, ...]:
     """Offsets 1..`max_offset` at which faulty cells come in pairs far more often than
-    chance (the median over the offsets searched; `min_sigmas` Poisson standard deviations
-    and a tenth above it), with the probability that a fault takes its neighbour along:
-    (pairs − chance) over the cells failing by themselves."""
+    chance (`min_sigmas` Poisson standard deviations and a tenth above it), with the
+    probability that a fault takes its neighbour along: (pairs − chance) over the cells
+    failing by themselves. Chance is the median over the offsets searched or, with
+    `cells_per_row`, what each offset would show if the faulty cells of every row lay anywhere
+    in it (rows that cluster faults pair them more at small offsets than at large ones)."""
     faulty = stuck_at_zero | stuck_at_one
     chips, points, cells = faulty.shape
     indices = [np.flatnonzero(faulty[c, i]) for c in range(chips) for i in range(points)]
@@ -690,31 +692,64 @@ def find_neighbours(stuck_at_zero: NDArray[np.bool_], stuck_at_one: NDArray[np.b
     # pairs[m, o-1]: faulty cells of map m whose cell o further on is faulty too
     pairs = np.array([[np.isin(ix + offset, ix, assume_unique=True).sum()
                        for offset in range(1, max_offset + 1)] for ix in indices], np.float64)
-    # Chance is what most offsets show: faults clustered in arrays or rows pair up more often
-    # than cells spread over the whole chip, at every offset alike, and the few offsets of real
-    # neighbours stand out of it. With few offsets: independent cells.
-    chance = (np.median(pairs, axis=1) if max_offset >= 5 else sizes * sizes / cells)
-    excess = pairs - chance[:, None]
-    total_excess, total_chance = excess.sum(axis=0), float(chance.sum())
+    if cells_per_row is not None:
+        chance = np.array([_row_chance(faulty[c, i], cells_per_row, max_offset)
+                           for c in range(chips) for i in range(points)])
+    else:
+        # Chance is what most offsets show: faults clustered in arrays pair up more often
+        # than cells spread over the whole chip, at every offset alike, and the few offsets of
+        # real neighbours stand out of it. With few offsets: independent cells.
+        per_map = (np.median(pairs, axis=1) if max_offset >= 5 else sizes * sizes / cells)
+        chance = np.repeat(per_map[:, None], max_offset, axis=1)
+    excess = pairs - chance
+    total_excess, total_chance = excess.sum(axis=0), chance.sum(axis=0)
     # and far enough above it: chance itself drifts a few per cent with the offset (pairs
     # across an array's edge are rarer), which a large map resolves
     significant = [o for o in range(max_offset)
-                   if total_excess[o] > max(min_sigmas * math.sqrt(total_chance + 1.0),
-                                            0.1 * total_chance)]
+                   if total_excess[o] > max(min_sigmas * math.sqrt(total_chance[o] + 1.0),
+                                            0.1 * total_chance[o])]
     # A cell failing by itself takes its neighbour with probability p, and that neighbour is
     # faulty anyway with the chance q of any cell: excess pairs = primaries·p·(1 − q), the
     # faulty cells = primaries + the neighbours taken that were not faulty anyway.
     primaries = np.maximum(sizes - excess[:, significant].sum(axis=1), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(sizes > 0, chance / np.maximum(sizes, 1.0), 0.0)
+        q = np.where(sizes[:, None] > 0, chance / np.maximum(sizes, 1.0)[:, None], 0.0)
     # where faults are dense and clustered, whether a neighbour was faulty anyway varies
     # with the place more than one q says: the probability is read off the sparse maps
-    sparse = q <= max(0.01, 2.0 * float(q[sizes > 0].min()))
-    exposure = float((primaries * (1.0 - q))[sparse].sum())
+    q_map = q.mean(axis=1)
+    sparse = q_map <= max(0.01, 2.0 * float(q_map[sizes > 0].min()))
     out = []
     for o in significant:
+        exposure = float((primaries * (1.0 - q[:, o]))[sparse].sum())
         p = min(max(float(excess[sparse, o].sum()) / max(exposure, 1.0), 0.0), 1.0)
-        out.append(NeighbourEstimate(o + 1, int(pairs[:, o].sum()), float(total_chance),
+        out.append(NeighbourEstimate(o + 1, int(pairs[:, o].sum()), float(total_chance[o]),
                                      (p, math.sqrt(max(p * (1 - p), 1e-12)
                                                    / max(exposure, 1.0)))))
     return tuple(out)
+
+
+def _row_chance(faulty: NDArray[np.bool_], cells_per_row: int, max_offset: int
+                ) -> NDArray[np.float64]:
+    """Expected pairs at offsets 1..max_offset in one map if each row's faulty cells sat at
+    random places in it: a cell at place a of row r has its partner at offset o = q·m + s in
+    row r + q (for a < m − s; both in one row when q = 0) or r + q + 1."""
+    m = cells_per_row
+    rows = -(-faulty.shape[0] // m)
+    k = np.zeros(rows * m, np.float64)
+    k[:faulty.shape[0]] = faulty
+    k = k.reshape(rows, m).sum(axis=1)
+
+    def between(step: int) -> float:
+        """Sum over rows of P(a given cell of row r and a given cell of row r + step are both
+        faulty)."""
+        if step == 0:
+            return float((k * (k - 1)).sum()) / (m * (m - 1)) if m > 1 else 0.0
+        if step >= rows:
+            return 0.0
+        return float((k[:-step] * k[step:]).sum()) / (m * m)
+
+    out = np.empty(max_offset)
+    for o in range(1, max_offset + 1):
+        q, s = divmod(o, m)
+        out[o - 1] = (m - s) * between(q) + s * between(q + 1)
+    return out
