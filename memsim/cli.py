@@ -429,6 +429,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                   f"offset +{n.offset} taken along with probability {_pm(n.probability)} "
                   f"({n.pairs} pairs against {n.chance:.3g} by chance)" for n in found)
                + " (the shares and the figures below are of the cells failing by themselves)"
+               + ("; pairs at +1 may be rows that cluster faults: --row-bits compares each "
+                  "offset with chance row by row" if args.row_bits is None
+                  and any(n.offset == 1 for n in found) else "")
                if found else f"Neighbours: no pairs above chance at offsets 1-{args.neighbours}"
                if args.neighbours else "Neighbours: not searched"),
               "Fault fraction (all faulty cells, mean over chips): " + "; ".join(

@@ -106,6 +106,27 @@ def test_fit_counts_rows_when_told_their_width(board: Path, tmp_path: Path,
                                                                              rel=0.2)
 
 
+def test_pairs_at_one_cell_suggest_row_bits(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # a row share and no neighbours: against the median over offsets, +1 looks like a pair
+    document = load_device_document("sram-14nm")
+    document["array"] = {"row_bits": 64, "rows_per_array": 16}
+    document["faults"][0]["variability"] = {"die": 0.0, "array": 0.1, "row": 0.15, "cell": 0.75}
+    device = Device.from_document(document)
+    maps = tmp_path / "rows.npz"
+    FaultMaps.save_chips([FaultMaps.from_chip(Chip(device, 512 * 1024, seed=70 + c),
+                                              [0.8, 0.83, 0.86, 0.89]) for c in range(3)], maps)
+    common = ["devices", "fit", str(maps), "--base", "sram-14nm", "--array-bits", "1024",
+              "--resamples", "2", "--out", str(tmp_path / "x.yaml")]
+    assert main(common) == 0
+    printed = capsys.readouterr().out
+    assert "offset +1 taken along" in printed
+    assert "pairs at +1 may be rows that cluster faults: --row-bits" in printed
+    assert main([*common, "--row-bits", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "Neighbours: no pairs above chance at offsets 1-64" in printed
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--base", "stt-mram-22nm"], "the maps are measured along v_rel, which stt-mram-22nm has "
                                   "no knob for"),
