@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from memsim.memory.chip import STUCK_AT_ONE, STUCK_AT_ZERO, Chip
 from memsim.physics.device import Device
@@ -30,24 +31,36 @@ GEOMETRY = {"row_bits": 64, "rows_per_array": 16}
 CELLS_PER_ARRAY = 1024
 
 
-def _device(variability: dict[str, Any]) -> Device:
+def _device(variability: dict[str, Any],
+            neighbours: list[dict[str, float]] | None = None) -> Device:
     document = load_device_document("sram-14nm")
     document["array"] = GEOMETRY
     document["faults"][0]["variability"] = variability
+    if neighbours:
+        document["faults"][0]["neighbours"] = neighbours
     return Device.from_document(document)
+
+
+def _maps(device: Device, chips: int, arrays: int, first_seed: int,
+          volts: NDArray[np.float64] = VOLTS
+          ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], list[Chip]]:
+    """Stuck-at-0 and stuck-at-1 maps (chips, knob values, cells) of simulated chips, and
+    the chips."""
+    n = arrays * CELLS_PER_ARRAY
+    sa0 = np.zeros((chips, volts.size, n), bool)
+    sa1 = np.zeros_like(sa0)
+    drawn = [Chip(device, n, seed=first_seed + c) for c in range(chips)]
+    for c, chip in enumerate(drawn):
+        for i, v in enumerate(volts):
+            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
+            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
+            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+    return sa0, sa1, drawn
 
 
 def _counts(device: Device, chips: int, arrays: int, first_seed: int,
             cells_per_row: int | None = None) -> ArrayCounts:
-    n = arrays * CELLS_PER_ARRAY
-    sa0 = np.zeros((chips, VOLTS.size, n), bool)
-    sa1 = np.zeros_like(sa0)
-    for c in range(chips):
-        chip = Chip(device, n, seed=first_seed + c)
-        for i, v in enumerate(VOLTS):
-            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
-            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
-            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+    sa0, sa1, _ = _maps(device, chips, arrays, first_seed)
     return ArrayCounts.from_maps("v_rel", VOLTS, sa0, sa1, CELLS_PER_ARRAY,
                                  cells_per_row=cells_per_row)
 
@@ -235,21 +248,9 @@ def test_a_device_fitted_with_rows_reproduces_the_rows() -> None:
 def test_pairs_are_found_and_fitted_with_the_shares() -> None:
     from memsim.physics.fit import find_neighbours
 
-    device = _device({"die": 0.0, "array": 0.2, "cell": 0.8})
-    document = load_device_document("sram-14nm")
-    document["array"] = GEOMETRY
-    document["faults"][0]["variability"] = {"die": 0.0, "array": 0.2, "cell": 0.8}
-    document["faults"][0]["neighbours"] = [{"offset": 8, "probability": 0.7}]
-    device = Device.from_document(document)
-    n = 512 * CELLS_PER_ARRAY
-    sa0 = np.zeros((3, VOLTS.size, n), bool)
-    sa1 = np.zeros_like(sa0)
-    for c in range(3):
-        chip = Chip(device, n, seed=300 + c)
-        for i, v in enumerate(VOLTS):
-            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
-            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
-            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+    device = _device({"die": 0.0, "array": 0.2, "cell": 0.8},
+                     [{"offset": 8, "probability": 0.7}])
+    sa0, sa1, _ = _maps(device, chips=3, arrays=512, first_seed=300)
     found = find_neighbours(sa0, sa1, 32)
     assert [n.offset for n in found] == [8]
     assert _within(found[0].probability, 0.7), found[0]
@@ -269,22 +270,13 @@ def test_cells_thinned_out_by_chance_are_put_back() -> None:
     quarter); put back per array, the counts match the cells that failed by themselves."""
     from memsim.physics.mechanisms import primary_fraction, score_quantile
 
-    document = load_device_document("sram-14nm")
-    document["array"] = GEOMETRY
-    document["faults"][0]["variability"] = {
-        "die": 0.0, "array": 0.2, "cell": 0.8, "weak_arrays": {"fraction": 0.08, "shift": 1.8}}
-    document["faults"][0]["neighbours"] = [{"offset": 8, "probability": 0.7}]
-    device = Device.from_document(document)
-    n = 512 * CELLS_PER_ARRAY
-    sa0 = np.zeros((3, VOLTS.size, n), bool)
-    sa1 = np.zeros_like(sa0)
+    device = _device({"die": 0.0, "array": 0.2, "cell": 0.8,
+                      "weak_arrays": {"fraction": 0.08, "shift": 1.8}},
+                     [{"offset": 8, "probability": 0.7}])
+    sa0, sa1, chips = _maps(device, chips=3, arrays=512, first_seed=300)
     primary = np.zeros_like(sa0)
-    for c in range(3):
-        chip = Chip(device, n, seed=300 + c)
+    for c, chip in enumerate(chips):
         for i, v in enumerate(VOLTS):
-            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
-            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
-            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
             # the cells failing by themselves: the prefix of the chip's candidates below z
             z = score_quantile(primary_fraction(device.at(v_rel=float(v)).fault_fraction,
                                                 (0.7,)), (0.08, 1.8))
@@ -305,22 +297,10 @@ def test_cells_thinned_out_by_chance_are_put_back() -> None:
         assert (rows[0] == 0).mean() == pytest.approx((rows[1] == 0).mean(), rel=0.03)
 
 
-def _row_maps(neighbours: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
-    document = load_device_document("sram-14nm")
-    document["array"] = GEOMETRY
-    document["faults"][0]["variability"] = {"die": 0.0, "array": 0.1, "row": 0.15, "cell": 0.75}
-    if neighbours:
-        document["faults"][0]["neighbours"] = neighbours
-    device = Device.from_document(document)
-    n = 512 * CELLS_PER_ARRAY
-    sa0 = np.zeros((3, VOLTS.size, n), bool)
-    sa1 = np.zeros_like(sa0)
-    for c in range(3):
-        chip = Chip(device, n, seed=500 + c)
-        for i, v in enumerate(VOLTS):
-            cells, actions = chip.faulty_cells(v_rel=float(v))["undervolt"]
-            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
-            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+def _row_maps(neighbours: list[dict[str, float]]
+              ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    device = _device({"die": 0.0, "array": 0.1, "row": 0.15, "cell": 0.75}, neighbours)
+    sa0, sa1, _ = _maps(device, chips=3, arrays=512, first_seed=500)
     return sa0, sa1
 
 
@@ -346,13 +326,6 @@ def test_clustered_maps_without_pairs_show_none() -> None:
 
     device = _device({"die": 0.0, "array": 0.15, "cell": 0.85,
                       "weak_arrays": {"fraction": 0.08, "shift": 1.8}})
-    n = 1024 * CELLS_PER_ARRAY
-    sa0 = np.zeros((3, 2, n), bool)
-    sa1 = np.zeros_like(sa0)
-    for c in range(3):
-        chip = Chip(device, n, seed=500 + c)
-        for i, v in enumerate((0.80, 0.86)):
-            cells, actions = chip.faulty_cells(v_rel=v)["undervolt"]
-            sa0[c, i, cells[actions == STUCK_AT_ZERO]] = True
-            sa1[c, i, cells[actions == STUCK_AT_ONE]] = True
+    sa0, sa1, _ = _maps(device, chips=3, arrays=1024, first_seed=500,
+                        volts=np.array([0.80, 0.86]))
     assert find_neighbours(sa0, sa1, 64) == ()
